@@ -1,0 +1,476 @@
+//! Backup: walk the sources, compare with the parent snapshot, read what changed through the
+//! blob writer, build trees bottom-up, and write the snapshot last.
+//!
+//! Threads: the walker (caller's thread) stats entries in name order and builds trees; N file
+//! readers chunk and hash changed files and hand new chunks to the [`BlobWriter`] pipeline.
+//! Memory is bounded by the channels and by the directories still waiting for files.
+
+pub mod exclude;
+pub mod node;
+pub mod stdin;
+
+use crate::error::{Error, Result};
+use crate::format::VERSION;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::repo::keys::{current_user, now_ns};
+use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
+use crate::snapshot::builder::{DirHandle, TreeBuilder, TreeSink};
+use crate::snapshot::select::Filter;
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use exclude::Patterns;
+use node::Names;
+use crate::progress::Progress;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to back up and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Source paths.
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns.
+    pub excludes: Patterns,
+    /// Skip directories containing a file of one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the file system of each source path.
+    pub one_file_system: bool,
+    /// Full, incremental or differential.
+    pub kind: SnapshotKind,
+    /// Explicit parent (overrides the kind's choice).
+    pub parent: Option<Id>,
+    /// Host name to record.
+    pub host: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Time to record instead of now.
+    pub time_ns: Option<i64>,
+    /// Read and count, store nothing.
+    pub dry_run: bool,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupOutcome {
+    /// The snapshot written (none in a dry run).
+    pub snapshot: Option<Id>,
+    /// The parent used.
+    pub parent: Option<Id>,
+    /// The root tree.
+    pub tree: Id,
+    /// Figures.
+    pub summary: Summary,
+    /// What the blob writer added.
+    pub added: WriterStats,
+}
+
+struct WriterSink<'a>(&'a BlobWriter);
+
+impl TreeSink for WriterSink<'_> {
+    fn store_tree(&mut self, tree: &Tree) -> Result<Id> {
+        let bytes = tree.encode()?;
+        Ok(self.0.add(BlobKind::Tree, bytes::Bytes::from(bytes))?.0)
+    }
+}
+
+/// Choose the parent snapshot for a backup of `paths` from `host`.
+pub fn choose_parent(repo: &Repository, opts: &BackupOptions, abs: &[Vec<u8>]) -> Result<Option<Id>> {
+    if let Some(p) = opts.parent {
+        repo.load_snapshot(&p)?;
+        return Ok(Some(p));
+    }
+    if opts.kind == SnapshotKind::Full {
+        return Ok(None);
+    }
+    let filter = Filter { hosts: vec![opts.host.clone()], ..Default::default() };
+    let mut want: Vec<&[u8]> = abs.iter().map(|p| p.as_slice()).collect();
+    want.sort();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| {
+            let mut have: Vec<&[u8]> = s.paths.iter().map(|p| p.as_slice()).collect();
+            have.sort();
+            filter.matches(s) && have == want && (opts.kind != SnapshotKind::Differential || s.kind == SnapshotKind::Full)
+        })
+        .max_by_key(|(_, s)| s.time_ns)
+        .map(|(id, _)| id))
+}
+
+/// Make a path absolute without resolving symlinks in its last component.
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let a = std::path::absolute(p).map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
+    let mut out = PathBuf::from("/");
+    for c in a.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Trie {
+    target: bool,
+    children: BTreeMap<Vec<u8>, Trie>,
+}
+
+enum FileOutcome {
+    Done(Vec<Id>, u64),
+    Unreadable(String),
+    Fatal(Error),
+}
+
+struct FileJob {
+    dir: DirHandle,
+    slot: usize,
+    path: PathBuf,
+}
+
+struct FileResult {
+    dir: DirHandle,
+    slot: usize,
+    path: PathBuf,
+    outcome: FileOutcome,
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    writer: &'a BlobWriter,
+    builder: TreeBuilder,
+    jobs: Option<Sender<FileJob>>,
+    results: Receiver<FileResult>,
+    outstanding: usize,
+    opts: &'a BackupOptions,
+    names: Names,
+    summary: Summary,
+    progress: &'a Progress,
+    warn: &'a (dyn Fn(&str) + Sync),
+    root_dev: u64,
+    fatal: Option<Error>,
+}
+
+fn read_file(writer: &BlobWriter, path: &Path, progress: &Progress) -> FileOutcome {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return FileOutcome::Unreadable(format!("{}: {e}", path.display())),
+    };
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    for chunk in writer.repo().chunker().stream(f) {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return FileOutcome::Unreadable(format!("{}: {e}", path.display())),
+        };
+        size += chunk.len() as u64;
+        progress.add_bytes(chunk.len() as u64);
+        match writer.add(BlobKind::Data, chunk) {
+            Ok((id, _)) => ids.push(id),
+            Err(e) => return FileOutcome::Fatal(e),
+        }
+    }
+    FileOutcome::Done(ids, size)
+}
+
+impl Walker<'_> {
+    fn warn(&mut self, msg: String) {
+        self.summary.errors += 1;
+        (self.warn)(&msg);
+    }
+
+    fn apply(&mut self, r: FileResult) -> Result<()> {
+        self.outstanding -= 1;
+        self.progress.add_file();
+        let mut sink = WriterSink(self.writer);
+        match r.outcome {
+            FileOutcome::Done(ids, size) => {
+                self.summary.bytes_read += size;
+                self.summary.bytes_total += size;
+                self.builder.fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
+            }
+            FileOutcome::Unreadable(msg) => {
+                self.warn(format!("cannot read {msg}"));
+                let _ = r.path;
+                self.builder.fill_file(r.dir, r.slot, None, &mut sink)
+            }
+            FileOutcome::Fatal(e) => {
+                self.fatal.get_or_insert(e);
+                self.builder.fill_file(r.dir, r.slot, None, &mut sink)
+            }
+        }
+    }
+
+    fn drain(&mut self, block: bool) -> Result<()> {
+        loop {
+            let r = if block && self.outstanding > 0 {
+                match self.results.recv() {
+                    Ok(r) => r,
+                    Err(_) => return Ok(()),
+                }
+            } else {
+                match self.results.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => return Ok(()),
+                }
+            };
+            self.apply(r)?;
+        }
+    }
+
+    fn parent_tree(&self, node: Option<&Node>) -> Option<Tree> {
+        let sub = node.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
+        self.repo.load_tree(&sub).ok()
+    }
+
+    fn unchanged(&self, n: &Node, p: Option<&Node>) -> Result<Option<Vec<Id>>> {
+        let Some(p) = p else { return Ok(None) };
+        if p.kind != NodeKind::File || p.size != n.size || p.mtime_ns != n.mtime_ns || p.ctime_ns != n.ctime_ns || p.inode != n.inode {
+            return Ok(None);
+        }
+        for id in &p.content {
+            if !self.writer.has(id)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(p.content.clone()))
+    }
+
+    fn walk_virtual(&mut self, dir: DirHandle, prefix: &Path, trie: &Trie, ptree: Option<Tree>) -> Result<()> {
+        for (name, child) in &trie.children {
+            let path = prefix.join(std::ffi::OsStr::from_bytes(name));
+            let pnode = ptree.as_ref().and_then(|t| t.find(name)).cloned();
+            if child.target {
+                self.root_dev = std::fs::symlink_metadata(&path).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap_or(0);
+                self.walk_entry(dir, &path, name, pnode.as_ref(), true)?;
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let Some(node) = node::node_from(name, &path, &m, &self.names).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))? else {
+                continue;
+            };
+            let slot = self.builder.push(dir, node, true)?;
+            let sub = self.builder.open_dir(Some((dir, slot)));
+            let pt = self.parent_tree(pnode.as_ref());
+            self.walk_virtual(sub, &path, child, pt)?;
+            self.builder.close_dir(sub, &mut WriterSink(self.writer))?;
+        }
+        Ok(())
+    }
+
+    fn excluded_dir(&self, path: &Path) -> bool {
+        self.opts.exclude_if_present.iter().any(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
+    }
+
+    fn walk_entry(&mut self, dir: DirHandle, path: &Path, name: &[u8], pnode: Option<&Node>, top: bool) -> Result<()> {
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
+        if !top && self.opts.excludes.matches(path) {
+            return Ok(());
+        }
+        let m = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(format!("cannot stat {}: {e}", path.display()));
+                return Ok(());
+            }
+        };
+        let node = match node::node_from(name, path, &m, &self.names) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                self.warn(format!("cannot read {}: {e}", path.display()));
+                return Ok(());
+            }
+        };
+        match node.kind {
+            NodeKind::File => {
+                if let Some(content) = self.unchanged(&node, pnode)? {
+                    self.summary.files_unmodified += 1;
+                    self.summary.bytes_total += node.size;
+                    self.progress.add_file();
+                    let mut node = node;
+                    node.content = content;
+                    self.builder.push(dir, node, false)?;
+                    return Ok(());
+                }
+                if pnode.is_some() {
+                    self.summary.files_changed += 1;
+                } else {
+                    self.summary.files_new += 1;
+                }
+                let slot = self.builder.push(dir, node, true)?;
+                self.outstanding += 1;
+                let job = FileJob { dir, slot, path: path.to_path_buf() };
+                let tx = self.jobs.as_ref().ok_or_else(|| Error::usage("internal error: walker finished"))?;
+                // Keep draining results while the readers are busy so finished trees are freed.
+                let mut job = Some(job);
+                while let Some(j) = job.take() {
+                    match tx.send_timeout(j, std::time::Duration::from_millis(20)) {
+                        Ok(()) => {}
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => {
+                            job = Some(j);
+                            self.drain(false)?;
+                        }
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                            return Err(Error::usage("internal error: file readers stopped"));
+                        }
+                    }
+                }
+            }
+            NodeKind::Dir => {
+                if (!top && self.opts.one_file_system && node.device != self.root_dev) || (!top && self.excluded_dir(path)) {
+                    return Ok(());
+                }
+                self.summary.dirs += 1;
+                let pt = self.parent_tree(pnode);
+                let slot = self.builder.push(dir, node, true)?;
+                let sub = self.builder.open_dir(Some((dir, slot)));
+                self.walk_dir(sub, path, pt)?;
+                self.builder.close_dir(sub, &mut WriterSink(self.writer))?;
+            }
+            _ => {
+                self.summary.others += 1;
+                self.builder.push(dir, node, false)?;
+            }
+        }
+        self.drain(false)
+    }
+
+    fn walk_dir(&mut self, dir: DirHandle, path: &Path, ptree: Option<Tree>) -> Result<()> {
+        let rd = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.warn(format!("cannot list {}: {e}", path.display()));
+                return Ok(());
+            }
+        };
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for e in rd {
+            match e {
+                Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                Err(e) => self.warn(format!("cannot list {}: {e}", path.display())),
+            }
+        }
+        names.sort();
+        for name in names {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            let pnode = ptree.as_ref().and_then(|t| t.find(&name));
+            self.walk_entry(dir, &child, &name, pnode, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Back up `opts.paths`. Warnings about unreadable entries go to `warn` and are counted in
+/// the summary's `errors`; the snapshot is still written.
+pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress, warn: &(dyn Fn(&str) + Sync)) -> Result<BackupOutcome> {
+    let started = now_ns();
+    if opts.paths.is_empty() {
+        return Err(Error::usage("nothing to back up: give at least one path"));
+    }
+    let mut trie = Trie::default();
+    let mut abs_paths: Vec<Vec<u8>> = Vec::new();
+    for p in &opts.paths {
+        let a = absolute(p)?;
+        std::fs::symlink_metadata(&a).map_err(|e| Error::io(format!("cannot back up {}", a.display()), e))?;
+        abs_paths.push(a.as_os_str().as_bytes().to_vec());
+    }
+    abs_paths.sort();
+    abs_paths.dedup();
+    // Drop paths inside other paths: the outer one covers them.
+    let tops: Vec<Vec<u8>> = abs_paths
+        .iter()
+        .filter(|p| !abs_paths.iter().any(|q| q != *p && (q.as_slice() == b"/" || p.starts_with(q) && p.get(q.len()) == Some(&b'/'))))
+        .cloned()
+        .collect();
+    for p in &tops {
+        let mut t = &mut trie;
+        for c in p.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            t = t.children.entry(c.to_vec()).or_default();
+        }
+        t.target = true;
+    }
+    let parent = choose_parent(repo, opts, &tops)?;
+    let parent_root = match parent {
+        Some(p) => Some(repo.load_tree(&repo.load_snapshot(&p)?.tree)?),
+        None => None,
+    };
+
+    let writer = BlobWriter::new(repo.clone(), WriterOptions { threads: opts.threads, dry_run: opts.dry_run });
+    let (jtx, jrx) = bounded::<FileJob>(64);
+    let (rtx, rrx) = unbounded::<FileResult>();
+    let (mut summary, tree) = std::thread::scope(|s| -> Result<(Summary, Id)> {
+        for _ in 0..opts.threads.max(1) {
+            let (jrx, rtx, writer) = (jrx.clone(), rtx.clone(), &writer);
+            s.spawn(move || {
+                for job in jrx {
+                    let outcome = read_file(writer, &job.path, progress);
+                    if rtx.send(FileResult { dir: job.dir, slot: job.slot, path: job.path, outcome }).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(rtx);
+        let mut w = Walker {
+            repo,
+            writer: &writer,
+            builder: TreeBuilder::new(),
+            jobs: Some(jtx),
+            results: rrx,
+            outstanding: 0,
+            opts,
+            names: Names::default(),
+            summary: Summary::default(),
+            progress,
+            warn,
+            root_dev: 0,
+            fatal: None,
+        };
+        let root = w.builder.open_dir(None);
+        let walked = w.walk_virtual(root, Path::new("/"), &trie, parent_root);
+        w.jobs.take();
+        let drained = w.drain(true);
+        walked?;
+        drained?;
+        if let Some(e) = w.fatal.take() {
+            return Err(e);
+        }
+        w.builder.close_dir(root, &mut WriterSink(&writer))?;
+        let tree = w.builder.root().ok_or_else(|| Error::usage("internal error: tree incomplete"))?;
+        w.summary.started_ns = started;
+        Ok((w.summary, tree))
+    })?;
+    let added = writer.finish()?;
+    summary.blobs_added = added.blobs;
+    summary.bytes_added_raw = added.bytes_raw;
+    summary.bytes_added_stored = added.bytes_stored;
+    summary.finished_ns = now_ns();
+    let snap = Snapshot {
+        version: VERSION,
+        time_ns: opts.time_ns.unwrap_or(started),
+        host: opts.host.clone(),
+        user: current_user(),
+        paths: tops.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        tags: opts.tags.clone(),
+        tree,
+        parent,
+        kind: opts.kind,
+        summary: summary.clone(),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let snapshot = if opts.dry_run { None } else { Some(repo.save_snapshot(&snap)?) };
+    Ok(BackupOutcome { snapshot, parent, tree, summary, added })
+}

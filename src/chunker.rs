@@ -1,0 +1,214 @@
+//! Content-defined chunking: FastCDC (2020) over a gear table derived from the repository's
+//! chunker seed, so cut points (and hence chunk sizes) cannot be predicted without the key.
+//!
+//! The crate's own seeded constructors only XOR one u64 into its public table; here all 256
+//! entries come from BLAKE3 in key-derivation mode.
+
+use crate::format::config::ChunkerParams;
+use bytes::{Bytes, BytesMut};
+use fastcdc::v2020::{Normalization, cut_gear, select_masks};
+use std::io::Read;
+
+/// Context string of the gear-table derivation (BLAKE3 `derive_key` mode).
+const GEAR_CONTEXT: &str = "cairn 2026-11 chunker gear table v1";
+
+/// A chunker bound to one repository's parameters and gear table.
+#[derive(Clone)]
+pub struct Chunker {
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+}
+
+impl std::fmt::Debug for Chunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chunker({}/{}/{})", self.min, self.avg, self.max)
+    }
+}
+
+impl Chunker {
+    /// A chunker for validated `params` and the repository's `seed`.
+    pub fn new(params: ChunkerParams, seed: u64) -> Chunker {
+        let mut bytes = [0u8; 256 * 8];
+        let mut h = blake3::Hasher::new_derive_key(GEAR_CONTEXT);
+        h.update(&seed.to_le_bytes());
+        h.finalize_xof().fill(&mut bytes);
+        let mut gear = Box::new([0u64; 256]);
+        let mut gear_ls = Box::new([0u64; 256]);
+        for (i, c) in bytes.chunks_exact(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            gear[i] = u64::from_le_bytes(w);
+            gear_ls[i] = gear[i] << 1;
+        }
+        let (mask_s, mask_l) = select_masks(params.avg as usize, Normalization::Level1);
+        Chunker {
+            min: params.min as usize,
+            avg: params.avg as usize,
+            max: params.max as usize,
+            mask_s,
+            mask_l,
+            gear,
+            gear_ls,
+        }
+    }
+
+    /// Largest chunk this chunker emits.
+    pub fn max_size(&self) -> usize {
+        self.max
+    }
+
+    /// Length of the next chunk at the start of `data`. `data` must hold at least `max_size()`
+    /// bytes unless it is the end of the stream.
+    pub fn cut(&self, data: &[u8]) -> usize {
+        let (_, n) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear[..],
+            &self.gear_ls[..],
+        );
+        n.max(1).min(data.len())
+    }
+
+    /// Split a reader into chunks; each chunk is its own `Bytes` (no copy).
+    pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
+        ChunkStream { chunker: self, reader, buf: BytesMut::new(), eof: false }
+    }
+}
+
+/// Iterator of chunks over a reader. Holds at most about two maximum chunks in memory.
+pub struct ChunkStream<'a, R> {
+    chunker: &'a Chunker,
+    reader: R,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl<R: Read> ChunkStream<'_, R> {
+    fn fill(&mut self) -> std::io::Result<()> {
+        let want = self.chunker.max;
+        while !self.eof && self.buf.len() < want {
+            if self.buf.capacity() - self.buf.len() < 256 << 10 {
+                self.buf.reserve(want.max(1 << 20));
+            }
+            let len = self.buf.len();
+            let room = (self.buf.capacity() - len).min(4 << 20);
+            self.buf.resize(len + room, 0);
+            let r = loop {
+                match self.reader.read(&mut self.buf[len..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            match r {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    self.eof = true;
+                }
+                Ok(n) => self.buf.truncate(len + n),
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for ChunkStream<'_, R> {
+    type Item = std::io::Result<Bytes>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill() {
+            return Some(Err(e));
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let n = self.chunker.cut(&self.buf);
+        Some(Ok(self.buf.split_to(n).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        let mut x = 0x9e3779b97f4a7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn small() -> ChunkerParams {
+        ChunkerParams { min: 2048, avg: 4096, max: 16384 }
+    }
+
+    #[test]
+    fn chunks_reassemble_and_respect_bounds() {
+        let c = Chunker::new(small(), 7);
+        let d = data(300_000);
+        let chunks: Vec<Bytes> = c.stream(&d[..]).map(|r| r.unwrap()).collect();
+        assert_eq!(chunks.concat(), d);
+        for ch in &chunks[..chunks.len() - 1] {
+            assert!(ch.len() >= 2048 && ch.len() <= 16384, "{}", ch.len());
+        }
+        assert!(chunks.len() > 20);
+    }
+
+    #[test]
+    fn stream_matches_whole_buffer_and_reads_of_any_size() {
+        let c = Chunker::new(small(), 1);
+        let d = data(200_000);
+        let whole: Vec<usize> = c.stream(&d[..]).map(|r| r.unwrap().len()).collect();
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                let n = b.len().min(self.0.len()).min(777);
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let trickled: Vec<usize> = c.stream(Trickle(&d)).map(|r| r.unwrap().len()).collect();
+        assert_eq!(whole, trickled);
+    }
+
+    #[test]
+    fn seed_changes_cut_points_and_shift_resyncs() {
+        let d = data(400_000);
+        let a: Vec<usize> = Chunker::new(small(), 1).stream(&d[..]).map(|r| r.unwrap().len()).collect();
+        let b: Vec<usize> = Chunker::new(small(), 2).stream(&d[..]).map(|r| r.unwrap().len()).collect();
+        assert_ne!(a, b);
+        // Insert bytes at the front: most chunks after the edit are unchanged.
+        let c = Chunker::new(small(), 1);
+        let mut e = b"inserted".to_vec();
+        e.extend_from_slice(&d);
+        let x: std::collections::HashSet<Bytes> = c.stream(&d[..]).map(|r| r.unwrap()).collect();
+        let y: Vec<Bytes> = c.stream(&e[..]).map(|r| r.unwrap()).collect();
+        let shared = y.iter().filter(|ch| x.contains(*ch)).count();
+        assert!(shared + 3 >= y.len(), "{shared} of {}", y.len());
+    }
+
+    #[test]
+    fn empty_input_gives_no_chunks() {
+        let c = Chunker::new(small(), 1);
+        assert_eq!(c.stream(&[][..]).count(), 0);
+    }
+}

@@ -1,0 +1,254 @@
+//! `snapshots`, `ls`, `cat`, `dump`: reading the repository.
+
+use super::{Global, print_json};
+use anyhow::{Result, bail};
+use cairn::Id;
+use cairn::format::snapshot::Snapshot;
+use cairn::format::tree::{Node, NodeKind};
+use cairn::repo::Repository;
+use cairn::snapshot::find_node;
+use cairn::snapshot::select::{Filter, find, format_time};
+use std::io::Write;
+
+/// Snapshot filters shared by several commands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags (comma = all of them; repeat = any set)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.iter().map(|t| t.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).collect(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the newest N snapshots of each host and path set
+    #[arg(long)]
+    pub latest: Option<usize>,
+}
+
+pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(), "short_id": id.short(), "time": chrono::DateTime::from_timestamp_nanos(s.time_ns).to_rfc3339(),
+        "host": s.host, "user": s.user, "paths": s.path_strings(), "tags": s.tags, "tree": s.tree.to_hex(),
+        "parent": s.parent.map(|p| p.to_hex()), "kind": s.kind.name(), "summary": s.summary, "program": s.program,
+    })
+}
+
+pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let f = a.filter.filter();
+    let mut list: Vec<(Id, Snapshot)> = repo.snapshots()?.into_iter().filter(|(_, s)| f.matches(s)).collect();
+    if let Some(n) = a.latest {
+        let mut groups: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
+        let mut keep = vec![false; list.len()];
+        for (i, (_, s)) in list.iter().enumerate().rev() {
+            let c = groups.entry((s.host.clone(), s.path_strings())).or_default();
+            if *c < n {
+                *c += 1;
+                keep[i] = true;
+            }
+        }
+        let mut k = keep.into_iter();
+        list.retain(|_| k.next().unwrap_or(false));
+    }
+    if g.json {
+        let v: Vec<_> = list.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+        return print_json(&v).map(|_| 0);
+    }
+    println!("{:<9} {:<19} {:<14} {:<12} {:<16} paths", "id", "time", "host", "type", "tags");
+    println!("{}", "-".repeat(90));
+    for (id, s) in &list {
+        println!(
+            "{:<9} {:<19} {:<14} {:<12} {:<16} {}",
+            id.short(),
+            format_time(s.time_ns),
+            s.host,
+            s.kind.name(),
+            s.tags.join(","),
+            s.path_strings().join(" ")
+        );
+    }
+    println!("{} snapshots", list.len());
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id, prefix, or latest
+    pub snapshot: String,
+    /// Only below this path
+    pub path: Option<String>,
+    /// Show mode, owner, size and time
+    #[arg(short, long)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn mode_string(n: &Node) -> String {
+    let t = match n.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice => 'c',
+        NodeKind::BlockDevice => 'b',
+        NodeKind::Socket => 's',
+        NodeKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for i in (0..9).rev() {
+        let bit = n.mode & (1 << i) != 0;
+        s.push(if bit { ['x', 'w', 'r'][i % 3] } else { '-' });
+    }
+    s
+}
+
+fn ls_walk(repo: &Repository, tree: &Id, prefix: &[u8], out: &mut dyn FnMut(&[u8], &Node) -> Result<()>) -> Result<()> {
+    for n in repo.load_tree(tree)?.nodes {
+        let mut p = prefix.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(&n.name);
+        out(&p, &n)?;
+        if let Some(sub) = n.subtree {
+            ls_walk(repo, &sub, &p, out)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let (id, snap) = find(&repo, &a.snapshot, &a.filter.filter(), None)?;
+    let path = a.path.clone().unwrap_or_default();
+    let start = find_node(&repo, snap.tree, path.as_bytes())?;
+    let base = path.trim_end_matches('/').as_bytes().to_vec();
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    if !g.json {
+        writeln!(w, "snapshot {} of {} at {}:", id.short(), snap.path_strings().join(" "), format_time(snap.time_ns))?;
+    }
+    let json = g.json;
+    let long = a.long;
+    let mut print = |p: &[u8], n: &Node| -> Result<()> {
+        let ps = String::from_utf8_lossy(p);
+        if json {
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({"path": ps, "type": format!("{:?}", n.kind).to_lowercase(), "mode": n.mode, "uid": n.uid, "gid": n.gid,
+                    "user": n.user, "group": n.group, "size": n.size, "mtime_ns": n.mtime_ns, "link_target": String::from_utf8_lossy(&n.link_target)})
+            )?;
+        } else if long {
+            let link = if n.kind == NodeKind::Symlink { format!(" -> {}", String::from_utf8_lossy(&n.link_target)) } else { String::new() };
+            let owner = if n.user.is_empty() { n.uid.to_string() } else { n.user.clone() };
+            let group = if n.group.is_empty() { n.gid.to_string() } else { n.group.clone() };
+            writeln!(w, "{} {:>8} {:>8} {:>12} {} {ps}{link}", mode_string(n), owner, group, n.size, format_time(n.mtime_ns))?;
+        } else {
+            writeln!(w, "{ps}")?;
+        }
+        Ok(())
+    };
+    match (start.kind, start.subtree) {
+        (NodeKind::Dir, Some(t)) => ls_walk(&repo, &t, &base, &mut print)?,
+        _ => print(&base, &start)?,
+    }
+    w.flush()?;
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CatArgs {
+    /// config, key, snapshot, index, tree, blob or pack
+    pub kind: String,
+    /// The object's id (snapshots also take a prefix or latest)
+    pub id: Option<String>,
+}
+
+fn need_id(a: &CatArgs) -> Result<Id> {
+    match &a.id {
+        Some(s) => Ok(Id::from_hex(s)?),
+        None => bail!("cat {} needs an id", a.kind),
+    }
+}
+
+pub fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
+    let repo = g.open()?;
+    match a.kind.as_str() {
+        "config" => print_json(repo.config())?,
+        "key" => {
+            let id = need_id(a)?;
+            let k = cairn::repo::keys::read_key_file(repo.backend(), &id)?;
+            print_json(&k)?;
+        }
+        "snapshot" => {
+            let spec = a.id.clone().unwrap_or_default();
+            let (id, s) = find(&repo, &spec, &Filter::default(), None)?;
+            print_json(&snapshot_json(&id, &s))?;
+        }
+        "index" => print_json(&repo.load_index_file(&need_id(a)?)?)?,
+        "tree" => {
+            let t = repo.load_tree(&need_id(a)?)?;
+            let nodes: Vec<_> = t
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut v = serde_json::to_value(n).unwrap_or_default();
+                    v["name"] = serde_json::Value::String(String::from_utf8_lossy(&n.name).into_owned());
+                    v["link_target"] = serde_json::Value::String(String::from_utf8_lossy(&n.link_target).into_owned());
+                    v
+                })
+                .collect();
+            print_json(&serde_json::json!({"version": t.version, "nodes": nodes}))?;
+        }
+        "blob" => {
+            let raw = repo.read_blob(&need_id(a)?)?;
+            std::io::stdout().write_all(&raw)?;
+        }
+        "pack" => print_json(&repo.read_pack_header(&need_id(a)?)?)?,
+        other => bail!("unknown object type {other:?}: use config, key, snapshot, index, tree, blob or pack"),
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot id, prefix, or latest
+    pub snapshot: String,
+    /// Path of a file in the snapshot
+    pub path: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let (_, snap) = find(&repo, &a.snapshot, &a.filter.filter(), None)?;
+    let node = find_node(&repo, snap.tree, a.path.as_bytes())?;
+    if node.kind != NodeKind::File {
+        bail!("{} is not a file in the snapshot", a.path);
+    }
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    for id in &node.content {
+        w.write_all(&repo.read_blob(id)?)?;
+    }
+    w.flush()?;
+    Ok(0)
+}

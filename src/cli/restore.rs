@@ -1,0 +1,92 @@
+//! `restore`.
+
+use super::inspect::FilterArgs;
+use super::{Global, human, print_json};
+use anyhow::Result;
+use cairn::backup::exclude::Patterns;
+use cairn::progress::{Progress, Reporter};
+use cairn::restore::{RestoreOptions, restore};
+use cairn::snapshot::find_node;
+use cairn::snapshot::select::{find, parse_time};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAPSHOT[:SUBPATH]: an id, a unique prefix, or latest
+    pub snapshot: String,
+    /// Folder to restore into
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// With latest: the newest snapshot at or before this time
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Restore only paths matching a glob (repeatable)
+    #[arg(short, long = "include")]
+    pub includes: Vec<String>,
+    /// Skip paths matching a glob (repeatable)
+    #[arg(short, long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Like --include, ignoring case
+    #[arg(long = "iinclude")]
+    pub iincludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude")]
+    pub iexcludes: Vec<String>,
+    /// Show what would be restored, write nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Re-read every restored file and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
+    let (spec, sub) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), p.to_string()),
+        None => (a.snapshot.clone(), String::new()),
+    };
+    let at = a.at.as_deref().map(parse_time).transpose()?;
+    let includes = Patterns::new(&a.includes, &a.iincludes)?;
+    let excludes = Patterns::new(&a.excludes, &a.iexcludes)?;
+    let repo = g.open()?;
+    let (id, snap) = find(&repo, &spec, &a.filter.filter(), at)?;
+    let node = find_node(&repo, snap.tree, sub.as_bytes())?;
+    let opts = RestoreOptions { target: a.target.clone(), includes, excludes, dry_run: a.dry_run, verify: a.verify, threads: g.threads() };
+    let progress = Arc::new(Progress::new());
+    let reporter = Reporter::start(progress.clone(), g.progress_style(), "restore");
+    let json = g.json;
+    let warn = |m: &str| {
+        if json {
+            println!("{}", serde_json::json!({"message_type": "error", "error": m}));
+        } else {
+            eprintln!("warning: {m}");
+        }
+    };
+    let spath = if sub.is_empty() { "/".to_string() } else { format!("/{}", sub.trim_matches('/')) };
+    let result = restore(&repo, &node, spath.as_bytes(), &opts, &progress, &warn);
+    drop(reporter);
+    let s = result?;
+    if g.json {
+        print_json(&serde_json::json!({"message_type": "summary", "snapshot_id": id.to_hex(), "dry_run": a.dry_run, "summary": s}))?;
+    } else if !g.quiet {
+        let verb = if a.dry_run { "would restore" } else { "restored" };
+        println!(
+            "{verb} snapshot {} to {}: {} files ({}), {} dirs, {} others; {} unchanged, {} written",
+            id.short(),
+            a.target.display(),
+            s.files,
+            human(s.bytes),
+            s.dirs,
+            s.others,
+            s.files_unchanged,
+            human(s.bytes_written)
+        );
+        if a.verify {
+            println!("verified {} files", s.files_verified);
+        }
+    }
+    Ok(if s.errors > 0 { 1 } else { 0 })
+}

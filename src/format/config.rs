@@ -1,0 +1,84 @@
+//! The repository config: sealed, one object named `config`.
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use serde::{Deserialize, Serialize};
+
+/// Content-defined chunking parameters (bytes), fixed at `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// Smallest chunk (except a file's last).
+    pub min: u32,
+    /// Target average chunk.
+    pub avg: u32,
+    /// Largest chunk.
+    pub max: u32,
+}
+
+impl ChunkerParams {
+    /// Parameters for a target average: min = avg/2, max = avg*8.
+    pub fn for_average(avg: u32) -> Result<Self> {
+        let p = ChunkerParams { min: avg / 2, avg, max: avg.saturating_mul(8) };
+        p.validate()?;
+        Ok(p)
+    }
+    /// Check the bounds FastCDC accepts (all even, 64 B ≤ min ≤ avg ≤ max ≤ 16 MiB).
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.min >= 64
+            && self.min <= self.avg
+            && self.avg <= self.max
+            && self.avg >= 256
+            && self.avg <= 4 << 20
+            && self.max <= 16 << 20
+            && self.min <= 1 << 20
+            && self.max >= 1024
+            && self.min % 2 == 0
+            && self.avg % 2 == 0
+            && self.max % 2 == 0
+            && self.avg.is_power_of_two();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::usage(format!(
+                "invalid chunker parameters {}/{}/{}: need even sizes, a power-of-two average between 256 B and 4 MiB, max at most 16 MiB",
+                self.min, self.avg, self.max
+            )))
+        }
+    }
+}
+
+impl Default for ChunkerParams {
+    /// 512 KiB / 1 MiB / 8 MiB.
+    fn default() -> Self {
+        ChunkerParams { min: 512 << 10, avg: 1 << 20, max: 8 << 20 }
+    }
+}
+
+/// The repository-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Format version ([`crate::format::VERSION`]).
+    pub version: u8,
+    /// Random id naming the repository (and its local cache).
+    pub repository_id: Id,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Target size of a pack in bytes.
+    pub pack_size: u32,
+    /// zstd level for blobs (0 = no compression).
+    pub compression_level: i32,
+    /// Creation time, ns since the Unix epoch.
+    pub created_ns: i64,
+}
+
+impl Config {
+    /// Decode and validate a config's plaintext.
+    pub fn decode(bytes: &[u8]) -> Result<Config> {
+        let c: Config = super::decode(bytes, &"config")?;
+        c.chunker.validate().map_err(|e| Error::corrupt(format!("config is corrupt: {e}")))?;
+        if !(1 << 20..=1 << 30).contains(&c.pack_size) || !(0..=22).contains(&c.compression_level) {
+            return Err(Error::corrupt("config is corrupt: pack size or compression level out of range"));
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,49 @@
+//! cairn: content-addressed, deduplicating, encrypted backups to any object store.
+//!
+//! # Architecture (outer layers call inner ones, never the reverse)
+//!
+//! ```text
+//! cli ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error
+//! ```
+//!
+//! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
+//! - [`crypto`]: master keys, sealing (AES-256-GCM-SIV), argon2id.
+//! - [`chunker`]: FastCDC over a key-derived gear table.
+//! - [`backend`]: the object store, with the repository's layout of names.
+//! - [`cache`]: the local RocksDB cache of the index, trees and snapshots (rebuildable).
+//! - [`repo`]: opening a repository, keys, the blob writer pipeline and the verified reader;
+//!   the only module that holds keys or touches the backend.
+//! - [`snapshot`]: building and reading trees; choosing snapshots.
+//! - [`backup`], [`restore`]: the two pipelines.
+//!
+//! # Glossary
+//! - **chunk**: a content-defined piece of a file (FastCDC).
+//! - **blob**: a chunk (data blob) or a directory listing (tree blob), compressed then sealed;
+//!   its id is the keyed BLAKE3 of its plaintext.
+//! - **pack**: an object holding many blobs followed by a sealed header listing them.
+//! - **index file**: a sealed list of packs and their blobs; the cache merges them.
+//! - **tree**: a directory's name-sorted nodes; **snapshot**: a root tree plus metadata.
+//! - **sealed**: `nonce || AES-256-GCM-SIV(plaintext)` with associated data naming the object.
+
+#[cfg(feature = "engine")]
+pub mod backend;
+#[cfg(feature = "engine")]
+pub mod backup;
+#[cfg(feature = "engine")]
+pub mod cache;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+#[cfg(feature = "engine")]
+pub mod progress;
+#[cfg(feature = "engine")]
+pub mod repo;
+#[cfg(feature = "engine")]
+pub mod restore;
+#[cfg(feature = "engine")]
+pub mod snapshot;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::Id;

@@ -1,0 +1,70 @@
+//! Index files and the cache: writing index batches, and merging the repository's index files
+//! into the local cache on open.
+
+use super::Repository;
+use crate::backend::FileType;
+use crate::cache::BlobLocation;
+use crate::crypto::label;
+use crate::error::Result;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::{self, VERSION};
+use crate::id::Id;
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+fn locations(packs: &[IndexPack]) -> Vec<(Id, BlobLocation)> {
+    let mut out = Vec::new();
+    for p in packs {
+        for b in &p.blobs {
+            out.push((
+                b.id,
+                BlobLocation {
+                    pack: p.id,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_length: b.raw_length,
+                    kind: b.kind,
+                    marked: p.marked_ns.is_some(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Write an index file listing `packs` (already uploaded), then record it in the cache.
+/// Returns the index file's id.
+pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
+    let file = IndexFile { version: VERSION, supersedes: Vec::new(), packs };
+    let plain = format::encode(&file)?;
+    let id = repo.save_sealed(FileType::Index, label::INDEX, &plain)?;
+    repo.cache().add_index_file(&id, &locations(&file.packs))?;
+    Ok(id)
+}
+
+/// Bring the cache in line with the repository's index files: merge the ones it has not seen;
+/// when one it merged has disappeared (a prune replaced it), rebuild from scratch.
+pub fn sync_cache(repo: &Repository) -> Result<()> {
+    let listed: Vec<Id> = repo.backend().list(FileType::Index)?.into_iter().map(|(id, _)| id).collect();
+    let listed_set: HashSet<Id> = listed.iter().copied().collect();
+    let mut known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
+    if known.iter().any(|k| !listed_set.contains(k)) {
+        repo.cache().clear_index()?;
+        known.clear();
+    }
+    let new: Vec<Id> = listed.into_iter().filter(|id| !known.contains(id)).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    // Decode in parallel, a bounded number at a time, so memory stays flat however many there are.
+    for batch in new.chunks(64) {
+        let files: Vec<(Id, IndexFile)> = batch
+            .par_iter()
+            .map(|id| repo.load_index_file(id).map(|f| (*id, f)))
+            .collect::<Result<_>>()?;
+        for (id, f) in files {
+            repo.cache().add_index_file(&id, &locations(&f.packs))?;
+        }
+    }
+    repo.cache().flush()
+}

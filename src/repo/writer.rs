@@ -1,0 +1,382 @@
+//! The blob writer: dedup → compress → seal → pack → upload → index, as a pipeline of threads
+//! joined by bounded channels (design.md §6).
+//!
+//! ```text
+//! callers ──add()──▶ [compressors ×N] ──▶ [packer] ──▶ [uploaders ×2] ──▶ index batches ──▶ cache
+//!   (hash + dedup       (zstd + seal)     (open packs,    (create-only     (every 8 packs)
+//!    in caller thread)                     random spread)   puts)
+//! ```
+//!
+//! Ordering rules: a blob enters the cache only after the index file naming its pack is stored,
+//! and an index file is written only after its packs are stored. Until then a blob is "in
+//! flight" and deduplicated against the in-flight set. An interrupted run therefore leaves
+//! only complete packs, complete index files, and no snapshot; the next run reuses whatever was
+//! indexed.
+
+use super::Repository;
+use super::index::write_index;
+use crate::backend::FileType;
+use crate::crypto::{SEAL_OVERHEAD, random_bytes};
+use crate::error::{Error, Result};
+use crate::format::blob;
+use crate::format::index::IndexPack;
+use crate::format::pack::{BlobKind, PackEntry, PackHeader};
+use crate::format::{self, VERSION};
+use crate::id::Id;
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Packs per index file written during a backup.
+const INDEX_BATCH: usize = 8;
+/// Data packs open at once; new blobs are spread over them at random so that pack sizes and
+/// order do not reveal the sequence of chunk sizes.
+const OPEN_DATA_PACKS: usize = 2;
+/// Uploads in flight.
+const UPLOADERS: usize = 2;
+
+/// Figures of what a writer added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriterStats {
+    /// New blobs.
+    pub blobs: u64,
+    /// Raw bytes of new blobs.
+    pub bytes_raw: u64,
+    /// Stored bytes (sealed, compressed).
+    pub bytes_stored: u64,
+    /// Packs written.
+    pub packs: u64,
+    /// Index files written.
+    pub index_files: u64,
+}
+
+/// Writer options.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Compressor threads.
+    pub threads: usize,
+    /// Count but store nothing.
+    pub dry_run: bool,
+}
+
+struct Job {
+    kind: BlobKind,
+    id: Id,
+    raw: Bytes,
+}
+
+struct SealedBlob {
+    kind: BlobKind,
+    id: Id,
+    data: Vec<u8>,
+    raw_len: u32,
+}
+
+struct FinishedPack {
+    id: Id,
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+#[derive(Default)]
+struct Shared {
+    in_flight: Mutex<HashSet<Id>>,
+    error: Mutex<Option<Error>>,
+    pending: Mutex<Vec<IndexPack>>,
+    blobs: AtomicU64,
+    bytes_raw: AtomicU64,
+    bytes_stored: AtomicU64,
+    packs: AtomicU64,
+    index_files: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        if let Ok(mut g) = self.error.lock() {
+            if g.is_none() {
+                *g = Some(e);
+            }
+        }
+    }
+    fn failed(&self) -> bool {
+        self.error.lock().map(|g| g.is_some()).unwrap_or(true)
+    }
+    fn take_error(&self) -> Option<Error> {
+        self.error.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+/// A session that adds blobs to the repository. Cheap to share by reference across threads.
+pub struct BlobWriter {
+    repo: Arc<Repository>,
+    shared: Arc<Shared>,
+    tx: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    dry_run: bool,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobWriter")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::usage("internal error: a pipeline thread panicked"))
+}
+
+impl BlobWriter {
+    /// Start the pipeline's threads.
+    pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
+        let n = opts.threads.max(1);
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = bounded::<Job>(2 * n);
+        let (ptx, prx) = bounded::<SealedBlob>(2 * n);
+        let (utx, urx) = bounded::<FinishedPack>(1);
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let (rx, ptx, repo, shared) = (rx.clone(), ptx.clone(), repo.clone(), shared.clone());
+            threads.push(spawn(&format!("cairn-seal-{i}"), move || compressor(&repo, &shared, &rx, &ptx)));
+        }
+        drop(ptx);
+        {
+            let (repo, shared) = (repo.clone(), shared.clone());
+            threads.push(spawn("cairn-packer", move || packer(&repo, &shared, &prx, utx)));
+        }
+        for i in 0..UPLOADERS {
+            let (urx, repo, shared) = (urx.clone(), repo.clone(), shared.clone());
+            let dry = opts.dry_run;
+            threads.push(spawn(&format!("cairn-upload-{i}"), move || uploader(&repo, &shared, &urx, dry)));
+        }
+        BlobWriter { repo, shared, tx: Some(tx), threads, dry_run: opts.dry_run }
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// Whether a blob must be stored: not in the cache (or only in a pack marked for deletion)
+    /// and not already in flight. Claims it when it must.
+    fn claim(&self, id: &Id) -> Result<bool> {
+        if lock(&self.shared.in_flight)?.contains(id) {
+            return Ok(false);
+        }
+        if let Some(loc) = self.repo.cache().blob(id)? {
+            if !loc.marked {
+                return Ok(false);
+            }
+        }
+        Ok(lock(&self.shared.in_flight)?.insert(*id))
+    }
+
+    /// Add a blob; returns its id and whether it was new. Blocks when the pipeline is full.
+    pub fn add(&self, kind: BlobKind, raw: Bytes) -> Result<(Id, bool)> {
+        let id = self.repo.blob_id(&raw);
+        Ok((id, self.add_with_id(kind, id, raw)?))
+    }
+
+    /// Add a blob whose id the caller computed.
+    pub fn add_with_id(&self, kind: BlobKind, id: Id, raw: Bytes) -> Result<bool> {
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        if !self.claim(&id)? {
+            return Ok(false);
+        }
+        let tx = self.tx.as_ref().ok_or_else(|| Error::usage("writer already finished"))?;
+        if tx.send(Job { kind, id, raw }).is_err() {
+            return Err(self.shared.take_error().unwrap_or_else(|| Error::usage("blob pipeline stopped")));
+        }
+        Ok(true)
+    }
+
+    /// Whether a blob is known to the repository or in flight (for reusing a parent's lists).
+    pub fn has(&self, id: &Id) -> Result<bool> {
+        if lock(&self.shared.in_flight)?.contains(id) {
+            return Ok(true);
+        }
+        Ok(self.repo.cache().blob(id)?.is_some_and(|l| !l.marked))
+    }
+
+    /// Flush every pack, write the last index file, and stop the threads.
+    pub fn finish(mut self) -> Result<WriterStats> {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.fail(Error::usage("internal error: a pipeline thread panicked"));
+            }
+        }
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        if !self.dry_run {
+            flush_index(&self.repo, &self.shared, true)?;
+            self.repo.cache().flush()?;
+        }
+        let s = &self.shared;
+        Ok(WriterStats {
+            blobs: s.blobs.load(Ordering::Relaxed),
+            bytes_raw: s.bytes_raw.load(Ordering::Relaxed),
+            bytes_stored: s.bytes_stored.load(Ordering::Relaxed),
+            packs: s.packs.load(Ordering::Relaxed),
+            index_files: s.index_files.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+}
+
+fn compressor(repo: &Repository, shared: &Shared, rx: &Receiver<Job>, out: &Sender<SealedBlob>) {
+    let level = repo.config().compression_level;
+    for job in rx {
+        if shared.failed() {
+            continue;
+        }
+        let sealed = blob::encode(&job.raw, level).and_then(|plain| repo.sealer().seal(job.id.as_bytes(), &plain));
+        match sealed {
+            Ok(data) => {
+                let raw_len = job.raw.len() as u32;
+                if out.send(SealedBlob { kind: job.kind, id: job.id, data, raw_len }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => shared.fail(e),
+        }
+    }
+}
+
+#[derive(Default)]
+struct OpenPack {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl OpenPack {
+    fn finish(self, repo: &Repository) -> Result<FinishedPack> {
+        let mut buf = self.buf;
+        let header = format::encode(&PackHeader { version: VERSION, entries: self.entries.clone() })?;
+        let start = buf.len();
+        repo.sealer().seal_append(crate::crypto::label::PACK_HEADER, &header, &mut buf)?;
+        let hlen = (buf.len() - start) as u32;
+        buf.extend_from_slice(&hlen.to_le_bytes());
+        Ok(FinishedPack { id: Id::of_stored(&buf), bytes: buf, entries: self.entries })
+    }
+}
+
+fn packer(repo: &Repository, shared: &Shared, rx: &Receiver<SealedBlob>, out: Sender<FinishedPack>) {
+    let target = repo.config().pack_size as usize;
+    let mut data: Vec<OpenPack> = (0..OPEN_DATA_PACKS).map(|_| OpenPack::default()).collect();
+    let mut tree = OpenPack::default();
+    let mut rng = [0u8; 8];
+    let _ = random_bytes(&mut rng);
+    let mut state = u64::from_le_bytes(rng) | 1;
+    let emit = |p: OpenPack| -> bool {
+        match p.finish(repo) {
+            Ok(f) => out.send(f).is_ok(),
+            Err(e) => {
+                shared.fail(e);
+                false
+            }
+        }
+    };
+    for b in rx {
+        if shared.failed() {
+            continue;
+        }
+        let pack = match b.kind {
+            BlobKind::Tree => &mut tree,
+            BlobKind::Data => {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                &mut data[(state % OPEN_DATA_PACKS as u64) as usize]
+            }
+        };
+        if pack.buf.capacity() == 0 {
+            pack.buf.reserve(target + b.data.len() + 4096);
+        }
+        let offset = pack.buf.len() as u32;
+        pack.buf.extend_from_slice(&b.data);
+        pack.entries.push(PackEntry { kind: b.kind, id: b.id, offset, length: b.data.len() as u32, raw_length: b.raw_len });
+        shared.blobs.fetch_add(1, Ordering::Relaxed);
+        shared.bytes_raw.fetch_add(u64::from(b.raw_len), Ordering::Relaxed);
+        shared.bytes_stored.fetch_add(b.data.len() as u64, Ordering::Relaxed);
+        if pack.buf.len() >= target && !emit(std::mem::take(pack)) {
+            return;
+        }
+    }
+    for p in data.into_iter().chain(std::iter::once(tree)) {
+        if !p.entries.is_empty() && !shared.failed() && !emit(p) {
+            return;
+        }
+    }
+}
+
+fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry_run: bool) {
+    for p in rx {
+        if shared.failed() {
+            continue;
+        }
+        shared.packs.fetch_add(1, Ordering::Relaxed);
+        if dry_run {
+            continue;
+        }
+        let size = p.bytes.len() as u64;
+        if let Err(e) = repo.backend().create_named(FileType::Pack, &p.id, Bytes::from(p.bytes)) {
+            shared.fail(e);
+            continue;
+        }
+        let ready = match shared.pending.lock() {
+            Ok(mut g) => {
+                g.push(IndexPack { id: p.id, size, marked_ns: None, blobs: p.entries });
+                g.len() >= INDEX_BATCH
+            }
+            Err(_) => false,
+        };
+        if ready {
+            if let Err(e) = flush_index(repo, shared, false) {
+                shared.fail(e);
+            }
+        }
+    }
+}
+
+/// Write the pending packs into an index file (when a batch is full, or at the end).
+fn flush_index(repo: &Repository, shared: &Shared, all: bool) -> Result<()> {
+    let packs: Vec<IndexPack> = {
+        let mut g = lock(&shared.pending)?;
+        if g.is_empty() || (!all && g.len() < INDEX_BATCH) {
+            return Ok(());
+        }
+        std::mem::take(&mut *g)
+    };
+    let ids: Vec<Id> = packs.iter().flat_map(|p| p.blobs.iter().map(|b| b.id)).collect();
+    write_index(repo, packs)?;
+    shared.index_files.fetch_add(1, Ordering::Relaxed);
+    let mut f = lock(&shared.in_flight)?;
+    for id in ids {
+        f.remove(&id);
+    }
+    Ok(())
+}
+
+/// Overhead of a sealed blob beyond its compressed payload (tag byte + nonce + AEAD tag).
+pub const BLOB_OVERHEAD: usize = 1 + SEAL_OVERHEAD;

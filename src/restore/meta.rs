@@ -1,0 +1,90 @@
+//! Applying metadata and creating special files at the restore target.
+
+use crate::format::tree::{Node, NodeKind};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cpath(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+}
+
+fn check(r: libc::c_int) -> std::io::Result<()> {
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn timespec(ns: i64) -> libc::timespec {
+    libc::timespec { tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t, tv_nsec: ns.rem_euclid(1_000_000_000) as _ }
+}
+
+/// Set atime and mtime (ns) without following a symlink.
+pub fn set_times(path: &Path, atime_ns: i64, mtime_ns: i64) -> std::io::Result<()> {
+    let c = cpath(path)?;
+    let ts = [timespec(atime_ns), timespec(mtime_ns)];
+    // SAFETY: `c` is a valid NUL-terminated path and `ts` two initialized timespecs.
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+}
+
+/// Whether we run as root (owners and devices are restored only then).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Create a fifo or device node.
+pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
+    let c = cpath(path)?;
+    let perm = (node.mode & 0o7777) as libc::mode_t;
+    // SAFETY: `c` is a valid path; mode and dev are plain integers.
+    check(unsafe {
+        match node.kind {
+            NodeKind::Fifo => libc::mkfifo(c.as_ptr(), perm),
+            NodeKind::CharDevice => libc::mknod(c.as_ptr(), libc::S_IFCHR | perm, node.rdev as libc::dev_t),
+            NodeKind::BlockDevice => libc::mknod(c.as_ptr(), libc::S_IFBLK | perm, node.rdev as libc::dev_t),
+            _ => 0,
+        }
+    })
+}
+
+/// Apply owner (when root), mode, xattrs and times. Returns the first failure's message.
+pub fn apply(path: &Path, node: &Node, root: bool) -> Result<(), String> {
+    let mut first: Option<String> = None;
+    let mut note = |what: &str, e: std::io::Error| {
+        if first.is_none() {
+            first = Some(format!("cannot set {what} of {}: {e}", path.display()));
+        }
+    };
+    let symlink = node.kind == NodeKind::Symlink;
+    if root {
+        match cpath(path) {
+            // SAFETY: valid path; lchown does not follow symlinks.
+            Ok(c) => {
+                if let Err(e) = check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) }) {
+                    note("owner", e);
+                }
+            }
+            Err(e) => note("owner", e),
+        }
+    }
+    for x in &node.xattrs {
+        let name = std::ffi::OsStr::from_bytes(&x.name);
+        if let Err(e) = xattr::set(path, name, &x.value) {
+            if !symlink {
+                note("extended attributes", e);
+            }
+        }
+    }
+    if !symlink {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777)) {
+            note("mode", e);
+        }
+    }
+    if let Err(e) = set_times(path, node.atime_ns, node.mtime_ns) {
+        note("times", e);
+    }
+    match first {
+        Some(m) => Err(m),
+        None => Ok(()),
+    }
+}

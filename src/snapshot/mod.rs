@@ -1,0 +1,30 @@
+//! Snapshots and trees as the upper layers see them: building trees, finding a path in a
+//! snapshot, and choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters).
+
+pub mod builder;
+pub mod select;
+
+use crate::error::{Error, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::id::Id;
+use crate::repo::Repository;
+
+/// Find the node at `path` (components separated by `/`) below the root tree `root`.
+/// An empty path or `/` gives a synthetic directory node for the root itself.
+pub fn find_node(repo: &Repository, root: Id, path: &[u8]) -> Result<Node> {
+    let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
+    node.subtree = Some(root);
+    node.mode = 0o40755;
+    for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        let sub = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(s)) => s,
+            _ => return Err(Error::not_found(format!("{} is not a directory in the snapshot", String::from_utf8_lossy(&node.name)))),
+        };
+        let tree = repo.load_tree(&sub)?;
+        node = tree
+            .find(comp)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("path {} not found in the snapshot", String::from_utf8_lossy(path))))?;
+    }
+    Ok(node)
+}
