@@ -132,7 +132,7 @@ impl Backend {
     fn path(&self, t: FileType, name: &str) -> Path {
         let mut p = self.prefix.clone();
         match t {
-            FileType::Config => return p.clone().join("config"),
+            FileType::Config => return p.join("config"),
             FileType::Pack => {
                 p = p.join("data").join(&name[..2.min(name.len())]);
             }

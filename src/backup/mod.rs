@@ -440,7 +440,14 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
             fatal: None,
         };
         let root = w.builder.open_dir(None);
-        let walked = w.walk_virtual(root, Path::new("/"), &trie, parent_root);
+        let walked = if trie.target {
+            // Backing up "/" itself: its entries are the root tree's.
+            w.root_dev = std::fs::symlink_metadata("/").map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap_or(0);
+            w.summary.dirs += 1;
+            w.walk_dir(root, Path::new("/"), parent_root)
+        } else {
+            w.walk_virtual(root, Path::new("/"), &trie, parent_root)
+        };
         w.jobs.take();
         let drained = w.drain(true);
         walked?;

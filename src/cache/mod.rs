@@ -1,7 +1,7 @@
 //! The local cache: a RocksDB database per repository that remembers what the repository holds.
 //!
 //! Column families:
-//! - `blobs`: blob id → [`BlobLocation`] (45 bytes), with a bloom filter (most lookups of a
+//! - `blobs`: blob id → [`BlobLocation`] (46 bytes), with a bloom filter (most lookups of a
 //!   first backup are misses);
 //! - `index_files`: ids of the index files already merged;
 //! - `trees`: tree id → decrypted, verified tree plaintext;
@@ -102,11 +102,16 @@ impl Cache {
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
         let path = dir.join(repo_id.to_hex());
         std::fs::create_dir_all(&path).map_err(|e| Error::io(format!("cannot create cache {}", path.display()), e))?;
+        // The cache holds decrypted trees and snapshots: file names, sizes, owners. Owner only.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
         match Self::open_at(&path) {
             Ok(db) => Ok(Cache { db, path, temporary: false }),
             Err(e) if e.to_string().contains("lock") => {
                 let tmp = std::env::temp_dir().join(format!("cairn-cache-{}-{}", repo_id.short(), std::process::id()));
                 let db = Self::open_at(&tmp).map_err(db_err)?;
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700));
                 Ok(Cache { db, path: tmp, temporary: true })
             }
             Err(e) => Err(db_err(e)),
@@ -175,7 +180,7 @@ impl Cache {
             batch.put_cf(cf, id.0, loc.encode());
         }
         batch.put_cf(self.cf(CF_INDEX_FILES)?, index_id.0, []);
-        self.db.write_without_wal(batch).map_err(db_err)?;
+        self.db.write(batch).map_err(db_err)?;
         Ok(())
     }
 
@@ -183,7 +188,7 @@ impl Cache {
     pub fn clear_index(&self) -> Result<()> {
         for name in [CF_BLOBS, CF_INDEX_FILES] {
             let cf = self.cf(name)?;
-            self.db.delete_range_cf(cf, [0u8; 0], [0xffu8; 33]).map_err(db_err)?;
+            self.db.delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..]).map_err(db_err)?;
         }
         Ok(())
     }

@@ -170,8 +170,7 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
         }
         KeyCmd::Passwd(n) => {
             let pw = new_password(&n.new_password_file)?;
-            let id = repo.add_key(&pw, n.kdf.params())?;
-            repo.backend().delete(cairn::backend::FileType::Key, &repo.key_id().to_hex())?;
+            let id = repo.change_password(&pw, n.kdf.params())?;
             println!("password changed: key {} replaces {}", id.short(), repo.key_id().short());
         }
     }

@@ -40,7 +40,7 @@ impl ChunkerParams {
             Ok(())
         } else {
             Err(Error::usage(format!(
-                "invalid chunker parameters {}/{}/{}: need even sizes, a power-of-two average between 256 B and 4 MiB, max at most 16 MiB",
+                "invalid chunker parameters {}/{}/{}: need even sizes, a power-of-two average between 256 B and 2 MiB (max = 8 x average, at most 16 MiB)",
                 self.min, self.avg, self.max
             )))
         }

@@ -151,3 +151,38 @@ impl Tree {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(names: &[&[u8]]) -> Tree {
+        Tree { version: crate::format::VERSION, nodes: names.iter().map(|n| Node::new(n.to_vec(), NodeKind::File)).collect() }
+    }
+
+    #[test]
+    fn round_trip_with_odd_names() {
+        let mut t = tree(&[b"a b", b"caf\xe9", b"line\nbreak"]);
+        t.nodes[0].xattrs.push(Xattr { name: b"user.x".to_vec(), value: vec![0, 1, 2] });
+        t.nodes[1].content = vec![Id::of_stored(b"c")];
+        let bytes = t.encode().unwrap();
+        assert_eq!(Tree::decode(&bytes, &"t").unwrap(), t);
+    }
+
+    #[test]
+    fn rejects_unsafe_unsorted_and_versioned_input() {
+        for bad in [&[&b".."[..]][..], &[b"a/b"], &[b""], &[b"b", b"a"], &[b"a", b"a"]] {
+            let bytes = tree(bad).encode().unwrap();
+            assert!(Tree::decode(&bytes, &"t").is_err(), "{bad:?} accepted");
+        }
+        let mut bytes = tree(&[b"a"]).encode().unwrap();
+        bytes[0] = 9;
+        assert!(Tree::decode(&bytes, &"t").is_err());
+        let mut bytes = tree(&[b"a"]).encode().unwrap();
+        bytes.push(0);
+        assert!(Tree::decode(&bytes, &"t").is_err());
+        let mut d = tree(&[b"d"]);
+        d.nodes[0].kind = NodeKind::Dir;
+        assert!(Tree::decode(&d.encode().unwrap(), &"t").is_err());
+    }
+}

@@ -95,12 +95,15 @@ pub fn try_key(kf: &KeyFile, password: &[u8]) -> Result<Option<(Id, MasterKey)>>
     Ok(Some((p.repository_id, MasterKey { encryption: p.encryption, id: p.id, chunker_seed: p.chunker_seed })))
 }
 
-/// Find the key file `password` opens; returns (key id, repository id, master key).
-pub fn unlock(backend: &Backend, password: &[u8]) -> Result<(Id, Id, MasterKey)> {
+/// Find the key file `password` opens and whose master key `accept`s (opens this repository's
+/// config: a key left by an interrupted `init` of another repository is skipped). Returns
+/// (key id, repository id, master key).
+pub fn unlock(backend: &Backend, password: &[u8], accept: &dyn Fn(&Id, &MasterKey) -> bool) -> Result<(Id, Id, MasterKey)> {
     let keys = backend.list(FileType::Key)?;
     if keys.is_empty() {
         return Err(Error::not_found(format!("{} is not a cairn repository (no keys)", backend.location())));
     }
+    let mut opened = false;
     for (id, _) in keys {
         let kf = match read_key_file(backend, &id) {
             Ok(k) => k,
@@ -108,8 +111,14 @@ pub fn unlock(backend: &Backend, password: &[u8]) -> Result<(Id, Id, MasterKey)>
             Err(e) => return Err(e),
         };
         if let Some((repo, mk)) = try_key(&kf, password)? {
-            return Ok((id, repo, mk));
+            if accept(&repo, &mk) {
+                return Ok((id, repo, mk));
+            }
+            opened = true;
         }
+    }
+    if opened {
+        return Err(Error::corrupt("config is corrupt: the password opens a key, but no key opens the config"));
     }
     Err(Error::crypto("wrong password: no key in the repository opens with it"))
 }

@@ -89,13 +89,17 @@ impl Repository {
         if !backend.exists(FileType::Config, "config")? {
             return Err(Error::not_found(format!("{} is not a cairn repository (no config)", backend.location())));
         }
-        let (key_id, repo_id, master) = keys::unlock(&backend, password)?;
         let sealed = backend.get(FileType::Config, "config")?;
+        let opens = |rid: &Id, mk: &MasterKey| {
+            mk.sealer()
+                .open(label::CONFIG, &sealed, &"config")
+                .ok()
+                .and_then(|p| Config::decode(&p).ok())
+                .is_some_and(|c| c.repository_id == *rid)
+        };
+        let (key_id, _, master) = keys::unlock(&backend, password, &opens)?;
         let plain = master.sealer().open(label::CONFIG, &sealed, &"config")?;
         let config = Config::decode(&plain)?;
-        if config.repository_id != repo_id {
-            return Err(Error::corrupt("key belongs to another repository than this config"));
-        }
         let repo = Self::assemble(backend, master, config, key_id, cache_dir)?;
         index::sync_cache(&repo)?;
         Ok(repo)
@@ -142,6 +146,14 @@ impl Repository {
     /// Add a key file for another password.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
         keys::write_key(&self.backend, &self.config.repository_id, &self.master, password, kdf)
+    }
+
+    /// Change the password in use: write a key file for `password`, then delete the current
+    /// one. Returns the new key's id.
+    pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let id = self.add_key(password, kdf)?;
+        self.backend.delete(FileType::Key, &self.key_id.to_hex())?;
+        Ok(id)
     }
 
     /// Remove a key file; the one in use and the last one cannot be removed.

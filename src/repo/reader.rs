@@ -28,6 +28,11 @@ impl Repository {
         self.open_blob(id, &loc, &sealed)
     }
 
+    /// Read a byte range of a pack (restore reads runs of blobs at once).
+    pub fn read_pack_range(&self, pack: &Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+        self.backend().get_range(FileType::Pack, &pack.to_hex(), range)
+    }
+
     /// Open a blob's sealed bytes (as cut from its pack) and verify it.
     pub fn open_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         let what = format!("blob {} in pack {}", id.short(), loc.pack.short());

@@ -278,7 +278,7 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
                     j += 1;
                     end = end.max(blobs[j].0.offset + blobs[j].0.length);
                 }
-                let bytes = repo.backend().get_range(crate::backend::FileType::Pack, &pack.to_hex(), u64::from(start)..u64::from(end))?;
+                let bytes = repo.read_pack_range(pack, u64::from(start)..u64::from(end))?;
                 for (loc, id) in &blobs[i..=j] {
                     let a = (loc.offset - start) as usize;
                     let raw = repo.open_blob(id, loc, &bytes[a..a + loc.length as usize])?;
