@@ -5,7 +5,7 @@
 //! entries come from BLAKE3 in key-derivation mode.
 
 use crate::format::config::ChunkerParams;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fastcdc::v2020::{Normalization, cut_gear, select_masks};
 use std::io::Read;
 
@@ -80,47 +80,60 @@ impl Chunker {
         n.max(1).min(data.len())
     }
 
-    /// Split a reader into chunks; each chunk is its own `Bytes` (no copy).
+    /// Split a reader into chunks.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream { chunker: self, reader, buf: BytesMut::new(), eof: false }
+        self.stream_sized(reader, None)
+    }
+
+    /// Split a reader into chunks, with the expected length (a file's size) as a hint for the
+    /// first buffer. A stream that fits one chunk is handed on without a copy.
+    pub fn stream_sized<R: Read>(&self, reader: R, size_hint: Option<u64>) -> ChunkStream<'_, R> {
+        let first = size_hint
+            .map(|s| (s as usize).saturating_add(1).min(2 * self.max))
+            .unwrap_or(0);
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: Vec::with_capacity(first),
+            pos: 0,
+            eof: false,
+        }
     }
 }
 
-/// Iterator of chunks over a reader. Holds at most about two maximum chunks in memory.
+/// Iterator of chunks over a reader. Holds at most two maximum chunks of input; each input
+/// byte is copied at most twice (compaction, and into its chunk).
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    pos: usize,
     eof: bool,
 }
 
 impl<R: Read> ChunkStream<'_, R> {
     fn fill(&mut self) -> std::io::Result<()> {
-        let want = self.chunker.max;
-        while !self.eof && self.buf.len() < want {
-            if self.buf.capacity() - self.buf.len() < 256 << 10 {
-                self.buf.reserve(want.max(1 << 20));
+        let max = self.chunker.max;
+        if self.eof || self.buf.len() - self.pos >= max {
+            return Ok(());
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        // Read up to two maximum chunks, so compaction happens about once per chunk-max consumed.
+        let want = 2 * max - self.buf.len();
+        let got = loop {
+            match (&mut self.reader)
+                .take(want as u64)
+                .read_to_end(&mut self.buf)
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
             }
-            let len = self.buf.len();
-            let room = (self.buf.capacity() - len).min(4 << 20);
-            self.buf.resize(len + room, 0);
-            let r = loop {
-                match self.reader.read(&mut self.buf[len..]) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => break r,
-                }
-            };
-            match r {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
-            }
+        };
+        if got < want {
+            self.eof = true;
         }
         Ok(())
     }
@@ -132,11 +145,17 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
         if let Err(e) = self.fill() {
             return Some(Err(e));
         }
-        if self.buf.is_empty() {
+        let rest = &self.buf[self.pos..];
+        if rest.is_empty() {
             return None;
         }
-        let n = self.chunker.cut(&self.buf);
-        Some(Ok(self.buf.split_to(n).freeze()))
+        let n = self.chunker.cut(rest);
+        if self.pos == 0 && n == self.buf.len() && self.eof {
+            return Some(Ok(Bytes::from(std::mem::take(&mut self.buf))));
+        }
+        let chunk = Bytes::copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Some(Ok(chunk))
     }
 }
 
@@ -157,7 +176,11 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min: 2048, avg: 4096, max: 16384 }
+        ChunkerParams {
+            min: 2048,
+            avg: 4096,
+            max: 16384,
+        }
     }
 
     #[test]
@@ -193,8 +216,14 @@ mod tests {
     #[test]
     fn seed_changes_cut_points_and_shift_resyncs() {
         let d = data(400_000);
-        let a: Vec<usize> = Chunker::new(small(), 1).stream(&d[..]).map(|r| r.unwrap().len()).collect();
-        let b: Vec<usize> = Chunker::new(small(), 2).stream(&d[..]).map(|r| r.unwrap().len()).collect();
+        let a: Vec<usize> = Chunker::new(small(), 1)
+            .stream(&d[..])
+            .map(|r| r.unwrap().len())
+            .collect();
+        let b: Vec<usize> = Chunker::new(small(), 2)
+            .stream(&d[..])
+            .map(|r| r.unwrap().len())
+            .collect();
         assert_ne!(a, b);
         // Insert bytes at the front: most chunks after the edit are unchanged.
         let c = Chunker::new(small(), 1);

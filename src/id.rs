@@ -14,7 +14,11 @@ pub struct Id(pub [u8; 32]);
 /// Binary formats get the 32 raw bytes; human-readable ones (JSON) get hex.
 impl Serialize for Id {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&self.to_hex()) } else { self.0.serialize(s) }
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 

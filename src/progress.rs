@@ -82,7 +82,8 @@ fn run(p: &Progress, style: Style, verb: &str, stop: &AtomicBool) {
     let bar = (style == Style::Bar).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        let tpl = "{spinner} [{elapsed_precise}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+        let tpl =
+            "{spinner} [{elapsed_precise}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
         if let Ok(st) = indicatif::ProgressStyle::with_template(tpl) {
             b.set_style(st);
         }
@@ -96,7 +97,11 @@ fn run(p: &Progress, style: Style, verb: &str, stop: &AtomicBool) {
         if let Some(b) = &bar {
             b.set_length(tb.max(bytes));
             b.set_position(bytes);
-            b.set_message(if tf > 0 { format!("{verb} {files}/{tf} files") } else { format!("{verb} {files} files") });
+            b.set_message(if tf > 0 {
+                format!("{verb} {files}/{tf} files")
+            } else {
+                format!("{verb} {files} files")
+            });
         } else if tick % 10 == 0 {
             let secs = start.elapsed().as_secs_f64();
             println!(

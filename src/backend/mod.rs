@@ -99,13 +99,17 @@ impl Backend {
             location.into()
         };
         if location.is_empty() {
-            return Err(Error::usage("no repository given: use -r/--repo or CAIRN_REPOSITORY"));
+            return Err(Error::usage(
+                "no repository given: use -r/--repo or CAIRN_REPOSITORY",
+            ));
         }
         if create {
             std::fs::create_dir_all(&local)
                 .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
         } else if !local.is_dir() {
-            return Err(Error::not_found(format!("repository {location} does not exist")));
+            return Err(Error::not_found(format!(
+                "repository {location} does not exist"
+            )));
         }
         let store = object_store::local::LocalFileSystem::new_with_prefix(&local)
             .map_err(|e| map_err(e, "repository folder"))?
@@ -114,14 +118,23 @@ impl Backend {
     }
 
     /// Wrap any object store; `prefix` is the repository's folder inside it.
-    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: Path, location: String) -> Result<Backend> {
+    pub fn from_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        location: String,
+    ) -> Result<Backend> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .thread_name("cairn-io")
             .build()
             .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-        Ok(Backend { store, prefix, location, rt: Arc::new(rt) })
+        Ok(Backend {
+            store,
+            prefix,
+            location,
+            rt: Arc::new(rt),
+        })
     }
 
     /// Where the repository is, as given.
@@ -142,13 +155,20 @@ impl Backend {
     }
 
     fn what(t: FileType, name: &str) -> String {
-        if t == FileType::Config { "config".into() } else { format!("{} {name}", t.noun()) }
+        if t == FileType::Config {
+            "config".into()
+        } else {
+            format!("{} {name}", t.noun())
+        }
     }
 
     /// Create an object; fails with `AlreadyExists` if it is there.
     pub fn create(&self, t: FileType, name: &str, data: Bytes) -> Result<()> {
         let path = self.path(t, name);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         self.rt
             .block_on(self.store.put_opts(&path, PutPayload::from(data), opts))
             .map(|_| ())
@@ -217,7 +237,12 @@ impl Backend {
             .map_err(|e| map_err(e, t.dir()))?;
         let mut out: Vec<(Id, u64)> = metas
             .into_iter()
-            .filter_map(|m| m.location.filename().and_then(|n| Id::from_hex(n).ok()).map(|id| (id, m.size)))
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(|n| Id::from_hex(n).ok())
+                    .map(|id| (id, m.size))
+            })
             .collect();
         out.sort();
         Ok(out)

@@ -16,7 +16,11 @@ pub struct Patterns {
 
 fn glob_for(pat: &str) -> String {
     let p = pat.trim_end_matches('/');
-    if p.starts_with('/') { p.to_string() } else { format!("**/{p}") }
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("**/{p}")
+    }
 }
 
 impl Patterns {
@@ -36,7 +40,14 @@ impl Patterns {
                 count += 1;
             }
         }
-        let set = if count == 0 { None } else { Some(b.build().map_err(|e| Error::usage(format!("invalid patterns: {e}")))?) };
+        let set = if count == 0 {
+            None
+        } else {
+            Some(
+                b.build()
+                    .map_err(|e| Error::usage(format!("invalid patterns: {e}")))?,
+            )
+        };
         Ok(Patterns { set, count })
     }
 
@@ -44,8 +55,14 @@ impl Patterns {
     pub fn read_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for f in files {
-            let text = std::fs::read_to_string(f).map_err(|e| Error::io(format!("cannot read exclude file {}", f.display()), e))?;
-            out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("cannot read exclude file {}", f.display()), e))?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
         }
         Ok(out)
     }
@@ -66,7 +83,11 @@ mod tests {
     use super::*;
     #[test]
     fn restic_like_semantics() {
-        let p = Patterns::new(&["*.o".into(), "/tmp/x".into(), "cache/data".into()], &["*.JPG".into()]).unwrap();
+        let p = Patterns::new(
+            &["*.o".into(), "/tmp/x".into(), "cache/data".into()],
+            &["*.JPG".into()],
+        )
+        .unwrap();
         assert!(p.matches(Path::new("/a/b/c.o")));
         assert!(!p.matches(Path::new("/a/b/c.oo")));
         assert!(p.matches(Path::new("/tmp/x")));

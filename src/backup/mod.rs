@@ -15,6 +15,7 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::keys::{current_user, now_ns};
 use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
@@ -23,7 +24,6 @@ use crate::snapshot::select::Filter;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use exclude::Patterns;
 use node::Names;
-use crate::progress::Progress;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -81,7 +81,11 @@ impl TreeSink for WriterSink<'_> {
 }
 
 /// Choose the parent snapshot for a backup of `paths` from `host`.
-pub fn choose_parent(repo: &Repository, opts: &BackupOptions, abs: &[Vec<u8>]) -> Result<Option<Id>> {
+pub fn choose_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    abs: &[Vec<u8>],
+) -> Result<Option<Id>> {
     if let Some(p) = opts.parent {
         repo.load_snapshot(&p)?;
         return Ok(Some(p));
@@ -89,7 +93,10 @@ pub fn choose_parent(repo: &Repository, opts: &BackupOptions, abs: &[Vec<u8>]) -
     if opts.kind == SnapshotKind::Full {
         return Ok(None);
     }
-    let filter = Filter { hosts: vec![opts.host.clone()], ..Default::default() };
+    let filter = Filter {
+        hosts: vec![opts.host.clone()],
+        ..Default::default()
+    };
     let mut want: Vec<&[u8]> = abs.iter().map(|p| p.as_slice()).collect();
     want.sort();
     Ok(repo
@@ -98,7 +105,9 @@ pub fn choose_parent(repo: &Repository, opts: &BackupOptions, abs: &[Vec<u8>]) -
         .filter(|(_, s)| {
             let mut have: Vec<&[u8]> = s.paths.iter().map(|p| p.as_slice()).collect();
             have.sort();
-            filter.matches(s) && have == want && (opts.kind != SnapshotKind::Differential || s.kind == SnapshotKind::Full)
+            filter.matches(s)
+                && have == want
+                && (opts.kind != SnapshotKind::Differential || s.kind == SnapshotKind::Full)
         })
         .max_by_key(|(_, s)| s.time_ns)
         .map(|(id, _)| id))
@@ -106,7 +115,8 @@ pub fn choose_parent(repo: &Repository, opts: &BackupOptions, abs: &[Vec<u8>]) -
 
 /// Make a path absolute without resolving symlinks in its last component.
 pub fn absolute(p: &Path) -> Result<PathBuf> {
-    let a = std::path::absolute(p).map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
+    let a = std::path::absolute(p)
+        .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
     let mut out = PathBuf::from("/");
     for c in a.components() {
         match c {
@@ -168,7 +178,8 @@ fn read_file(writer: &BlobWriter, path: &Path, progress: &Progress) -> FileOutco
     };
     let mut ids = Vec::new();
     let mut size = 0u64;
-    for chunk in writer.repo().chunker().stream(f) {
+    let hint = f.metadata().ok().map(|m| m.len());
+    for chunk in writer.repo().chunker().stream_sized(f, hint) {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => return FileOutcome::Unreadable(format!("{}: {e}", path.display())),
@@ -197,7 +208,8 @@ impl Walker<'_> {
             FileOutcome::Done(ids, size) => {
                 self.summary.bytes_read += size;
                 self.summary.bytes_total += size;
-                self.builder.fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
+                self.builder
+                    .fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
             }
             FileOutcome::Unreadable(msg) => {
                 self.warn(format!("cannot read {msg}"));
@@ -235,7 +247,12 @@ impl Walker<'_> {
 
     fn unchanged(&self, n: &Node, p: Option<&Node>) -> Result<Option<Vec<Id>>> {
         let Some(p) = p else { return Ok(None) };
-        if p.kind != NodeKind::File || p.size != n.size || p.mtime_ns != n.mtime_ns || p.ctime_ns != n.ctime_ns || p.inode != n.inode {
+        if p.kind != NodeKind::File
+            || p.size != n.size
+            || p.mtime_ns != n.mtime_ns
+            || p.ctime_ns != n.ctime_ns
+            || p.inode != n.inode
+        {
             return Ok(None);
         }
         for id in &p.content {
@@ -246,17 +263,28 @@ impl Walker<'_> {
         Ok(Some(p.content.clone()))
     }
 
-    fn walk_virtual(&mut self, dir: DirHandle, prefix: &Path, trie: &Trie, ptree: Option<Tree>) -> Result<()> {
+    fn walk_virtual(
+        &mut self,
+        dir: DirHandle,
+        prefix: &Path,
+        trie: &Trie,
+        ptree: Option<Tree>,
+    ) -> Result<()> {
         for (name, child) in &trie.children {
             let path = prefix.join(std::ffi::OsStr::from_bytes(name));
             let pnode = ptree.as_ref().and_then(|t| t.find(name)).cloned();
             if child.target {
-                self.root_dev = std::fs::symlink_metadata(&path).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap_or(0);
+                self.root_dev = std::fs::symlink_metadata(&path)
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                    .unwrap_or(0);
                 self.walk_entry(dir, &path, name, pnode.as_ref(), true)?;
                 continue;
             }
-            let m = std::fs::symlink_metadata(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            let Some(node) = node::node_from(name, &path, &m, &self.names).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))? else {
+            let m = std::fs::symlink_metadata(&path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            let Some(node) = node::node_from(name, &path, &m, &self.names)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+            else {
                 continue;
             };
             let slot = self.builder.push(dir, node, true)?;
@@ -269,10 +297,20 @@ impl Walker<'_> {
     }
 
     fn excluded_dir(&self, path: &Path) -> bool {
-        self.opts.exclude_if_present.iter().any(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
+        self.opts
+            .exclude_if_present
+            .iter()
+            .any(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
     }
 
-    fn walk_entry(&mut self, dir: DirHandle, path: &Path, name: &[u8], pnode: Option<&Node>, top: bool) -> Result<()> {
+    fn walk_entry(
+        &mut self,
+        dir: DirHandle,
+        path: &Path,
+        name: &[u8],
+        pnode: Option<&Node>,
+        top: bool,
+    ) -> Result<()> {
         if let Some(e) = self.fatal.take() {
             return Err(e);
         }
@@ -312,8 +350,15 @@ impl Walker<'_> {
                 }
                 let slot = self.builder.push(dir, node, true)?;
                 self.outstanding += 1;
-                let job = FileJob { dir, slot, path: path.to_path_buf() };
-                let tx = self.jobs.as_ref().ok_or_else(|| Error::usage("internal error: walker finished"))?;
+                let job = FileJob {
+                    dir,
+                    slot,
+                    path: path.to_path_buf(),
+                };
+                let tx = self
+                    .jobs
+                    .clone()
+                    .ok_or_else(|| Error::usage("internal error: walker finished"))?;
                 // Keep draining results while the readers are busy so finished trees are freed.
                 let mut job = Some(job);
                 while let Some(j) = job.take() {
@@ -330,7 +375,9 @@ impl Walker<'_> {
                 }
             }
             NodeKind::Dir => {
-                if (!top && self.opts.one_file_system && node.device != self.root_dev) || (!top && self.excluded_dir(path)) {
+                if (!top && self.opts.one_file_system && node.device != self.root_dev)
+                    || (!top && self.excluded_dir(path))
+                {
                     return Ok(());
                 }
                 self.summary.dirs += 1;
@@ -375,7 +422,12 @@ impl Walker<'_> {
 
 /// Back up `opts.paths`. Warnings about unreadable entries go to `warn` and are counted in
 /// the summary's `errors`; the snapshot is still written.
-pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress, warn: &(dyn Fn(&str) + Sync)) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &Arc<Repository>,
+    opts: &BackupOptions,
+    progress: &Progress,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<BackupOutcome> {
     let started = now_ns();
     if opts.paths.is_empty() {
         return Err(Error::usage("nothing to back up: give at least one path"));
@@ -384,7 +436,8 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
     let mut abs_paths: Vec<Vec<u8>> = Vec::new();
     for p in &opts.paths {
         let a = absolute(p)?;
-        std::fs::symlink_metadata(&a).map_err(|e| Error::io(format!("cannot back up {}", a.display()), e))?;
+        std::fs::symlink_metadata(&a)
+            .map_err(|e| Error::io(format!("cannot back up {}", a.display()), e))?;
         abs_paths.push(a.as_os_str().as_bytes().to_vec());
     }
     abs_paths.sort();
@@ -392,7 +445,12 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
     // Drop paths inside other paths: the outer one covers them.
     let tops: Vec<Vec<u8>> = abs_paths
         .iter()
-        .filter(|p| !abs_paths.iter().any(|q| q != *p && (q.as_slice() == b"/" || p.starts_with(q) && p.get(q.len()) == Some(&b'/'))))
+        .filter(|p| {
+            !abs_paths.iter().any(|q| {
+                q != *p
+                    && (q.as_slice() == b"/" || p.starts_with(q) && p.get(q.len()) == Some(&b'/'))
+            })
+        })
         .cloned()
         .collect();
     for p in &tops {
@@ -408,7 +466,13 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
         None => None,
     };
 
-    let writer = BlobWriter::new(repo.clone(), WriterOptions { threads: opts.threads, dry_run: opts.dry_run });
+    let writer = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: opts.threads,
+            dry_run: opts.dry_run,
+        },
+    );
     let (jtx, jrx) = bounded::<FileJob>(64);
     let (rtx, rrx) = unbounded::<FileResult>();
     let (mut summary, tree) = std::thread::scope(|s| -> Result<(Summary, Id)> {
@@ -417,7 +481,15 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
             s.spawn(move || {
                 for job in jrx {
                     let outcome = read_file(writer, &job.path, progress);
-                    if rtx.send(FileResult { dir: job.dir, slot: job.slot, path: job.path, outcome }).is_err() {
+                    if rtx
+                        .send(FileResult {
+                            dir: job.dir,
+                            slot: job.slot,
+                            path: job.path,
+                            outcome,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -442,7 +514,9 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
         let root = w.builder.open_dir(None);
         let walked = if trie.target {
             // Backing up "/" itself: its entries are the root tree's.
-            w.root_dev = std::fs::symlink_metadata("/").map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap_or(0);
+            w.root_dev = std::fs::symlink_metadata("/")
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                .unwrap_or(0);
             w.summary.dirs += 1;
             w.walk_dir(root, Path::new("/"), parent_root)
         } else {
@@ -456,7 +530,10 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
             return Err(e);
         }
         w.builder.close_dir(root, &mut WriterSink(&writer))?;
-        let tree = w.builder.root().ok_or_else(|| Error::usage("internal error: tree incomplete"))?;
+        let tree = w
+            .builder
+            .root()
+            .ok_or_else(|| Error::usage("internal error: tree incomplete"))?;
         w.summary.started_ns = started;
         Ok((w.summary, tree))
     })?;
@@ -478,6 +555,16 @@ pub fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &Progress,
         summary: summary.clone(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
-    let snapshot = if opts.dry_run { None } else { Some(repo.save_snapshot(&snap)?) };
-    Ok(BackupOutcome { snapshot, parent, tree, summary, added })
+    let snapshot = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snap)?)
+    };
+    Ok(BackupOutcome {
+        snapshot,
+        parent,
+        tree,
+        summary,
+        added,
+    })
 }

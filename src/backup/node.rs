@@ -24,13 +24,19 @@ fn lookup(id: u32, group: bool) -> String {
         if group {
             let mut g: libc::group = std::mem::zeroed();
             let mut res: *mut libc::group = std::ptr::null_mut();
-            if libc::getgrgid_r(id, &mut g, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0 && !res.is_null() && !g.gr_name.is_null() {
+            if libc::getgrgid_r(id, &mut g, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0
+                && !res.is_null()
+                && !g.gr_name.is_null()
+            {
                 return CStr::from_ptr(g.gr_name).to_string_lossy().into_owned();
             }
         } else {
             let mut p: libc::passwd = std::mem::zeroed();
             let mut res: *mut libc::passwd = std::ptr::null_mut();
-            if libc::getpwuid_r(id, &mut p, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0 && !res.is_null() && !p.pw_name.is_null() {
+            if libc::getpwuid_r(id, &mut p, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0
+                && !res.is_null()
+                && !p.pw_name.is_null()
+            {
                 return CStr::from_ptr(p.pw_name).to_string_lossy().into_owned();
             }
         }
@@ -61,7 +67,10 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     if let Ok(names) = xattr::list(path) {
         for name in names {
             if let Ok(Some(value)) = xattr::get(path, &name) {
-                out.push(Xattr { name: name.as_bytes().to_vec(), value });
+                out.push(Xattr {
+                    name: name.as_bytes().to_vec(),
+                    value,
+                });
             }
         }
     }
@@ -71,7 +80,12 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
 
 /// The node for `path` (named `name`) with metadata `m` from `lstat`. Returns `None` for types
 /// we do not know.
-pub fn node_from(name: &[u8], path: &Path, m: &Metadata, names: &Names) -> std::io::Result<Option<Node>> {
+pub fn node_from(
+    name: &[u8],
+    path: &Path,
+    m: &Metadata,
+    names: &Names,
+) -> std::io::Result<Option<Node>> {
     let ft = m.file_type();
     let kind = if ft.is_file() {
         NodeKind::File

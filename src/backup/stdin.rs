@@ -25,10 +25,18 @@ pub fn backup_stream(
     finish_source: &mut dyn FnMut() -> Result<()>,
 ) -> Result<BackupOutcome> {
     if !is_valid_name(name.as_bytes()) {
-        return Err(Error::usage(format!("invalid --stdin-name {name:?}: one file name, no '/'")));
+        return Err(Error::usage(format!(
+            "invalid --stdin-name {name:?}: one file name, no '/'"
+        )));
     }
     let started = now_ns();
-    let writer = BlobWriter::new(repo.clone(), WriterOptions { threads: opts.threads, dry_run: opts.dry_run });
+    let writer = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: opts.threads,
+            dry_run: opts.dry_run,
+        },
+    );
     let mut content = Vec::new();
     let mut size = 0u64;
     for chunk in repo.chunker().stream(reader) {
@@ -51,7 +59,10 @@ pub fn backup_stream(
     node.size = size;
     node.nlink = 1;
     node.content = content;
-    let tree = Tree { version: VERSION, nodes: vec![node] };
+    let tree = Tree {
+        version: VERSION,
+        nodes: vec![node],
+    };
     let (tree_id, _) = writer.add(BlobKind::Tree, bytes::Bytes::from(tree.encode()?))?;
     let finished = finish_source();
     let added = writer.finish()?;
@@ -80,27 +91,52 @@ pub fn backup_stream(
         summary: summary.clone(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
-    let snapshot = if opts.dry_run { None } else { Some(repo.save_snapshot(&snap)?) };
-    Ok(BackupOutcome { snapshot, parent: None, tree: tree_id, summary, added })
+    let snapshot = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snap)?)
+    };
+    Ok(BackupOutcome {
+        snapshot,
+        parent: None,
+        tree: tree_id,
+        summary,
+        added,
+    })
 }
 
 /// Run `argv` and back up its standard output as `name`; fails (no snapshot) when it exits
 /// non-zero or cannot be started.
-pub fn backup_command(repo: &Arc<Repository>, argv: &[String], name: &str, opts: &BackupOptions, progress: &Progress) -> Result<BackupOutcome> {
-    let (prog, args) = argv.split_first().ok_or_else(|| Error::usage("--stdin-from-command needs a command after --"))?;
+pub fn backup_command(
+    repo: &Arc<Repository>,
+    argv: &[String],
+    name: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::usage("--stdin-from-command needs a command after --"))?;
     let mut child = std::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| Error::io(format!("cannot run {prog}"), e))?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::usage("no stdout from the command"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::usage("no stdout from the command"))?;
     let mut finish = || -> Result<()> {
-        let status = child.wait().map_err(|e| Error::io(format!("cannot wait for {prog}"), e))?;
+        let status = child
+            .wait()
+            .map_err(|e| Error::io(format!("cannot wait for {prog}"), e))?;
         if status.success() {
             Ok(())
         } else {
-            Err(Error::usage(format!("{prog} failed ({status}); no snapshot written")))
+            Err(Error::usage(format!(
+                "{prog} failed ({status}); no snapshot written"
+            )))
         }
     };
     backup_stream(repo, stdout, name, opts, progress, &mut finish)

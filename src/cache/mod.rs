@@ -62,7 +62,11 @@ impl BlobLocation {
             offset: u(32..36),
             length: u(36..40),
             raw_length: u(40..44),
-            kind: if v[44] == 1 { BlobKind::Tree } else { BlobKind::Data },
+            kind: if v[44] == 1 {
+                BlobKind::Tree
+            } else {
+                BlobKind::Data
+            },
             marked: v[45] == 1,
         })
     }
@@ -93,7 +97,10 @@ pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(d).join("cairn");
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/cairn")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/cairn")
 }
 
 impl Cache {
@@ -101,18 +108,31 @@ impl Cache {
     /// holds it, a private temporary cache is used instead (correct, only slower).
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
         let path = dir.join(repo_id.to_hex());
-        std::fs::create_dir_all(&path).map_err(|e| Error::io(format!("cannot create cache {}", path.display()), e))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::io(format!("cannot create cache {}", path.display()), e))?;
         // The cache holds decrypted trees and snapshots: file names, sizes, owners. Owner only.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
         match Self::open_at(&path) {
-            Ok(db) => Ok(Cache { db, path, temporary: false }),
+            Ok(db) => Ok(Cache {
+                db,
+                path,
+                temporary: false,
+            }),
             Err(e) if e.to_string().contains("lock") => {
-                let tmp = std::env::temp_dir().join(format!("cairn-cache-{}-{}", repo_id.short(), std::process::id()));
+                let tmp = std::env::temp_dir().join(format!(
+                    "cairn-cache-{}-{}",
+                    repo_id.short(),
+                    std::process::id()
+                ));
                 let db = Self::open_at(&tmp).map_err(db_err)?;
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700));
-                Ok(Cache { db, path: tmp, temporary: true })
+                Ok(Cache {
+                    db,
+                    path: tmp,
+                    temporary: true,
+                })
             }
             Err(e) => Err(db_err(e)),
         }
@@ -151,19 +171,27 @@ impl Cache {
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or_else(|| Error::new(ErrorKind::Io, format!("cache lacks column family {name}")))
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("cache lacks column family {name}")))
     }
 
     /// Where a blob is, if the cache knows it.
     pub fn blob(&self, id: &Id) -> Result<Option<BlobLocation>> {
-        let v = self.db.get_pinned_cf(self.cf(CF_BLOBS)?, id.0).map_err(db_err)?;
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_BLOBS)?, id.0)
+            .map_err(db_err)?;
         Ok(v.and_then(|v| BlobLocation::decode(&v)))
     }
 
     /// Index files already merged.
     pub fn known_index_files(&self) -> Result<Vec<Id>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_INDEX_FILES)?, rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_INDEX_FILES)?, rocksdb::IteratorMode::Start)
+        {
             let (k, _) = item.map_err(db_err)?;
             if let Ok(a) = <[u8; 32]>::try_from(&k[..]) {
                 out.push(Id(a));
@@ -188,7 +216,9 @@ impl Cache {
     pub fn clear_index(&self) -> Result<()> {
         for name in [CF_BLOBS, CF_INDEX_FILES] {
             let cf = self.cf(name)?;
-            self.db.delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..]).map_err(db_err)?;
+            self.db
+                .delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..])
+                .map_err(db_err)?;
         }
         Ok(())
     }
@@ -210,7 +240,9 @@ impl Cache {
     pub fn put_tree(&self, id: &Id, plain: &[u8]) -> Result<()> {
         let mut w = rocksdb::WriteOptions::default();
         w.disable_wal(true);
-        self.db.put_cf_opt(self.cf(CF_TREES)?, id.0, plain, &w).map_err(db_err)
+        self.db
+            .put_cf_opt(self.cf(CF_TREES)?, id.0, plain, &w)
+            .map_err(db_err)
     }
 
     /// A cached snapshot's plaintext.
@@ -220,13 +252,18 @@ impl Cache {
 
     /// Cache a snapshot's plaintext.
     pub fn put_snapshot(&self, id: &Id, plain: &[u8]) -> Result<()> {
-        self.db.put_cf(self.cf(CF_SNAPSHOTS)?, id.0, plain).map_err(db_err)
+        self.db
+            .put_cf(self.cf(CF_SNAPSHOTS)?, id.0, plain)
+            .map_err(db_err)
     }
 
     /// Ids of cached snapshots.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_SNAPSHOTS)?, rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_SNAPSHOTS)?, rocksdb::IteratorMode::Start)
+        {
             let (k, _) = item.map_err(db_err)?;
             if let Ok(a) = <[u8; 32]>::try_from(&k[..]) {
                 out.push(Id(a));
@@ -237,7 +274,9 @@ impl Cache {
 
     /// Forget a snapshot.
     pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
-        self.db.delete_cf(self.cf(CF_SNAPSHOTS)?, id.0).map_err(db_err)
+        self.db
+            .delete_cf(self.cf(CF_SNAPSHOTS)?, id.0)
+            .map_err(db_err)
     }
 }
 
@@ -258,12 +297,20 @@ mod tests {
     fn locations_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Id::of_stored(b"repo");
-        let loc = BlobLocation { pack: Id::of_stored(b"p"), offset: 7, length: 100, raw_length: 90, kind: BlobKind::Tree, marked: false };
+        let loc = BlobLocation {
+            pack: Id::of_stored(b"p"),
+            offset: 7,
+            length: 100,
+            raw_length: 90,
+            kind: BlobKind::Tree,
+            marked: false,
+        };
         let blob = Id::of_stored(b"b");
         {
             let c = Cache::open(dir.path(), &repo).unwrap();
             assert_eq!(c.blob(&blob).unwrap(), None);
-            c.add_index_file(&Id::of_stored(b"i"), &[(blob, loc)]).unwrap();
+            c.add_index_file(&Id::of_stored(b"i"), &[(blob, loc)])
+                .unwrap();
             assert_eq!(c.blob(&blob).unwrap(), Some(loc));
         }
         let c = Cache::open(dir.path(), &repo).unwrap();

@@ -114,13 +114,23 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
     let warn = |m: &str| {
         warnings.fetch_add(1, Ordering::Relaxed);
         if json {
-            println!("{}", serde_json::json!({"message_type": "error", "error": m}));
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "error", "error": m})
+            );
         } else {
             eprintln!("warning: {m}");
         }
     };
     let outcome = if a.stdin {
-        stdin::backup_stream(&repo, std::io::stdin().lock(), &a.stdin_name, &opts, &progress, &mut || Ok(()))
+        stdin::backup_stream(
+            &repo,
+            std::io::stdin().lock(),
+            &a.stdin_name,
+            &opts,
+            &progress,
+            &mut || Ok(()),
+        )
     } else if a.stdin_from_command {
         stdin::backup_command(&repo, &a.command, &a.stdin_name, &opts, &progress)
     } else {
@@ -156,13 +166,25 @@ fn print_summary(g: &Global, o: &BackupOutcome, dry_run: bool) -> Result<()> {
     if let Some(p) = o.parent {
         println!("using parent snapshot {}", p.short());
     }
-    println!("Files:       {} new, {} changed, {} unmodified", s.files_new, s.files_changed, s.files_unmodified);
+    println!(
+        "Files:       {} new, {} changed, {} unmodified",
+        s.files_new, s.files_changed, s.files_unmodified
+    );
     println!("Dirs:        {}   Others: {}", s.dirs, s.others);
     if s.errors > 0 {
         println!("Errors:      {} entries could not be read", s.errors);
     }
-    println!("Read:        {} of {} in the snapshot", human(s.bytes_read), human(s.bytes_total));
-    println!("Added:       {} ({} stored, {} blobs)", human(s.bytes_added_raw), human(s.bytes_added_stored), s.blobs_added);
+    println!(
+        "Read:        {} of {} in the snapshot",
+        human(s.bytes_read),
+        human(s.bytes_total)
+    );
+    println!(
+        "Added:       {} ({} stored, {} blobs)",
+        human(s.bytes_added_raw),
+        human(s.bytes_added_stored),
+        s.blobs_added
+    );
     println!("Duration:    {secs:.2} s");
     match o.snapshot {
         Some(id) => println!("snapshot {} saved", id.short()),

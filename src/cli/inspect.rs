@@ -28,7 +28,16 @@ impl FilterArgs {
     pub fn filter(&self) -> Filter {
         Filter {
             hosts: self.hosts.clone(),
-            tags: self.tags.iter().map(|t| t.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).collect(),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| {
+                    t.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect(),
             paths: self.paths.clone(),
         }
     }
@@ -54,12 +63,19 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
 pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = g.open()?;
     let f = a.filter.filter();
-    let mut list: Vec<(Id, Snapshot)> = repo.snapshots()?.into_iter().filter(|(_, s)| f.matches(s)).collect();
+    let mut list: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| f.matches(s))
+        .collect();
     if let Some(n) = a.latest {
-        let mut groups: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
+        let mut groups: std::collections::HashMap<(String, Vec<String>), usize> =
+            Default::default();
         let mut keep = vec![false; list.len()];
         for (i, (_, s)) in list.iter().enumerate().rev() {
-            let c = groups.entry((s.host.clone(), s.path_strings())).or_default();
+            let c = groups
+                .entry((s.host.clone(), s.path_strings()))
+                .or_default();
             if *c < n {
                 *c += 1;
                 keep[i] = true;
@@ -72,7 +88,10 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         let v: Vec<_> = list.iter().map(|(id, s)| snapshot_json(id, s)).collect();
         return print_json(&v).map(|_| 0);
     }
-    println!("{:<9} {:<19} {:<14} {:<12} {:<16} paths", "id", "time", "host", "type", "tags");
+    println!(
+        "{:<9} {:<19} {:<14} {:<12} {:<16} paths",
+        "id", "time", "host", "type", "tags"
+    );
     println!("{}", "-".repeat(90));
     for (id, s) in &list {
         println!(
@@ -120,7 +139,12 @@ fn mode_string(n: &Node) -> String {
     s
 }
 
-fn ls_walk(repo: &Repository, tree: &Id, prefix: &[u8], out: &mut dyn FnMut(&[u8], &Node) -> Result<()>) -> Result<()> {
+fn ls_walk(
+    repo: &Repository,
+    tree: &Id,
+    prefix: &[u8],
+    out: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+) -> Result<()> {
     for n in repo.load_tree(tree)?.nodes {
         let mut p = prefix.to_vec();
         p.push(b'/');
@@ -142,7 +166,13 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     if !g.json {
-        writeln!(w, "snapshot {} of {} at {}:", id.short(), snap.path_strings().join(" "), format_time(snap.time_ns))?;
+        writeln!(
+            w,
+            "snapshot {} of {} at {}:",
+            id.short(),
+            snap.path_strings().join(" "),
+            format_time(snap.time_ns)
+        )?;
     }
     let json = g.json;
     let long = a.long;
@@ -156,10 +186,30 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
                     "user": n.user, "group": n.group, "size": n.size, "mtime_ns": n.mtime_ns, "link_target": String::from_utf8_lossy(&n.link_target)})
             )?;
         } else if long {
-            let link = if n.kind == NodeKind::Symlink { format!(" -> {}", String::from_utf8_lossy(&n.link_target)) } else { String::new() };
-            let owner = if n.user.is_empty() { n.uid.to_string() } else { n.user.clone() };
-            let group = if n.group.is_empty() { n.gid.to_string() } else { n.group.clone() };
-            writeln!(w, "{} {:>8} {:>8} {:>12} {} {ps}{link}", mode_string(n), owner, group, n.size, format_time(n.mtime_ns))?;
+            let link = if n.kind == NodeKind::Symlink {
+                format!(" -> {}", String::from_utf8_lossy(&n.link_target))
+            } else {
+                String::new()
+            };
+            let owner = if n.user.is_empty() {
+                n.uid.to_string()
+            } else {
+                n.user.clone()
+            };
+            let group = if n.group.is_empty() {
+                n.gid.to_string()
+            } else {
+                n.group.clone()
+            };
+            writeln!(
+                w,
+                "{} {:>8} {:>8} {:>12} {} {ps}{link}",
+                mode_string(n),
+                owner,
+                group,
+                n.size,
+                format_time(n.mtime_ns)
+            )?;
         } else {
             writeln!(w, "{ps}")?;
         }
@@ -210,8 +260,11 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
                 .iter()
                 .map(|n| {
                     let mut v = serde_json::to_value(n).unwrap_or_default();
-                    v["name"] = serde_json::Value::String(String::from_utf8_lossy(&n.name).into_owned());
-                    v["link_target"] = serde_json::Value::String(String::from_utf8_lossy(&n.link_target).into_owned());
+                    v["name"] =
+                        serde_json::Value::String(String::from_utf8_lossy(&n.name).into_owned());
+                    v["link_target"] = serde_json::Value::String(
+                        String::from_utf8_lossy(&n.link_target).into_owned(),
+                    );
                     v
                 })
                 .collect();
@@ -222,7 +275,9 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
             std::io::stdout().write_all(&raw)?;
         }
         "pack" => print_json(&repo.read_pack_header(&need_id(a)?)?)?,
-        other => bail!("unknown object type {other:?}: use config, key, snapshot, index, tree, blob or pack"),
+        other => bail!(
+            "unknown object type {other:?}: use config, key, snapshot, index, tree, blob or pack"
+        ),
     }
     Ok(0)
 }

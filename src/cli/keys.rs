@@ -29,7 +29,12 @@ pub struct InitArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct KdfArgs {
     /// argon2id memory in KiB for the new key
-    #[arg(long, env = "CAIRN_KDF_MEMORY_KIB", default_value_t = 65536, hide = true)]
+    #[arg(
+        long,
+        env = "CAIRN_KDF_MEMORY_KIB",
+        default_value_t = 65536,
+        hide = true
+    )]
     pub kdf_memory_kib: u32,
     /// argon2id passes for the new key
     #[arg(long, env = "CAIRN_KDF_ITERATIONS", default_value_t = 3, hide = true)]
@@ -38,7 +43,11 @@ pub struct KdfArgs {
 
 impl KdfArgs {
     fn params(&self) -> KdfParams {
-        KdfParams { memory_kib: self.kdf_memory_kib, iterations: self.kdf_iterations, parallelism: 1 }
+        KdfParams {
+            memory_kib: self.kdf_memory_kib,
+            iterations: self.kdf_iterations,
+            parallelism: 1,
+        }
     }
 }
 
@@ -105,7 +114,11 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
         compression_level: a.compression.clamp(0, 22),
         kdf: a.kdf.params(),
     };
-    let pw = if std::env::var_os("CAIRN_PASSWORD").is_none() && g.password_file.is_none() && g.password_command.is_none() && std::io::stdin().is_terminal() {
+    let pw = if std::env::var_os("CAIRN_PASSWORD").is_none()
+        && g.password_file.is_none()
+        && g.password_command.is_none()
+        && std::io::stdin().is_terminal()
+    {
         let p = rpassword::prompt_password("enter password for new repository: ")?;
         if rpassword::prompt_password("enter it again: ")? != p {
             bail!("the passwords do not match");
@@ -120,9 +133,15 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     let backend = Backend::open(&g.repo, true)?;
     let repo = Repository::init(backend, &pw, &opts, &g.cache_dir())?;
     if g.json {
-        print_json(&serde_json::json!({"message_type": "initialized", "id": repo.config().repository_id.to_hex(), "repository": g.repo}))?;
+        print_json(
+            &serde_json::json!({"message_type": "initialized", "id": repo.config().repository_id.to_hex(), "repository": g.repo}),
+        )?;
     } else {
-        println!("created cairn repository {} at {}", repo.config().repository_id.short(), g.repo);
+        println!(
+            "created cairn repository {} at {}",
+            repo.config().repository_id.short(),
+            g.repo
+        );
         println!("Keep the password safe: without it the data cannot be read.");
     }
     Ok(0)
@@ -130,7 +149,11 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
 
 fn find_key(repo: &Repository, spec: &str) -> Result<Id> {
     let all = keys::list(repo.backend())?;
-    let hits: Vec<Id> = all.iter().map(|k| k.id).filter(|id| id.to_hex().starts_with(&spec.to_ascii_lowercase())).collect();
+    let hits: Vec<Id> = all
+        .iter()
+        .map(|k| k.id)
+        .filter(|id| id.to_hex().starts_with(&spec.to_ascii_lowercase()))
+        .collect();
     match hits.as_slice() {
         [one] => Ok(*one),
         [] => bail!("key {spec} not found"),
@@ -154,7 +177,13 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
                 println!(" {:<10} {:<12} {:<20} created", "id", "user", "host");
                 for k in list {
                     let cur = if k.id == repo.key_id() { "*" } else { " " };
-                    println!("{cur}{:<10} {:<12} {:<20} {}", k.id.short(), k.user, k.host, cairn::snapshot::select::format_time(k.created_ns));
+                    println!(
+                        "{cur}{:<10} {:<12} {:<20} {}",
+                        k.id.short(),
+                        k.user,
+                        k.host,
+                        cairn::snapshot::select::format_time(k.created_ns)
+                    );
                 }
             }
         }
@@ -171,7 +200,11 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
         KeyCmd::Passwd(n) => {
             let pw = new_password(&n.new_password_file)?;
             let id = repo.change_password(&pw, n.kdf.params())?;
-            println!("password changed: key {} replaces {}", id.short(), repo.key_id().short());
+            println!(
+                "password changed: key {} replaces {}",
+                id.short(),
+                repo.key_id().short()
+            );
         }
     }
     Ok(0)

@@ -27,7 +27,13 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
     /// Repository: a path or file:// URL
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, default_value = "")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        default_value = ""
+    )]
     pub repo: String,
     /// Read the password from this file
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
@@ -88,12 +94,18 @@ pub fn run() -> Result<i32> {
 impl Global {
     /// Worker threads to use.
     pub fn threads(&self) -> usize {
-        self.threads.filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        self.threads.filter(|&t| t > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
     }
 
     /// The cache folder.
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(cairn::cache::default_dir)
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(cairn::cache::default_dir)
     }
 
     /// How progress is shown.
@@ -116,7 +128,8 @@ impl Global {
             return Ok(p.into_bytes().into());
         }
         if let Some(f) = &self.password_file {
-            let mut s = std::fs::read(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+            let mut s = std::fs::read(f)
+                .with_context(|| format!("cannot read password file {}", f.display()))?;
             trim_newline(&mut s);
             return Ok(s.into());
         }
@@ -135,7 +148,8 @@ impl Global {
             return Ok(s.into());
         }
         if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password("enter password for repository: ").context("cannot read the password")?;
+            let p = rpassword::prompt_password("enter password for repository: ")
+                .context("cannot read the password")?;
             return Ok(p.into_bytes().into());
         }
         bail!("no password given: set CAIRN_PASSWORD, --password-file or --password-command")
@@ -155,9 +169,9 @@ fn trim_newline(s: &mut Vec<u8>) {
     }
 }
 
-/// Print a value as pretty JSON on stdout.
+/// Print a value as one line of JSON on stdout (after any JSON progress lines).
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    println!("{}", serde_json::to_string(v)?);
     Ok(())
 }
 
@@ -170,5 +184,9 @@ pub fn human(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{n} B") } else { format!("{v:.2} {}", U[i]) }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", U[i])
+    }
 }

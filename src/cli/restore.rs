@@ -54,25 +54,45 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let repo = g.open()?;
     let (id, snap) = find(&repo, &spec, &a.filter.filter(), at)?;
     let node = find_node(&repo, snap.tree, sub.as_bytes())?;
-    let opts = RestoreOptions { target: a.target.clone(), includes, excludes, dry_run: a.dry_run, verify: a.verify, threads: g.threads() };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        includes,
+        excludes,
+        dry_run: a.dry_run,
+        verify: a.verify,
+        threads: g.threads(),
+    };
     let progress = Arc::new(Progress::new());
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "restore");
     let json = g.json;
     let warn = |m: &str| {
         if json {
-            println!("{}", serde_json::json!({"message_type": "error", "error": m}));
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "error", "error": m})
+            );
         } else {
             eprintln!("warning: {m}");
         }
     };
-    let spath = if sub.is_empty() { "/".to_string() } else { format!("/{}", sub.trim_matches('/')) };
+    let spath = if sub.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}", sub.trim_matches('/'))
+    };
     let result = restore(&repo, &node, spath.as_bytes(), &opts, &progress, &warn);
     drop(reporter);
     let s = result?;
     if g.json {
-        print_json(&serde_json::json!({"message_type": "summary", "snapshot_id": id.to_hex(), "dry_run": a.dry_run, "summary": s}))?;
+        print_json(
+            &serde_json::json!({"message_type": "summary", "snapshot_id": id.to_hex(), "dry_run": a.dry_run, "summary": s}),
+        )?;
     } else if !g.quiet {
-        let verb = if a.dry_run { "would restore" } else { "restored" };
+        let verb = if a.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
         println!(
             "{verb} snapshot {} to {}: {} files ({}), {} dirs, {} others; {} unchanged, {} written",
             id.short(),

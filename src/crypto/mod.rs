@@ -60,7 +60,11 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// Fresh random key material.
     pub fn generate() -> Result<Self> {
-        let mut k = MasterKey { encryption: [0; 32], id: [0; 32], chunker_seed: 0 };
+        let mut k = MasterKey {
+            encryption: [0; 32],
+            id: [0; 32],
+            chunker_seed: 0,
+        };
         random_bytes(&mut k.encryption)?;
         random_bytes(&mut k.id)?;
         let mut seed = [0u8; 8];
@@ -95,22 +99,34 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer for a 256-bit key.
     pub fn new(key: &[u8; 32]) -> Self {
-        Sealer { cipher: Aes256GcmSiv::new(&Key::<Aes256GcmSiv>::from(*key)) }
+        Sealer {
+            cipher: Aes256GcmSiv::new(&Key::<Aes256GcmSiv>::from(*key)),
+        }
+    }
+
+    /// Seal the concatenation of `parts`, appending `nonce || ciphertext || tag` to `out`
+    /// (encrypted in place: no intermediate copy).
+    pub fn seal_parts_append(&self, aad: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        out.reserve(NONCE_LEN + len + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[start..]).into())
+            .map_err(|_| Error::crypto("encryption failed"))?;
+        out.extend_from_slice(tag.as_slice());
+        Ok(())
     }
 
     /// Seal `plaintext`, appending `nonce || ciphertext || tag` to `out`.
     pub fn seal_append(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random_bytes(&mut nonce)?;
-        let mut body = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        body.extend_from_slice(plaintext);
-        self.cipher
-            .encrypt_in_place(&Nonce::from(nonce), aad, &mut body)
-            .map_err(|_| Error::crypto("encryption failed"))?;
-        out.reserve(NONCE_LEN + body.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        Ok(())
+        self.seal_parts_append(aad, &[plaintext], out)
     }
 
     /// Seal `plaintext` into a new buffer.
@@ -123,7 +139,10 @@ impl Sealer {
     /// Open a sealed object; `what` names it in the error ("snapshot 1a2b…").
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &dyn std::fmt::Display) -> Result<Vec<u8>> {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(format!("{what} is corrupt: truncated ({} bytes)", sealed.len())));
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: truncated ({} bytes)",
+                sealed.len()
+            )));
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let mut nonce_arr = [0u8; NONCE_LEN];
@@ -151,7 +170,10 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(s.open(b"aad", &bad, &"x").is_err(), "flip at {i} undetected");
+            assert!(
+                s.open(b"aad", &bad, &"x").is_err(),
+                "flip at {i} undetected"
+            );
         }
         assert!(s.open(b"aad", &sealed[..10], &"x").is_err());
     }

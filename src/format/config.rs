@@ -18,7 +18,11 @@ pub struct ChunkerParams {
 impl ChunkerParams {
     /// Parameters for a target average: min = avg/2, max = avg*8.
     pub fn for_average(avg: u32) -> Result<Self> {
-        let p = ChunkerParams { min: avg / 2, avg, max: avg.saturating_mul(8) };
+        let p = ChunkerParams {
+            min: avg / 2,
+            avg,
+            max: avg.saturating_mul(8),
+        };
         p.validate()?;
         Ok(p)
     }
@@ -50,7 +54,11 @@ impl ChunkerParams {
 impl Default for ChunkerParams {
     /// 512 KiB / 1 MiB / 8 MiB.
     fn default() -> Self {
-        ChunkerParams { min: 512 << 10, avg: 1 << 20, max: 8 << 20 }
+        ChunkerParams {
+            min: 512 << 10,
+            avg: 1 << 20,
+            max: 8 << 20,
+        }
     }
 }
 
@@ -75,9 +83,13 @@ impl Config {
     /// Decode and validate a config's plaintext.
     pub fn decode(bytes: &[u8]) -> Result<Config> {
         let c: Config = super::decode(bytes, &"config")?;
-        c.chunker.validate().map_err(|e| Error::corrupt(format!("config is corrupt: {e}")))?;
+        c.chunker
+            .validate()
+            .map_err(|e| Error::corrupt(format!("config is corrupt: {e}")))?;
         if !(1 << 20..=1 << 30).contains(&c.pack_size) || !(0..=22).contains(&c.compression_level) {
-            return Err(Error::corrupt("config is corrupt: pack size or compression level out of range"));
+            return Err(Error::corrupt(
+                "config is corrupt: pack size or compression level out of range",
+            ));
         }
         Ok(c)
     }

@@ -26,7 +26,9 @@ pub struct KeyFile {
 }
 
 /// What a key file seals: the master key material and the repository it belongs to.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
 pub struct MasterKeyPayload {
     /// Format version.
     pub version: u8,
@@ -58,7 +60,9 @@ impl KeyFile {
             || p.parallelism == 0
             || p.parallelism > 64
         {
-            return Err(Error::corrupt(format!("{what} is corrupt: KDF parameters out of range")));
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: KDF parameters out of range"
+            )));
         }
         Ok(k)
     }

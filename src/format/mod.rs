@@ -37,7 +37,10 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &dyn std::fmt::Disp
     let (value, rest) = postcard::take_from_bytes(bytes)
         .map_err(|e| Error::corrupt(format!("{what} is corrupt: {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::corrupt(format!("{what} is corrupt: {} trailing bytes", rest.len())));
+        return Err(Error::corrupt(format!(
+            "{what} is corrupt: {} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }

@@ -55,11 +55,18 @@ pub const TRAILER_LEN: usize = 4;
 
 impl PackHeader {
     /// Decode a header's plaintext and check that every entry lies before `header_start`.
-    pub fn decode(bytes: &[u8], header_start: u64, what: &dyn std::fmt::Display) -> Result<PackHeader> {
+    pub fn decode(
+        bytes: &[u8],
+        header_start: u64,
+        what: &dyn std::fmt::Display,
+    ) -> Result<PackHeader> {
         let h: PackHeader = super::decode(bytes, what)?;
         for e in &h.entries {
             if u64::from(e.offset) + u64::from(e.length) > header_start {
-                return Err(Error::corrupt(format!("{what} is corrupt: blob {} lies past the header", e.id)));
+                return Err(Error::corrupt(format!(
+                    "{what} is corrupt: blob {} lies past the header",
+                    e.id
+                )));
             }
         }
         Ok(h)
@@ -67,7 +74,11 @@ impl PackHeader {
 }
 
 /// Given a pack's total length and its last 4 bytes, the range of the sealed header.
-pub fn header_range(pack_len: u64, trailer: &[u8], what: &dyn std::fmt::Display) -> Result<std::ops::Range<u64>> {
+pub fn header_range(
+    pack_len: u64,
+    trailer: &[u8],
+    what: &dyn std::fmt::Display,
+) -> Result<std::ops::Range<u64>> {
     let t: [u8; 4] = trailer
         .try_into()
         .map_err(|_| Error::corrupt(format!("{what} is corrupt: truncated")))?;
@@ -75,8 +86,10 @@ pub fn header_range(pack_len: u64, trailer: &[u8], what: &dyn std::fmt::Display)
     let end = pack_len
         .checked_sub(TRAILER_LEN as u64)
         .ok_or_else(|| Error::corrupt(format!("{what} is corrupt: truncated")))?;
-    let start = end
-        .checked_sub(hlen)
-        .ok_or_else(|| Error::corrupt(format!("{what} is corrupt: header length {hlen} exceeds the pack")))?;
+    let start = end.checked_sub(hlen).ok_or_else(|| {
+        Error::corrupt(format!(
+            "{what} is corrupt: header length {hlen} exceeds the pack"
+        ))
+    })?;
     Ok(start..end)
 }

@@ -91,6 +91,9 @@ impl Snapshot {
     }
     /// Paths as display strings.
     pub fn path_strings(&self) -> Vec<String> {
-        self.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        self.paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
     }
 }

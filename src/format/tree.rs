@@ -133,13 +133,20 @@ impl Tree {
         let mut prev: Option<&[u8]> = None;
         for n in &t.nodes {
             if !is_valid_name(&n.name) {
-                return Err(Error::corrupt(format!("{what} is corrupt: invalid entry name {:?}", String::from_utf8_lossy(&n.name))));
+                return Err(Error::corrupt(format!(
+                    "{what} is corrupt: invalid entry name {:?}",
+                    String::from_utf8_lossy(&n.name)
+                )));
             }
             if prev.is_some_and(|p| p >= n.name.as_slice()) {
-                return Err(Error::corrupt(format!("{what} is corrupt: entries not sorted or duplicated")));
+                return Err(Error::corrupt(format!(
+                    "{what} is corrupt: entries not sorted or duplicated"
+                )));
             }
             if (n.kind == NodeKind::Dir) != n.subtree.is_some() {
-                return Err(Error::corrupt(format!("{what} is corrupt: directory without subtree")));
+                return Err(Error::corrupt(format!(
+                    "{what} is corrupt: directory without subtree"
+                )));
             }
             prev = Some(&n.name);
         }
@@ -148,7 +155,10 @@ impl Tree {
 
     /// Find a node by name (binary search).
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -157,13 +167,22 @@ mod tests {
     use super::*;
 
     fn tree(names: &[&[u8]]) -> Tree {
-        Tree { version: crate::format::VERSION, nodes: names.iter().map(|n| Node::new(n.to_vec(), NodeKind::File)).collect() }
+        Tree {
+            version: crate::format::VERSION,
+            nodes: names
+                .iter()
+                .map(|n| Node::new(n.to_vec(), NodeKind::File))
+                .collect(),
+        }
     }
 
     #[test]
     fn round_trip_with_odd_names() {
         let mut t = tree(&[b"a b", b"caf\xe9", b"line\nbreak"]);
-        t.nodes[0].xattrs.push(Xattr { name: b"user.x".to_vec(), value: vec![0, 1, 2] });
+        t.nodes[0].xattrs.push(Xattr {
+            name: b"user.x".to_vec(),
+            value: vec![0, 1, 2],
+        });
         t.nodes[1].content = vec![Id::of_stored(b"c")];
         let bytes = t.encode().unwrap();
         assert_eq!(Tree::decode(&bytes, &"t").unwrap(), t);
@@ -171,7 +190,13 @@ mod tests {
 
     #[test]
     fn rejects_unsafe_unsorted_and_versioned_input() {
-        for bad in [&[&b".."[..]][..], &[b"a/b"], &[b""], &[b"b", b"a"], &[b"a", b"a"]] {
+        for bad in [
+            &[&b".."[..]][..],
+            &[b"a/b"],
+            &[b""],
+            &[b"b", b"a"],
+            &[b"a", b"a"],
+        ] {
             let bytes = tree(bad).encode().unwrap();
             assert!(Tree::decode(&bytes, &"t").is_err(), "{bad:?} accepted");
         }

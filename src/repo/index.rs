@@ -35,7 +35,11 @@ fn locations(packs: &[IndexPack]) -> Vec<(Id, BlobLocation)> {
 /// Write an index file listing `packs` (already uploaded), then record it in the cache.
 /// Returns the index file's id.
 pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
-    let file = IndexFile { version: VERSION, supersedes: Vec::new(), packs };
+    let file = IndexFile {
+        version: VERSION,
+        supersedes: Vec::new(),
+        packs,
+    };
     let plain = format::encode(&file)?;
     let id = repo.save_sealed(FileType::Index, label::INDEX, &plain)?;
     repo.cache().add_index_file(&id, &locations(&file.packs))?;
@@ -45,14 +49,22 @@ pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
 /// Bring the cache in line with the repository's index files: merge the ones it has not seen;
 /// when one it merged has disappeared (a prune replaced it), rebuild from scratch.
 pub fn sync_cache(repo: &Repository) -> Result<()> {
-    let listed: Vec<Id> = repo.backend().list(FileType::Index)?.into_iter().map(|(id, _)| id).collect();
+    let listed: Vec<Id> = repo
+        .backend()
+        .list(FileType::Index)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let listed_set: HashSet<Id> = listed.iter().copied().collect();
     let mut known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
     if known.iter().any(|k| !listed_set.contains(k)) {
         repo.cache().clear_index()?;
         known.clear();
     }
-    let new: Vec<Id> = listed.into_iter().filter(|id| !known.contains(id)).collect();
+    let new: Vec<Id> = listed
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .collect();
     if new.is_empty() {
         return Ok(());
     }

@@ -25,16 +25,20 @@ pub struct KeyInfo {
 
 /// Current user name, best effort.
 pub fn current_user() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        uid.to_string()
-    })
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            uid.to_string()
+        })
 }
 
 /// This machine's host name, best effort.
 pub fn current_host() -> String {
-    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Now, ns since the epoch.
@@ -46,7 +50,13 @@ pub fn now_ns() -> i64 {
 }
 
 /// Seal `master` (of repository `repo_id`) under `password` and store it as a new key file.
-pub fn write_key(backend: &Backend, repo_id: &Id, master: &MasterKey, password: &[u8], kdf_params: KdfParams) -> Result<Id> {
+pub fn write_key(
+    backend: &Backend,
+    repo_id: &Id,
+    master: &MasterKey,
+    password: &[u8],
+    kdf_params: KdfParams,
+) -> Result<Id> {
     let mut salt = [0u8; 16];
     random_bytes(&mut salt)?;
     let kek = kdf::derive(password, &salt, &kdf_params)?;
@@ -79,7 +89,9 @@ pub fn read_key_file(backend: &Backend, id: &Id) -> Result<KeyFile> {
     let what = format!("key {}", id.short());
     let bytes = backend.get(FileType::Key, &id.to_hex())?;
     if Id::of_stored(&bytes) != *id {
-        return Err(Error::corrupt(format!("{what} is corrupt: content does not match its name")));
+        return Err(Error::corrupt(format!(
+            "{what} is corrupt: content does not match its name"
+        )));
     }
     KeyFile::decode(&bytes, &what)
 }
@@ -92,16 +104,30 @@ pub fn try_key(kf: &KeyFile, password: &[u8]) -> Result<Option<(Id, MasterKey)>>
         Err(_) => return Ok(None),
     };
     let p: MasterKeyPayload = format::decode(&plain, &"key payload")?;
-    Ok(Some((p.repository_id, MasterKey { encryption: p.encryption, id: p.id, chunker_seed: p.chunker_seed })))
+    Ok(Some((
+        p.repository_id,
+        MasterKey {
+            encryption: p.encryption,
+            id: p.id,
+            chunker_seed: p.chunker_seed,
+        },
+    )))
 }
 
 /// Find the key file `password` opens and whose master key `accept`s (opens this repository's
 /// config: a key left by an interrupted `init` of another repository is skipped). Returns
 /// (key id, repository id, master key).
-pub fn unlock(backend: &Backend, password: &[u8], accept: &dyn Fn(&Id, &MasterKey) -> bool) -> Result<(Id, Id, MasterKey)> {
+pub fn unlock(
+    backend: &Backend,
+    password: &[u8],
+    accept: &dyn Fn(&Id, &MasterKey) -> bool,
+) -> Result<(Id, Id, MasterKey)> {
     let keys = backend.list(FileType::Key)?;
     if keys.is_empty() {
-        return Err(Error::not_found(format!("{} is not a cairn repository (no keys)", backend.location())));
+        return Err(Error::not_found(format!(
+            "{} is not a cairn repository (no keys)",
+            backend.location()
+        )));
     }
     let mut opened = false;
     for (id, _) in keys {
@@ -118,9 +144,13 @@ pub fn unlock(backend: &Backend, password: &[u8], accept: &dyn Fn(&Id, &MasterKe
         }
     }
     if opened {
-        return Err(Error::corrupt("config is corrupt: the password opens a key, but no key opens the config"));
+        return Err(Error::corrupt(
+            "config is corrupt: the password opens a key, but no key opens the config",
+        ));
     }
-    Err(Error::crypto("wrong password: no key in the repository opens with it"))
+    Err(Error::crypto(
+        "wrong password: no key in the repository opens with it",
+    ))
 }
 
 /// All key files.
@@ -128,7 +158,12 @@ pub fn list(backend: &Backend) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
     for (id, _) in backend.list(FileType::Key)? {
         let kf = read_key_file(backend, &id)?;
-        out.push(KeyInfo { id, created_ns: kf.created_ns, host: kf.host, user: kf.user });
+        out.push(KeyInfo {
+            id,
+            created_ns: kf.created_ns,
+            host: kf.host,
+            user: kf.user,
+        });
     }
     out.sort_by_key(|k| k.created_ns);
     Ok(out)

@@ -38,7 +38,12 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { chunker: ChunkerParams::default(), pack_size: 32 << 20, compression_level: 3, kdf: KdfParams::default() }
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: 32 << 20,
+            compression_level: 3,
+            kdf: KdfParams::default(),
+        }
     }
 }
 
@@ -61,10 +66,18 @@ impl std::fmt::Debug for Repository {
 
 impl Repository {
     /// Create a repository at `backend` with its first password.
-    pub fn init(backend: Backend, password: &[u8], opts: &InitOptions, cache_dir: &Path) -> Result<Arc<Repository>> {
+    pub fn init(
+        backend: Backend,
+        password: &[u8],
+        opts: &InitOptions,
+        cache_dir: &Path,
+    ) -> Result<Arc<Repository>> {
         opts.chunker.validate()?;
         if backend.exists(FileType::Config, "config")? {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("{} already holds a repository", backend.location())));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} already holds a repository", backend.location()),
+            ));
         }
         let master = MasterKey::generate()?;
         let mut rid = [0u8; 32];
@@ -87,7 +100,10 @@ impl Repository {
     /// Open a repository with a password and bring the cache up to date with its index.
     pub fn open(backend: Backend, password: &[u8], cache_dir: &Path) -> Result<Arc<Repository>> {
         if !backend.exists(FileType::Config, "config")? {
-            return Err(Error::not_found(format!("{} is not a cairn repository (no config)", backend.location())));
+            return Err(Error::not_found(format!(
+                "{} is not a cairn repository (no config)",
+                backend.location()
+            )));
         }
         let sealed = backend.get(FileType::Config, "config")?;
         let opens = |rid: &Id, mk: &MasterKey| {
@@ -105,11 +121,25 @@ impl Repository {
         Ok(repo)
     }
 
-    fn assemble(backend: Backend, master: MasterKey, config: Config, key_id: Id, cache_dir: &Path) -> Result<Arc<Repository>> {
+    fn assemble(
+        backend: Backend,
+        master: MasterKey,
+        config: Config,
+        key_id: Id,
+        cache_dir: &Path,
+    ) -> Result<Arc<Repository>> {
         let cache = Cache::open(cache_dir, &config.repository_id)?;
         let chunker = Chunker::new(config.chunker, master.chunker_seed);
         let sealer = master.sealer();
-        Ok(Arc::new(Repository { backend, master, sealer, config, cache, chunker, key_id }))
+        Ok(Arc::new(Repository {
+            backend,
+            master,
+            sealer,
+            config,
+            cache,
+            chunker,
+            key_id,
+        }))
     }
 
     /// The backend.
@@ -139,13 +169,16 @@ impl Repository {
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.sealer
     }
-    pub(crate) fn master(&self) -> &MasterKey {
-        &self.master
-    }
 
     /// Add a key file for another password.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
-        keys::write_key(&self.backend, &self.config.repository_id, &self.master, password, kdf)
+        keys::write_key(
+            &self.backend,
+            &self.config.repository_id,
+            &self.master,
+            password,
+            kdf,
+        )
     }
 
     /// Change the password in use: write a key file for `password`, then delete the current
@@ -159,7 +192,9 @@ impl Repository {
     /// Remove a key file; the one in use and the last one cannot be removed.
     pub fn remove_key(&self, id: &Id) -> Result<()> {
         if *id == self.key_id {
-            return Err(Error::usage("refusing to remove the key this session was opened with"));
+            return Err(Error::usage(
+                "refusing to remove the key this session was opened with",
+            ));
         }
         let all = self.backend.list(FileType::Key)?;
         if !all.iter().any(|(k, _)| k == id) {
@@ -180,10 +215,16 @@ impl Repository {
     pub(crate) fn load_sealed(&self, t: FileType, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
         let what = format!("{} {}", t.noun(), id.short());
         let bytes = self.backend.get(t, &id.to_hex()).map_err(|e| {
-            if e.kind() == ErrorKind::NotFound { Error::not_found(format!("{what} not found")) } else { e }
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!("{what} not found"))
+            } else {
+                e
+            }
         })?;
         if Id::of_stored(&bytes) != *id {
-            return Err(Error::corrupt(format!("{what} is corrupt: content does not match its name")));
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: content does not match its name"
+            )));
         }
         self.sealer.open(aad, &bytes, &what)
     }

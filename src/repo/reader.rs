@@ -30,7 +30,8 @@ impl Repository {
 
     /// Read a byte range of a pack (restore reads runs of blobs at once).
     pub fn read_pack_range(&self, pack: &Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
-        self.backend().get_range(FileType::Pack, &pack.to_hex(), range)
+        self.backend()
+            .get_range(FileType::Pack, &pack.to_hex(), range)
     }
 
     /// Open a blob's sealed bytes (as cut from its pack) and verify it.
@@ -39,7 +40,9 @@ impl Repository {
         let plain = self.sealer().open(id.as_bytes(), sealed, &what)?;
         let raw = blob::decode(&plain, loc.raw_length as usize, &what)?;
         if self.blob_id(&raw) != *id {
-            return Err(Error::corrupt(format!("{what} is corrupt: content does not match its id")));
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: content does not match its id"
+            )));
         }
         Ok(raw)
     }
@@ -55,11 +58,15 @@ impl Repository {
         if size < TRAILER_LEN as u64 {
             return Err(Error::corrupt(format!("{what} is corrupt: truncated")));
         }
-        let trailer = self.backend().get_range(FileType::Pack, &name, size - TRAILER_LEN as u64..size)?;
+        let trailer =
+            self.backend()
+                .get_range(FileType::Pack, &name, size - TRAILER_LEN as u64..size)?;
         let range = header_range(size, &trailer, &what)?;
         let start = range.start;
         let sealed = self.backend().get_range(FileType::Pack, &name, range)?;
-        let plain = self.sealer().open(crate::crypto::label::PACK_HEADER, &sealed, &what)?;
+        let plain = self
+            .sealer()
+            .open(crate::crypto::label::PACK_HEADER, &sealed, &what)?;
         PackHeader::decode(&plain, start, &what)
     }
 }

@@ -125,7 +125,8 @@ impl std::fmt::Debug for BlobWriter {
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
-    m.lock().map_err(|_| Error::usage("internal error: a pipeline thread panicked"))
+    m.lock()
+        .map_err(|_| Error::usage("internal error: a pipeline thread panicked"))
 }
 
 impl BlobWriter {
@@ -135,23 +136,35 @@ impl BlobWriter {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = bounded::<Job>(2 * n);
         let (ptx, prx) = bounded::<SealedBlob>(2 * n);
-        let (utx, urx) = bounded::<FinishedPack>(1);
+        let (utx, urx) = bounded::<FinishedPack>(0);
         let mut threads = Vec::new();
         for i in 0..n {
             let (rx, ptx, repo, shared) = (rx.clone(), ptx.clone(), repo.clone(), shared.clone());
-            threads.push(spawn(&format!("cairn-seal-{i}"), move || compressor(&repo, &shared, &rx, &ptx)));
+            threads.push(spawn(&format!("cairn-seal-{i}"), move || {
+                compressor(&repo, &shared, &rx, &ptx)
+            }));
         }
         drop(ptx);
         {
             let (repo, shared) = (repo.clone(), shared.clone());
-            threads.push(spawn("cairn-packer", move || packer(&repo, &shared, &prx, utx)));
+            threads.push(spawn("cairn-packer", move || {
+                packer(&repo, &shared, &prx, utx)
+            }));
         }
         for i in 0..UPLOADERS {
             let (urx, repo, shared) = (urx.clone(), repo.clone(), shared.clone());
             let dry = opts.dry_run;
-            threads.push(spawn(&format!("cairn-upload-{i}"), move || uploader(&repo, &shared, &urx, dry)));
+            threads.push(spawn(&format!("cairn-upload-{i}"), move || {
+                uploader(&repo, &shared, &urx, dry)
+            }));
         }
-        BlobWriter { repo, shared, tx: Some(tx), threads, dry_run: opts.dry_run }
+        BlobWriter {
+            repo,
+            shared,
+            tx: Some(tx),
+            threads,
+            dry_run: opts.dry_run,
+        }
     }
 
     /// The repository.
@@ -187,9 +200,15 @@ impl BlobWriter {
         if !self.claim(&id)? {
             return Ok(false);
         }
-        let tx = self.tx.as_ref().ok_or_else(|| Error::usage("writer already finished"))?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::usage("writer already finished"))?;
         if tx.send(Job { kind, id, raw }).is_err() {
-            return Err(self.shared.take_error().unwrap_or_else(|| Error::usage("blob pipeline stopped")));
+            return Err(self
+                .shared
+                .take_error()
+                .unwrap_or_else(|| Error::usage("blob pipeline stopped")));
         }
         Ok(true)
     }
@@ -207,7 +226,8 @@ impl BlobWriter {
         self.tx.take();
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                self.shared.fail(Error::usage("internal error: a pipeline thread panicked"));
+                self.shared
+                    .fail(Error::usage("internal error: a pipeline thread panicked"));
             }
         }
         if let Some(e) = self.shared.take_error() {
@@ -250,11 +270,24 @@ fn compressor(repo: &Repository, shared: &Shared, rx: &Receiver<Job>, out: &Send
         if shared.failed() {
             continue;
         }
-        let sealed = blob::encode(&job.raw, level).and_then(|plain| repo.sealer().seal(job.id.as_bytes(), &plain));
+        let sealed = blob::compress(&job.raw, level).and_then(|(tag, payload)| {
+            let mut out = Vec::new();
+            repo.sealer()
+                .seal_parts_append(job.id.as_bytes(), &[&[tag], &payload], &mut out)?;
+            Ok(out)
+        });
         match sealed {
             Ok(data) => {
                 let raw_len = job.raw.len() as u32;
-                if out.send(SealedBlob { kind: job.kind, id: job.id, data, raw_len }).is_err() {
+                if out
+                    .send(SealedBlob {
+                        kind: job.kind,
+                        id: job.id,
+                        data,
+                        raw_len,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -272,16 +305,29 @@ struct OpenPack {
 impl OpenPack {
     fn finish(self, repo: &Repository) -> Result<FinishedPack> {
         let mut buf = self.buf;
-        let header = format::encode(&PackHeader { version: VERSION, entries: self.entries.clone() })?;
+        let header = format::encode(&PackHeader {
+            version: VERSION,
+            entries: self.entries.clone(),
+        })?;
         let start = buf.len();
-        repo.sealer().seal_append(crate::crypto::label::PACK_HEADER, &header, &mut buf)?;
+        repo.sealer()
+            .seal_append(crate::crypto::label::PACK_HEADER, &header, &mut buf)?;
         let hlen = (buf.len() - start) as u32;
         buf.extend_from_slice(&hlen.to_le_bytes());
-        Ok(FinishedPack { id: Id::of_stored(&buf), bytes: buf, entries: self.entries })
+        Ok(FinishedPack {
+            id: Id::of_stored(&buf),
+            bytes: buf,
+            entries: self.entries,
+        })
     }
 }
 
-fn packer(repo: &Repository, shared: &Shared, rx: &Receiver<SealedBlob>, out: Sender<FinishedPack>) {
+fn packer(
+    repo: &Repository,
+    shared: &Shared,
+    rx: &Receiver<SealedBlob>,
+    out: Sender<FinishedPack>,
+) {
     let target = repo.config().pack_size as usize;
     let mut data: Vec<OpenPack> = (0..OPEN_DATA_PACKS).map(|_| OpenPack::default()).collect();
     let mut tree = OpenPack::default();
@@ -315,10 +361,20 @@ fn packer(repo: &Repository, shared: &Shared, rx: &Receiver<SealedBlob>, out: Se
         }
         let offset = pack.buf.len() as u32;
         pack.buf.extend_from_slice(&b.data);
-        pack.entries.push(PackEntry { kind: b.kind, id: b.id, offset, length: b.data.len() as u32, raw_length: b.raw_len });
+        pack.entries.push(PackEntry {
+            kind: b.kind,
+            id: b.id,
+            offset,
+            length: b.data.len() as u32,
+            raw_length: b.raw_len,
+        });
         shared.blobs.fetch_add(1, Ordering::Relaxed);
-        shared.bytes_raw.fetch_add(u64::from(b.raw_len), Ordering::Relaxed);
-        shared.bytes_stored.fetch_add(b.data.len() as u64, Ordering::Relaxed);
+        shared
+            .bytes_raw
+            .fetch_add(u64::from(b.raw_len), Ordering::Relaxed);
+        shared
+            .bytes_stored
+            .fetch_add(b.data.len() as u64, Ordering::Relaxed);
         if pack.buf.len() >= target && !emit(std::mem::take(pack)) {
             return;
         }
@@ -340,13 +396,21 @@ fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry
             continue;
         }
         let size = p.bytes.len() as u64;
-        if let Err(e) = repo.backend().create_named(FileType::Pack, &p.id, Bytes::from(p.bytes)) {
+        if let Err(e) = repo
+            .backend()
+            .create_named(FileType::Pack, &p.id, Bytes::from(p.bytes))
+        {
             shared.fail(e);
             continue;
         }
         let ready = match shared.pending.lock() {
             Ok(mut g) => {
-                g.push(IndexPack { id: p.id, size, marked_ns: None, blobs: p.entries });
+                g.push(IndexPack {
+                    id: p.id,
+                    size,
+                    marked_ns: None,
+                    blobs: p.entries,
+                });
                 g.len() >= INDEX_BATCH
             }
             Err(_) => false,
@@ -368,7 +432,10 @@ fn flush_index(repo: &Repository, shared: &Shared, all: bool) -> Result<()> {
         }
         std::mem::take(&mut *g)
     };
-    let ids: Vec<Id> = packs.iter().flat_map(|p| p.blobs.iter().map(|b| b.id)).collect();
+    let ids: Vec<Id> = packs
+        .iter()
+        .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .collect();
     write_index(repo, packs)?;
     shared.index_files.fetch_add(1, Ordering::Relaxed);
     let mut f = lock(&shared.in_flight)?;

@@ -6,15 +6,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn cpath(p: &Path) -> std::io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))
 }
 
 fn check(r: libc::c_int) -> std::io::Result<()> {
-    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn timespec(ns: i64) -> libc::timespec {
-    libc::timespec { tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t, tv_nsec: ns.rem_euclid(1_000_000_000) as _ }
+    libc::timespec {
+        tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t,
+        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+    }
 }
 
 /// Set atime and mtime (ns) without following a symlink.
@@ -22,7 +30,14 @@ pub fn set_times(path: &Path, atime_ns: i64, mtime_ns: i64) -> std::io::Result<(
     let c = cpath(path)?;
     let ts = [timespec(atime_ns), timespec(mtime_ns)];
     // SAFETY: `c` is a valid NUL-terminated path and `ts` two initialized timespecs.
-    check(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
 }
 
 /// Whether we run as root (owners and devices are restored only then).
@@ -39,8 +54,12 @@ pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
     check(unsafe {
         match node.kind {
             NodeKind::Fifo => libc::mkfifo(c.as_ptr(), perm),
-            NodeKind::CharDevice => libc::mknod(c.as_ptr(), libc::S_IFCHR | perm, node.rdev as libc::dev_t),
-            NodeKind::BlockDevice => libc::mknod(c.as_ptr(), libc::S_IFBLK | perm, node.rdev as libc::dev_t),
+            NodeKind::CharDevice => {
+                libc::mknod(c.as_ptr(), libc::S_IFCHR | perm, node.rdev as libc::dev_t)
+            }
+            NodeKind::BlockDevice => {
+                libc::mknod(c.as_ptr(), libc::S_IFBLK | perm, node.rdev as libc::dev_t)
+            }
             _ => 0,
         }
     })
@@ -76,7 +95,9 @@ pub fn apply(path: &Path, node: &Node, root: bool) -> Result<(), String> {
     }
     if !symlink {
         use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777)) {
+        if let Err(e) =
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
+        {
             note("mode", e);
         }
     }

@@ -90,7 +90,15 @@ fn included(opts: &RestoreOptions, spath: &[u8], ancestor_included: bool) -> (bo
     (true, inc)
 }
 
-fn collect(repo: &Repository, tree: &Id, dir: &Path, spath: &[u8], inc: bool, opts: &RestoreOptions, out: &mut Vec<Entry>) -> Result<bool> {
+fn collect(
+    repo: &Repository,
+    tree: &Id,
+    dir: &Path,
+    spath: &[u8],
+    inc: bool,
+    opts: &RestoreOptions,
+    out: &mut Vec<Entry>,
+) -> Result<bool> {
     let t = repo.load_tree(tree)?;
     let mut any = false;
     for n in t.nodes {
@@ -101,9 +109,16 @@ fn collect(repo: &Repository, tree: &Id, dir: &Path, spath: &[u8], inc: bool, op
         }
         let path = dir.join(std::ffi::OsStr::from_bytes(&n.name));
         if n.kind == NodeKind::Dir {
-            let sub = n.subtree.ok_or_else(|| Error::corrupt("directory without subtree"))?;
+            let sub = n
+                .subtree
+                .ok_or_else(|| Error::corrupt("directory without subtree"))?;
             let at = out.len();
-            out.push(Entry { path: path.clone(), node: n, link_to: None, write: false });
+            out.push(Entry {
+                path: path.clone(),
+                node: n,
+                link_to: None,
+                write: false,
+            });
             let inner = collect(repo, &sub, &path, &sp, inc_here, opts, out)?;
             if inner || inc_here {
                 any = true;
@@ -112,7 +127,12 @@ fn collect(repo: &Repository, tree: &Id, dir: &Path, spath: &[u8], inc: bool, op
             }
         } else if inc_here {
             any = true;
-            out.push(Entry { path, node: n, link_to: None, write: true });
+            out.push(Entry {
+                path,
+                node: n,
+                link_to: None,
+                write: true,
+            });
         }
     }
     Ok(any)
@@ -123,11 +143,22 @@ fn plan(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptions) -> 
     match (node.kind, node.subtree) {
         (NodeKind::Dir, Some(tree)) => {
             let (_, inc) = included(opts, spath, false);
-            collect(repo, &tree, &opts.target, spath, inc && !opts.includes.is_empty(), opts, &mut entries)?;
+            collect(
+                repo,
+                &tree,
+                &opts.target,
+                spath,
+                inc && !opts.includes.is_empty(),
+                opts,
+                &mut entries,
+            )?;
         }
-        _ => {
-            entries.push(Entry { path: opts.target.join(std::ffi::OsStr::from_bytes(&node.name)), node: node.clone(), link_to: None, write: true })
-        }
+        _ => entries.push(Entry {
+            path: opts.target.join(std::ffi::OsStr::from_bytes(&node.name)),
+            node: node.clone(),
+            link_to: None,
+            write: true,
+        }),
     }
     // Hard links: files sharing (device, inode) with nlink > 1 become links to the first.
     let mut first: HashMap<(u64, u64), usize> = HashMap::new();
@@ -160,7 +191,11 @@ fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&st
             _ => false,
         };
         if !same_kind {
-            let r = if m.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+            let r = if m.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else {
+                std::fs::remove_file(p)
+            };
             r.map_err(|err| Error::io(format!("cannot replace {}", p.display()), err))?;
         } else if e.node.kind == NodeKind::File && e.link_to.is_none() {
             let mt = m.mtime() * 1_000_000_000 + m.mtime_nsec();
@@ -171,7 +206,8 @@ fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&st
         }
     }
     match e.node.kind {
-        NodeKind::Dir => std::fs::create_dir_all(p).map_err(|err| Error::io(format!("cannot create {}", p.display()), err)),
+        NodeKind::Dir => std::fs::create_dir_all(p)
+            .map_err(|err| Error::io(format!("cannot create {}", p.display()), err)),
         NodeKind::File if e.link_to.is_none() && e.write => {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -179,17 +215,25 @@ fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&st
                 .truncate(true)
                 .open(p)
                 .map_err(|err| Error::io(format!("cannot create {}", p.display()), err))?;
-            f.set_len(e.node.size).map_err(|err| Error::io(format!("cannot size {}", p.display()), err))
+            f.set_len(e.node.size)
+                .map_err(|err| Error::io(format!("cannot size {}", p.display()), err))
         }
         NodeKind::File => Ok(()),
-        NodeKind::Symlink => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.node.link_target), p)
-            .map_err(|err| Error::io(format!("cannot create symlink {}", p.display()), err)),
-        NodeKind::Fifo => meta::make_special(p, &e.node).map_err(|err| Error::io(format!("cannot create fifo {}", p.display()), err)),
+        NodeKind::Symlink => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.node.link_target), p)
+                .map_err(|err| Error::io(format!("cannot create symlink {}", p.display()), err))
+        }
+        NodeKind::Fifo => meta::make_special(p, &e.node)
+            .map_err(|err| Error::io(format!("cannot create fifo {}", p.display()), err)),
         NodeKind::CharDevice | NodeKind::BlockDevice => {
             if meta::is_root() {
-                meta::make_special(p, &e.node).map_err(|err| Error::io(format!("cannot create device {}", p.display()), err))
+                meta::make_special(p, &e.node)
+                    .map_err(|err| Error::io(format!("cannot create device {}", p.display()), err))
             } else {
-                warn(&format!("skipping device {} (only root can create devices)", p.display()));
+                warn(&format!(
+                    "skipping device {} (only root can create devices)",
+                    p.display()
+                ));
                 summary.errors += 1;
                 Ok(())
             }
@@ -199,7 +243,14 @@ fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&st
 }
 
 /// Restore `node` (a directory or file found at `spath` in a snapshot) into `opts.target`.
-pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptions, progress: &Progress, warn: &(dyn Fn(&str) + Sync)) -> Result<RestoreSummary> {
+pub fn restore(
+    repo: &Repository,
+    node: &Node,
+    spath: &[u8],
+    opts: &RestoreOptions,
+    progress: &Progress,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<RestoreSummary> {
     let mut plan = plan(repo, node, spath, opts)?;
     let mut s = RestoreSummary::default();
     for e in &plan.entries {
@@ -216,7 +267,8 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
     if opts.dry_run {
         return Ok(s);
     }
-    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
+    std::fs::create_dir_all(&opts.target)
+        .map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
     for e in plan.entries.iter_mut() {
         if let Err(err) = prepare_target(e, &mut s, warn) {
             warn(&err.to_string());
@@ -242,7 +294,11 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
             off += u64::from(loc.raw_length);
         }
         if off != e.node.size {
-            warn(&format!("{}: snapshot size {} differs from its content ({off} bytes)", e.path.display(), e.node.size));
+            warn(&format!(
+                "{}: snapshot size {} differs from its content ({off} bytes)",
+                e.path.display(),
+                e.node.size
+            ));
         }
     }
     let mut by_pack: BTreeMap<Id, Vec<(BlobLocation, Id)>> = BTreeMap::new();
@@ -264,7 +320,10 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
     }
     let written = std::sync::atomic::AtomicU64::new(0);
     let entries = &plan.entries;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().map_err(|e| Error::usage(format!("thread pool: {e}")))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .map_err(|e| Error::usage(format!("thread pool: {e}")))?;
     let packs: Vec<(Id, Vec<(BlobLocation, Id)>)> = by_pack.into_iter().collect();
     let result: Result<()> = pool.install(|| {
         packs.par_iter().try_for_each(|(pack, blobs)| {
@@ -274,7 +333,10 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
                 let start = blobs[i].0.offset;
                 let mut j = i;
                 let mut end = start + blobs[i].0.length;
-                while j + 1 < blobs.len() && blobs[j + 1].0.offset <= end + (256 << 10) && blobs[j + 1].0.offset + blobs[j + 1].0.length - start <= 64 << 20 {
+                while j + 1 < blobs.len()
+                    && blobs[j + 1].0.offset <= end + (256 << 10)
+                    && blobs[j + 1].0.offset + blobs[j + 1].0.length - start <= 16 << 20
+                {
                     j += 1;
                     end = end.max(blobs[j].0.offset + blobs[j].0.length);
                 }
@@ -286,9 +348,17 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
                     for &(ei, off) in &needs[id] {
                         let e = &entries[ei];
                         if !zero {
-                            let f = std::fs::OpenOptions::new().write(true).open(&e.path).map_err(|err| Error::io(format!("cannot open {}", e.path.display()), err))?;
-                            f.write_all_at(&raw, off).map_err(|err| Error::io(format!("cannot write {}", e.path.display()), err))?;
-                            written.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            let f = std::fs::OpenOptions::new()
+                                .write(true)
+                                .open(&e.path)
+                                .map_err(|err| {
+                                    Error::io(format!("cannot open {}", e.path.display()), err)
+                                })?;
+                            f.write_all_at(&raw, off).map_err(|err| {
+                                Error::io(format!("cannot write {}", e.path.display()), err)
+                            })?;
+                            written
+                                .fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         }
                         progress.add_bytes(raw.len() as u64);
                         let mut r = remaining.lock().map_err(|_| Error::usage("poisoned"))?;
@@ -319,7 +389,9 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
             }
         }
     }
-    for e in plan.entries.iter().filter(|e| e.node.kind != NodeKind::Dir && e.link_to.is_none() && e.node.kind != NodeKind::Socket) {
+    for e in plan.entries.iter().filter(|e| {
+        e.node.kind != NodeKind::Dir && e.link_to.is_none() && e.node.kind != NodeKind::Socket
+    }) {
         if let Err(m) = meta::apply(&e.path, &e.node, root) {
             warn(&m);
             s.errors += 1;
@@ -339,7 +411,11 @@ pub fn restore(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptio
             s.errors += 1;
         }
     }
-    let mut dirs: Vec<&Entry> = plan.entries.iter().filter(|e| e.node.kind == NodeKind::Dir).collect();
+    let mut dirs: Vec<&Entry> = plan
+        .entries
+        .iter()
+        .filter(|e| e.node.kind == NodeKind::Dir)
+        .collect();
     dirs.sort_by_key(|e| std::cmp::Reverse(e.path.components().count()));
     for e in dirs {
         if let Err(m) = meta::apply(&e.path, &e.node, root) {
@@ -359,7 +435,10 @@ pub fn verify_file(repo: &Repository, path: &Path, node: &Node) -> std::result::
         ids.push(repo.blob_id(&c));
     }
     if ids != node.content {
-        return Err(format!("verify {}: content differs from the snapshot", path.display()));
+        return Err(format!(
+            "verify {}: content differs from the snapshot",
+            path.display()
+        ));
     }
     Ok(())
 }

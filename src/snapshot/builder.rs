@@ -36,7 +36,11 @@ pub struct TreeBuilder {
 
 impl std::fmt::Debug for TreeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TreeBuilder({} open)", self.dirs.iter().filter(|d| d.is_some()).count())
+        write!(
+            f,
+            "TreeBuilder({} open)",
+            self.dirs.iter().filter(|d| d.is_some()).count()
+        )
     }
 }
 
@@ -52,7 +56,12 @@ impl TreeBuilder {
 
     /// Open a directory whose node sits at `parent` (dir, slot); `None` for the root.
     pub fn open_dir(&mut self, parent: Option<(DirHandle, usize)>) -> DirHandle {
-        let st = DirState { nodes: Vec::new(), pending: 0, closed: false, parent };
+        let st = DirState {
+            nodes: Vec::new(),
+            pending: 0,
+            closed: false,
+            parent,
+        };
         match self.free.pop() {
             Some(i) => {
                 self.dirs[i] = Some(st);
@@ -68,7 +77,11 @@ impl TreeBuilder {
     /// Append a node (callers push in name order). A pending node waits for
     /// [`fill_file`](Self::fill_file) or, for a directory, for its own completion.
     pub fn push(&mut self, dir: DirHandle, node: Node, pending: bool) -> Result<usize> {
-        let d = self.dirs.get_mut(dir).and_then(|d| d.as_mut()).ok_or_else(gone)?;
+        let d = self
+            .dirs
+            .get_mut(dir)
+            .and_then(|d| d.as_mut())
+            .ok_or_else(gone)?;
         d.nodes.push(Some(node));
         if pending {
             d.pending += 1;
@@ -78,13 +91,27 @@ impl TreeBuilder {
 
     /// Nothing more will be pushed into `dir`.
     pub fn close_dir(&mut self, dir: DirHandle, sink: &mut dyn TreeSink) -> Result<()> {
-        self.dirs.get_mut(dir).and_then(|d| d.as_mut()).ok_or_else(gone)?.closed = true;
+        self.dirs
+            .get_mut(dir)
+            .and_then(|d| d.as_mut())
+            .ok_or_else(gone)?
+            .closed = true;
         self.try_complete(dir, sink)
     }
 
     /// A pending file's result: its content and size, or `None` to drop it (unreadable).
-    pub fn fill_file(&mut self, dir: DirHandle, slot: usize, result: Option<(Vec<Id>, u64)>, sink: &mut dyn TreeSink) -> Result<()> {
-        let d = self.dirs.get_mut(dir).and_then(|d| d.as_mut()).ok_or_else(gone)?;
+    pub fn fill_file(
+        &mut self,
+        dir: DirHandle,
+        slot: usize,
+        result: Option<(Vec<Id>, u64)>,
+        sink: &mut dyn TreeSink,
+    ) -> Result<()> {
+        let d = self
+            .dirs
+            .get_mut(dir)
+            .and_then(|d| d.as_mut())
+            .ok_or_else(gone)?;
         let cell = d.nodes.get_mut(slot).ok_or_else(gone)?;
         match result {
             Some((content, size)) => {
@@ -100,19 +127,31 @@ impl TreeBuilder {
     }
 
     /// Drop a pending directory slot (its walk failed).
-    pub fn drop_dir_slot(&mut self, dir: DirHandle, slot: usize, sink: &mut dyn TreeSink) -> Result<()> {
+    pub fn drop_dir_slot(
+        &mut self,
+        dir: DirHandle,
+        slot: usize,
+        sink: &mut dyn TreeSink,
+    ) -> Result<()> {
         self.fill_file(dir, slot, None, sink)
     }
 
     fn try_complete(&mut self, mut dir: DirHandle, sink: &mut dyn TreeSink) -> Result<()> {
         loop {
-            let d = self.dirs.get(dir).and_then(|d| d.as_ref()).ok_or_else(gone)?;
+            let d = self
+                .dirs
+                .get(dir)
+                .and_then(|d| d.as_ref())
+                .ok_or_else(gone)?;
             if !d.closed || d.pending > 0 {
                 return Ok(());
             }
             let d = self.dirs[dir].take().ok_or_else(gone)?;
             self.free.push(dir);
-            let tree = Tree { version: VERSION, nodes: d.nodes.into_iter().flatten().collect() };
+            let tree = Tree {
+                version: VERSION,
+                nodes: d.nodes.into_iter().flatten().collect(),
+            };
             let id = sink.store_tree(&tree)?;
             match d.parent {
                 None => {
@@ -120,7 +159,11 @@ impl TreeBuilder {
                     return Ok(());
                 }
                 Some((p, slot)) => {
-                    let pd = self.dirs.get_mut(p).and_then(|d| d.as_mut()).ok_or_else(gone)?;
+                    let pd = self
+                        .dirs
+                        .get_mut(p)
+                        .and_then(|d| d.as_mut())
+                        .ok_or_else(gone)?;
                     if let Some(n) = pd.nodes.get_mut(slot).and_then(|n| n.as_mut()) {
                         n.subtree = Some(id);
                     }
@@ -158,15 +201,23 @@ mod tests {
         let mut b = TreeBuilder::new();
         let mut sink = Mem::default();
         let root = b.open_dir(None);
-        let a = b.push(root, Node::new(b"a".to_vec(), NodeKind::File), true).unwrap();
-        let d = b.push(root, Node::new(b"d".to_vec(), NodeKind::Dir), true).unwrap();
+        let a = b
+            .push(root, Node::new(b"a".to_vec(), NodeKind::File), true)
+            .unwrap();
+        let d = b
+            .push(root, Node::new(b"d".to_vec(), NodeKind::Dir), true)
+            .unwrap();
         let sub = b.open_dir(Some((root, d)));
-        let x = b.push(sub, Node::new(b"x".to_vec(), NodeKind::File), true).unwrap();
-        b.push(sub, Node::new(b"y".to_vec(), NodeKind::File), true).unwrap();
+        let x = b
+            .push(sub, Node::new(b"x".to_vec(), NodeKind::File), true)
+            .unwrap();
+        b.push(sub, Node::new(b"y".to_vec(), NodeKind::File), true)
+            .unwrap();
         b.close_dir(sub, &mut sink).unwrap();
         b.close_dir(root, &mut sink).unwrap();
         assert!(b.root().is_none());
-        b.fill_file(root, a, Some((vec![Id::of_stored(b"c")], 5)), &mut sink).unwrap();
+        b.fill_file(root, a, Some((vec![Id::of_stored(b"c")], 5)), &mut sink)
+            .unwrap();
         b.fill_file(sub, x, Some((vec![], 0)), &mut sink).unwrap();
         assert!(b.root().is_none());
         b.fill_file(sub, 1, None, &mut sink).unwrap();

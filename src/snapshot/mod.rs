@@ -15,16 +15,26 @@ pub fn find_node(repo: &Repository, root: Id, path: &[u8]) -> Result<Node> {
     let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
     node.subtree = Some(root);
     node.mode = 0o40755;
-    for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+    for comp in path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+    {
         let sub = match (node.kind, node.subtree) {
             (NodeKind::Dir, Some(s)) => s,
-            _ => return Err(Error::not_found(format!("{} is not a directory in the snapshot", String::from_utf8_lossy(&node.name)))),
+            _ => {
+                return Err(Error::not_found(format!(
+                    "{} is not a directory in the snapshot",
+                    String::from_utf8_lossy(&node.name)
+                )));
+            }
         };
         let tree = repo.load_tree(&sub)?;
-        node = tree
-            .find(comp)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("path {} not found in the snapshot", String::from_utf8_lossy(path))))?;
+        node = tree.find(comp).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "path {} not found in the snapshot",
+                String::from_utf8_lossy(path)
+            ))
+        })?;
     }
     Ok(node)
 }

@@ -23,11 +23,18 @@ impl Filter {
         if !self.hosts.is_empty() && !self.hosts.contains(&s.host) {
             return false;
         }
-        if !self.tags.is_empty() && !self.tags.iter().any(|set| set.iter().all(|t| s.tags.contains(t))) {
+        if !self.tags.is_empty()
+            && !self
+                .tags
+                .iter()
+                .any(|set| set.iter().all(|t| s.tags.contains(t)))
+        {
             return false;
         }
         let paths = s.path_strings();
-        self.paths.iter().all(|p| paths.iter().any(|q| q == p || q == p.trim_end_matches('/')))
+        self.paths
+            .iter()
+            .all(|p| paths.iter().any(|q| q == p || q == p.trim_end_matches('/')))
     }
 }
 
@@ -35,29 +42,48 @@ impl Filter {
 /// in UTC. Returns ns since the epoch.
 pub fn parse_time(s: &str) -> Result<i64> {
     let s = s.trim();
-    let bad = || Error::usage(format!("cannot parse time {s:?}: use RFC 3339 like 2026-01-15T10:30:00Z or 2026-01-15 10:30"));
+    let bad = || {
+        Error::usage(format!(
+            "cannot parse time {s:?}: use RFC 3339 like 2026-01-15T10:30:00Z or 2026-01-15 10:30"
+        ))
+    };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt().ok_or_else(bad);
     }
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
             return t.and_utc().timestamp_nanos_opt().ok_or_else(bad);
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d.and_hms_opt(23, 59, 59).and_then(|t| t.and_utc().timestamp_nanos_opt()).ok_or_else(bad);
+        return d
+            .and_hms_opt(23, 59, 59)
+            .and_then(|t| t.and_utc().timestamp_nanos_opt())
+            .ok_or_else(bad);
     }
     Err(bad())
 }
 
 /// Format ns since the epoch as RFC 3339 in UTC with seconds.
 pub fn format_time(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S").to_string()
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// Resolve `spec` (`latest`, or a full or unique short id) among the filtered snapshots; with
 /// `at`, `latest` means the newest at or before that time.
-pub fn find(repo: &Repository, spec: &str, filter: &Filter, at: Option<i64>) -> Result<(Id, Snapshot)> {
+pub fn find(
+    repo: &Repository,
+    spec: &str,
+    filter: &Filter,
+    at: Option<i64>,
+) -> Result<(Id, Snapshot)> {
     let all = repo.snapshots()?;
     if spec == "latest" {
         return all
@@ -65,19 +91,29 @@ pub fn find(repo: &Repository, spec: &str, filter: &Filter, at: Option<i64>) -> 
             .filter(|(_, s)| filter.matches(s) && at.is_none_or(|t| s.time_ns <= t))
             .max_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)))
             .ok_or_else(|| match at {
-                Some(t) => Error::not_found(format!("no snapshot at or before {} matches", format_time(t))),
+                Some(t) => Error::not_found(format!(
+                    "no snapshot at or before {} matches",
+                    format_time(t)
+                )),
                 None => Error::not_found("no snapshot matches"),
             });
     }
     let spec_l = spec.to_ascii_lowercase();
     if spec_l.is_empty() || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::usage(format!("invalid snapshot {spec:?}: give an id, a unique id prefix, or latest")));
+        return Err(Error::usage(format!(
+            "invalid snapshot {spec:?}: give an id, a unique id prefix, or latest"
+        )));
     }
-    let mut hits: Vec<(Id, Snapshot)> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
+    let mut hits: Vec<(Id, Snapshot)> = all
+        .into_iter()
+        .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+        .collect();
     match hits.len() {
         0 => Err(Error::not_found(format!("snapshot {spec} not found"))),
         1 => Ok(hits.remove(0)),
-        n => Err(Error::usage(format!("snapshot prefix {spec} is ambiguous ({n} snapshots match)"))),
+        n => Err(Error::usage(format!(
+            "snapshot prefix {spec} is ambiguous ({n} snapshots match)"
+        ))),
     }
 }
 
