@@ -13,7 +13,12 @@ use std::time::Instant;
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -29,20 +34,39 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let total: u64 = std::env::var("CAIRN_SCALE_BLOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
-    let dir = tempfile::tempdir_in(std::env::var("CAIRN_SCALE_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("tmp");
+    let total: u64 = std::env::var("CAIRN_SCALE_BLOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = tempfile::tempdir_in(
+        std::env::var("CAIRN_SCALE_DIR").unwrap_or_else(|_| "/var/tmp".into()),
+    )
+    .expect("tmp");
     let cache = Cache::open(dir.path(), &Id::of_stored(b"scale")).expect("cache");
-    let loc = BlobLocation { pack: id(u64::MAX), offset: 1, length: 2, raw_length: 3, kind: BlobKind::Data, marked: false };
+    let loc = BlobLocation {
+        pack: id(u64::MAX),
+        offset: 1,
+        length: 2,
+        raw_length: 3,
+        kind: BlobKind::Data,
+        marked: false,
+    };
     let steps = [total / 100, total / 10, total / 4, total / 2, total];
     let mut filled = 0u64;
     let mut file = 0u64;
-    println!("{:>12} {:>10} {:>14} {:>14} {:>12}", "blobs", "fill_s", "hits/s", "misses/s", "peak_rss_MiB");
+    println!(
+        "{:>12} {:>10} {:>14} {:>14} {:>12}",
+        "blobs", "fill_s", "hits/s", "misses/s", "peak_rss_MiB"
+    );
     for &step in &steps {
         let t = Instant::now();
         while filled < step {
             let n = (step - filled).min(50_000);
-            let batch: Vec<(Id, BlobLocation)> = (filled..filled + n).map(|i| (id(i), loc)).collect();
-            cache.add_index_file(&id(1 << 62 | file), &batch).expect("add");
+            let batch: Vec<(Id, BlobLocation)> =
+                (filled..filled + n).map(|i| (id(i), loc)).collect();
+            cache
+                .add_index_file(&id(1 << 62 | file), &batch)
+                .expect("add");
             file += 1;
             filled += n;
         }
@@ -63,6 +87,9 @@ fn main() {
             assert!(cache.blob(&id((1 << 61) + i)).expect("get").is_none());
         }
         let misses = probes as f64 / t.elapsed().as_secs_f64();
-        println!("{filled:>12} {fill:>10.1} {hits:>14.0} {misses:>14.0} {:>12.1}", rss_kib("VmHWM:") as f64 / 1024.0);
+        println!(
+            "{filled:>12} {fill:>10.1} {hits:>14.0} {misses:>14.0} {:>12.1}",
+            rss_kib("VmHWM:") as f64 / 1024.0
+        );
     }
 }

@@ -35,7 +35,18 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 /// Text-like data that compresses roughly as source code does.
 fn texty(n: usize) -> Vec<u8> {
-    let words = [&b"fn "[..], b"let ", b"self", b"return ", b"\n    ", b"struct ", b"impl ", b"{}", b"();", b"match "];
+    let words = [
+        &b"fn "[..],
+        b"let ",
+        b"self",
+        b"return ",
+        b"\n    ",
+        b"struct ",
+        b"impl ",
+        b"{}",
+        b"();",
+        b"match ",
+    ];
     let r = noise(n, 3);
     let mut v = Vec::with_capacity(n + 16);
     let mut i = 0;
@@ -54,7 +65,13 @@ fn bench_chunker(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunker");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    g.bench_function("fastcdc_keyed_gear_64MiB", |b| b.iter(|| ch.stream(&data[..]).map(|c| c.map(|c| c.len()).unwrap_or(0)).sum::<usize>()));
+    g.bench_function("fastcdc_keyed_gear_64MiB", |b| {
+        b.iter(|| {
+            ch.stream(&data[..])
+                .map(|c| c.map(|c| c.len()).unwrap_or(0))
+                .sum::<usize>()
+        })
+    });
     g.finish();
 }
 
@@ -65,7 +82,9 @@ fn bench_hash_seal(c: &mut Criterion) {
     let text = texty(1 << 20);
     let mut g = c.benchmark_group("blob");
     g.throughput(Throughput::Bytes(1 << 20));
-    g.bench_function("keyed_blake3_1MiB", |b| b.iter(|| key.blob_id(black_box(&random))));
+    g.bench_function("keyed_blake3_1MiB", |b| {
+        b.iter(|| key.blob_id(black_box(&random)))
+    });
     for (name, data) in [("random", &random), ("text", &text)] {
         g.bench_with_input(BenchmarkId::new("zstd3_seal_1MiB", name), data, |b, d| {
             b.iter(|| {
@@ -79,12 +98,28 @@ fn bench_hash_seal(c: &mut Criterion) {
 
 fn test_repo(dir: &std::path::Path) -> std::sync::Arc<Repository> {
     let backend = Backend::open(dir.join("repo").to_str().expect("utf8"), true).expect("backend");
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Default::default()
+    };
     Repository::init(backend, b"bench", &opts, &dir.join("cache")).expect("init")
 }
 
 fn bench_writer(c: &mut Criterion) {
-    let blobs: Vec<Bytes> = (0..64).map(|i| Bytes::from(texty(1 << 20).into_iter().map(|b| b ^ i as u8).collect::<Vec<_>>())).collect();
+    let blobs: Vec<Bytes> = (0..64)
+        .map(|i| {
+            Bytes::from(
+                texty(1 << 20)
+                    .into_iter()
+                    .map(|b| b ^ i as u8)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     let mut g = c.benchmark_group("writer");
     g.throughput(Throughput::Bytes(64 << 20));
     g.sample_size(10);
@@ -93,7 +128,13 @@ fn bench_writer(c: &mut Criterion) {
             || tempfile::tempdir().expect("tmp"),
             |dir| {
                 let repo = test_repo(dir.path());
-                let w = BlobWriter::new(repo, WriterOptions { threads: 2, dry_run: false });
+                let w = BlobWriter::new(
+                    repo,
+                    WriterOptions {
+                        threads: 2,
+                        dry_run: false,
+                    },
+                );
                 for blob in &blobs {
                     w.add(BlobKind::Data, blob.clone()).expect("add");
                 }
@@ -109,13 +150,24 @@ fn bench_cache(c: &mut Criterion) {
     let cache = Cache::open(dir.path(), &Id::of_stored(b"bench")).expect("cache");
     let n = 200_000u32;
     let ids: Vec<Id> = (0..n).map(|i| Id::of_stored(&i.to_le_bytes())).collect();
-    let loc = BlobLocation { pack: Id::of_stored(b"p"), offset: 0, length: 1, raw_length: 1, kind: BlobKind::Data, marked: false };
+    let loc = BlobLocation {
+        pack: Id::of_stored(b"p"),
+        offset: 0,
+        length: 1,
+        raw_length: 1,
+        kind: BlobKind::Data,
+        marked: false,
+    };
     for (k, chunk) in ids.chunks(10_000).enumerate() {
         let v: Vec<(Id, BlobLocation)> = chunk.iter().map(|i| (*i, loc)).collect();
-        cache.add_index_file(&Id::of_stored(&(k as u64).to_le_bytes()), &v).expect("add");
+        cache
+            .add_index_file(&Id::of_stored(&(k as u64).to_le_bytes()), &v)
+            .expect("add");
     }
     cache.flush().expect("flush");
-    let misses: Vec<Id> = (0..n).map(|i| Id::of_stored(&(u64::from(i) + (1 << 40)).to_le_bytes())).collect();
+    let misses: Vec<Id> = (0..n)
+        .map(|i| Id::of_stored(&(u64::from(i) + (1 << 40)).to_le_bytes()))
+        .collect();
     let mut g = c.benchmark_group("cache_lookup");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("hit_x1000", |b| {
@@ -179,5 +231,12 @@ fn bench_backup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_chunker, bench_hash_seal, bench_writer, bench_cache, bench_backup);
+criterion_group!(
+    benches,
+    bench_chunker,
+    bench_hash_seal,
+    bench_writer,
+    bench_cache,
+    bench_backup
+);
 criterion_main!(benches);

@@ -239,9 +239,16 @@ impl Repository {
 
     /// Read one snapshot (cache first).
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        self.load_snapshot_sized(id, None)
+    }
+
+    /// Read one snapshot; the cached copy is used only when it matches the stored object's
+    /// size (`stored_size`, from a listing), so a truncated or replaced object is noticed.
+    fn load_snapshot_sized(&self, id: &Id, stored_size: Option<u64>) -> Result<Snapshot> {
         let what = format!("snapshot {}", id.short());
         if let Some(plain) = self.cache.snapshot(id)? {
-            if let Ok(s) = Snapshot::decode(&plain, &what) {
+            let size_ok = stored_size.is_none_or(|s| s == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64);
+            if let (true, Ok(s)) = (size_ok, Snapshot::decode(&plain, &what)) {
                 return Ok(s);
             }
         }
@@ -260,8 +267,8 @@ impl Repository {
             }
         }
         let mut out = Vec::with_capacity(listed.len());
-        for (id, _) in listed {
-            out.push((id, self.load_snapshot(&id)?));
+        for (id, size) in listed {
+            out.push((id, self.load_snapshot_sized(&id, Some(size))?));
         }
         out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(out)

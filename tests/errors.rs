@@ -1,0 +1,245 @@
+//! Failures: exit codes, one-line messages, corruption detection, unreadable sources.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+
+fn small_backup(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"hello\n");
+    write_random(&src.join("big"), 31, 6 << 20);
+    env.backup(&[src.to_str().unwrap()]);
+    src
+}
+
+#[test]
+fn wrong_password() {
+    let env = Env::new();
+    small_backup(&env);
+    for cmd in [
+        &["snapshots"][..],
+        &["ls", "latest"],
+        &["backup", env.path("src").to_str().unwrap()],
+    ] {
+        let o = env.cairn_with(cmd, |c| {
+            c.env("CAIRN_PASSWORD", "not the password");
+        });
+        let line = assert_fails_one_line(&o, 1, &format!("{cmd:?} with a wrong password"));
+        assert!(line.contains("wrong password"), "message: {line}");
+    }
+    assert_eq!(
+        env.snapshots().len(),
+        1,
+        "a backup with a wrong password wrote a snapshot"
+    );
+}
+
+#[test]
+fn missing_repository() {
+    let env = Env::uninit();
+    let missing = env.path("no/such/repo");
+    let o = env.cairn(&["-r", missing.to_str().unwrap(), "snapshots"]);
+    let line = assert_fails_one_line(&o, 1, "snapshots of a repository that does not exist");
+    assert!(
+        line.contains(missing.to_str().unwrap()),
+        "the message should name the path: {line}"
+    );
+    assert!(!missing.exists(), "opening a missing repository created it");
+
+    // The same through CAIRN_REPOSITORY, for a command that would write.
+    let src = env.path("src");
+    write(&src.join("f"), b"f");
+    let o = env.cairn(&["backup", src.to_str().unwrap()]);
+    assert_fails_one_line(&o, 1, "backup to a repository that does not exist");
+    assert!(!env.repo.exists(), "backup created the missing repository");
+}
+
+#[test]
+fn unknown_snapshot() {
+    let env = Env::new();
+    small_backup(&env);
+    let target = env.path("t");
+    for cmd in [
+        &["ls", "deadbeef"][..],
+        &["dump", "deadbeef", "/x"],
+        &["restore", "deadbeef", "--target", target.to_str().unwrap()],
+    ] {
+        let o = env.cairn(cmd);
+        let line = assert_fails_one_line(&o, 1, &format!("{cmd:?}"));
+        assert!(line.contains("not found"), "{cmd:?}: {line}");
+        assert!(
+            line.contains("deadbeef"),
+            "{cmd:?} should name the snapshot: {line}"
+        );
+    }
+    assert!(
+        !target.exists(),
+        "restore of an unknown snapshot created the target"
+    );
+}
+
+/// The largest file under repo/data: a data pack.
+fn largest_pack(repo: &Path) -> PathBuf {
+    objects(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("no pack")
+}
+
+#[test]
+fn corrupt_pack_is_detected() {
+    let env = Env::new();
+    let src = small_backup(&env);
+    let pack = largest_pack(&env.repo);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    // Packs are written read-only or not: write through a fresh file either way.
+    chmod(&pack, 0o644);
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let target = env.path("t");
+    let o = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "restore from a corrupt pack succeeded\n{}",
+        describe(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("corrupt"),
+        "restore: stderr does not say corrupt\n{}",
+        describe(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("restored"),
+        "restore printed success\n{}",
+        describe(&o)
+    );
+    let big = restored(&target, &src).join("big");
+    if big.exists() {
+        assert!(
+            !same_content(&src.join("big"), &big),
+            "restore reported failure yet wrote correct data?"
+        );
+    }
+
+    let path = format!("{}/big", src.to_str().unwrap());
+    let o = env.cairn(&["dump", "latest", &path]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "dump of a file in a corrupt pack succeeded ({} bytes)\nstderr: {}",
+        o.stdout.len(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("corrupt"),
+        "dump: stderr does not say corrupt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stdout.len() < 6 << 20,
+        "dump wrote the whole file despite the corruption"
+    );
+
+    // --verify or not, a restore never leaves a file that silently differs.
+    let target = env.path("t2");
+    let o = env.cairn(&[
+        "restore",
+        "latest",
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
+fn truncate_snapshot(env: &Env) -> String {
+    let snaps = objects(&env.repo.join("snapshots"));
+    assert_eq!(snaps.len(), 1);
+    let f = &snaps[0];
+    let len = std::fs::metadata(f).unwrap().len();
+    let full = std::fs::read(f).unwrap();
+    chmod(f, 0o644);
+    std::fs::write(f, &full[..len as usize / 2]).unwrap();
+    f.file_name().unwrap().to_str().unwrap()[..8].to_string()
+}
+
+#[test]
+fn truncated_snapshot_is_detected_with_a_fresh_cache() {
+    let env = Env::new();
+    small_backup(&env);
+    let short = truncate_snapshot(&env);
+    std::fs::remove_dir_all(&env.cache).unwrap();
+    let o = env.cairn(&["snapshots"]);
+    let line = assert_fails_one_line(
+        &o,
+        1,
+        "snapshots with a truncated snapshot file (fresh cache)",
+    );
+    assert!(
+        line.contains("corrupt") && line.contains(&short),
+        "the message should name snapshot {short} as corrupt: {line}"
+    );
+}
+
+/// The repository is what matters: a cached copy must not hide a damaged snapshot file.
+#[test]
+fn truncated_snapshot_is_detected_with_a_warm_cache() {
+    let env = Env::new();
+    small_backup(&env);
+    env.ok(&["snapshots"]);
+    let short = truncate_snapshot(&env);
+    let o = env.cairn(&["snapshots"]);
+    let line = assert_fails_one_line(
+        &o,
+        1,
+        "snapshots with a truncated snapshot file (snapshot cached locally)",
+    );
+    assert!(
+        line.contains("corrupt") && line.contains(&short),
+        "the message should name snapshot {short} as corrupt: {line}"
+    );
+}
+
+#[test]
+fn unreadable_source_file_gives_exit_3_and_a_snapshot() {
+    let mut env = Env::uninit();
+    let src = env.path("src");
+    write(&src.join("readable.txt"), b"readable\n");
+    write(&src.join("secret.txt"), b"secret\n");
+    chmod(&src.join("secret.txt"), 0o000);
+    if is_root() {
+        // Root reads mode-000 files: run cairn as nobody, with everything else open to it.
+        chmod(env.dir.path(), 0o777);
+        chmod(&src, 0o755);
+        chmod(&src.join("readable.txt"), 0o644);
+        env.run_as = Some(65534);
+    }
+    env.init(&[]);
+    let o = env.cairn(&["backup", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "backup with an unreadable file should exit 3\n{}",
+        describe(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("secret.txt"),
+        "the warning should name the unreadable file\n{}",
+        describe(&o)
+    );
+    assert!(
+        !err.lines().any(|l| l.contains("/readable.txt")),
+        "only the unreadable file should be warned about\n{}",
+        describe(&o)
+    );
+
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 1, "the snapshot must still be written");
+    assert_eq!(snaps[0]["summary"]["errors"], 1, "{}", snaps[0]);
+    let path = format!("{}/readable.txt", src.to_str().unwrap());
+    assert_eq!(env.ok(&["dump", "latest", &path]).stdout, b"readable\n");
+}
