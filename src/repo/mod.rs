@@ -247,7 +247,8 @@ impl Repository {
     fn load_snapshot_sized(&self, id: &Id, stored_size: Option<u64>) -> Result<Snapshot> {
         let what = format!("snapshot {}", id.short());
         if let Some(plain) = self.cache.snapshot(id)? {
-            let size_ok = stored_size.is_none_or(|s| s == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64);
+            let size_ok = stored_size
+                .is_none_or(|s| s == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64);
             if let (true, Ok(s)) = (size_ok, Snapshot::decode(&plain, &what)) {
                 return Ok(s);
             }

@@ -162,13 +162,13 @@ fn plan(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptions) -> 
     }
     // Hard links: files sharing (device, inode) with nlink > 1 become links to the first.
     let mut first: HashMap<(u64, u64), usize> = HashMap::new();
-    for i in 0..entries.len() {
-        let n = &entries[i].node;
+    for (i, e) in entries.iter_mut().enumerate() {
+        let n = &e.node;
         if n.kind == NodeKind::File && n.nlink > 1 && n.inode != 0 {
             match first.get(&(n.device, n.inode)) {
                 Some(&j) => {
-                    entries[i].link_to = Some(j);
-                    entries[i].write = false;
+                    e.link_to = Some(j);
+                    e.write = false;
                 }
                 None => {
                     first.insert((n.device, n.inode), i);
