@@ -44,7 +44,7 @@ pub struct MasterKeyPayload {
 }
 
 /// Upper bounds on KDF parameters a key file may ask for (a hostile file must not exhaust memory).
-pub const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
+pub const MAX_KDF_MEMORY_KIB: u32 = 1 << 20;
 /// Upper bound on KDF iterations.
 pub const MAX_KDF_ITERATIONS: u32 = 64;
 
@@ -54,7 +54,7 @@ impl KeyFile {
         let k: KeyFile = super::decode(bytes, what)?;
         let p = &k.kdf;
         if p.memory_kib > MAX_KDF_MEMORY_KIB
-            || p.memory_kib < 8 * p.parallelism.max(1)
+            || p.memory_kib < p.parallelism.saturating_mul(8)
             || p.iterations == 0
             || p.iterations > MAX_KDF_ITERATIONS
             || p.parallelism == 0

@@ -130,10 +130,14 @@ pub fn unlock(
         )));
     }
     let mut opened = false;
+    let mut corrupt: Vec<String> = Vec::new();
     for (id, _) in keys {
         let kf = match read_key_file(backend, &id) {
             Ok(k) => k,
-            Err(e) if e.kind() == ErrorKind::Corrupt => continue,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                corrupt.push(id.short());
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if let Some((repo, mk)) = try_key(&kf, password)? {
@@ -147,6 +151,12 @@ pub fn unlock(
         return Err(Error::corrupt(
             "config is corrupt: the password opens a key, but no key opens the config",
         ));
+    }
+    if !corrupt.is_empty() {
+        return Err(Error::crypto(format!(
+            "wrong password, or its key file is corrupt: no intact key opens with it (corrupt: key {})",
+            corrupt.join(", key ")
+        )));
     }
     Err(Error::crypto(
         "wrong password: no key in the repository opens with it",
