@@ -151,7 +151,6 @@ struct FileJob {
 struct FileResult {
     dir: DirHandle,
     slot: usize,
-    path: PathBuf,
     outcome: FileOutcome,
 }
 
@@ -213,7 +212,6 @@ impl Walker<'_> {
             }
             FileOutcome::Unreadable(msg) => {
                 self.warn(format!("cannot read {msg}"));
-                let _ = r.path;
                 self.builder.fill_file(r.dir, r.slot, None, &mut sink)
             }
             FileOutcome::Fatal(e) => {
@@ -485,7 +483,6 @@ pub fn backup(
                         .send(FileResult {
                             dir: job.dir,
                             slot: job.slot,
-                            path: job.path,
                             outcome,
                         })
                         .is_err()
@@ -542,12 +539,26 @@ pub fn backup(
     summary.bytes_added_raw = added.bytes_raw;
     summary.bytes_added_stored = added.bytes_stored;
     summary.finished_ns = now_ns();
+    commit_snapshot(repo, opts, tops, tree, parent, summary, added)
+}
+
+/// Write the snapshot — always the last object of a backup — unless this is a dry run, and
+/// assemble the outcome. `summary.started_ns` is the time recorded when `--time` is not given.
+pub(crate) fn commit_snapshot(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: Vec<Vec<u8>>,
+    tree: Id,
+    parent: Option<Id>,
+    summary: Summary,
+    added: WriterStats,
+) -> Result<BackupOutcome> {
     let snap = Snapshot {
         version: VERSION,
-        time_ns: opts.time_ns.unwrap_or(started),
+        time_ns: opts.time_ns.unwrap_or(summary.started_ns),
         host: opts.host.clone(),
         user: current_user(),
-        paths: tops.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(),
         tags: opts.tags.clone(),
         tree,
         parent,

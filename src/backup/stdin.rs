@@ -5,7 +5,7 @@ use super::{BackupOptions, BackupOutcome};
 use crate::error::{Error, Result};
 use crate::format::VERSION;
 use crate::format::pack::BlobKind;
-use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::snapshot::Summary;
 use crate::format::tree::{Node, NodeKind, Tree, is_valid_name};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -78,31 +78,15 @@ pub fn backup_stream(
         finished_ns: now_ns(),
         ..Default::default()
     };
-    let snap = Snapshot {
-        version: VERSION,
-        time_ns: opts.time_ns.unwrap_or(started),
-        host: opts.host.clone(),
-        user: current_user(),
-        paths: vec![serde_bytes::ByteBuf::from(format!("/{name}").into_bytes())],
-        tags: opts.tags.clone(),
-        tree: tree_id,
-        parent: None,
-        kind: opts.kind,
-        summary: summary.clone(),
-        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
-    };
-    let snapshot = if opts.dry_run {
-        None
-    } else {
-        Some(repo.save_snapshot(&snap)?)
-    };
-    Ok(BackupOutcome {
-        snapshot,
-        parent: None,
-        tree: tree_id,
+    super::commit_snapshot(
+        repo,
+        opts,
+        vec![format!("/{name}").into_bytes()],
+        tree_id,
+        None,
         summary,
         added,
-    })
+    )
 }
 
 /// Run `argv` and back up its standard output as `name`; fails (no snapshot) when it exits
