@@ -182,7 +182,14 @@ fn plan(repo: &Repository, node: &Node, spath: &[u8], opts: &RestoreOptions) -> 
 /// Where each needed blob goes: (entry index, file offset).
 type Targets = Vec<(usize, u64)>;
 
-fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&str)) -> Result<()> {
+/// Problems and skips found while preparing one entry.
+#[derive(Default)]
+struct Prepared {
+    unchanged: u64,
+    errors: u64,
+}
+
+fn prepare_target(e: &mut Entry, summary: &mut Prepared, warn: &dyn Fn(&str)) -> Result<()> {
     let p = &e.path;
     if let Ok(m) = std::fs::symlink_metadata(p) {
         let same_kind = match e.node.kind {
@@ -201,7 +208,7 @@ fn prepare_target(e: &mut Entry, summary: &mut RestoreSummary, warn: &dyn Fn(&st
             let mt = m.mtime() * 1_000_000_000 + m.mtime_nsec();
             if m.len() == e.node.size && mt == e.node.mtime_ns {
                 e.write = false;
-                summary.files_unchanged += 1;
+                summary.unchanged += 1;
             }
         }
     }
@@ -269,12 +276,37 @@ pub fn restore(
     }
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
-    for e in plan.entries.iter_mut() {
-        if let Err(err) = prepare_target(e, &mut s, warn) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .map_err(|e| Error::usage(format!("thread pool: {e}")))?;
+    // Directories first, in walk order (parents before children), then everything else in
+    // parallel: creating tens of thousands of files is syscall-bound.
+    let prepare = |e: &mut Entry| -> Prepared {
+        let mut p = Prepared::default();
+        if let Err(err) = prepare_target(e, &mut p, warn) {
             warn(&err.to_string());
-            s.errors += 1;
+            p.errors += 1;
             e.write = false;
         }
+        p
+    };
+    let mut prepared: Vec<Prepared> = plan
+        .entries
+        .iter_mut()
+        .filter(|e| e.node.kind == NodeKind::Dir)
+        .map(prepare)
+        .collect();
+    prepared.extend(pool.install(|| {
+        plan.entries
+            .par_iter_mut()
+            .filter(|e| e.node.kind != NodeKind::Dir)
+            .map(prepare)
+            .collect::<Vec<_>>()
+    }));
+    for p in prepared {
+        s.files_unchanged += p.unchanged;
+        s.errors += p.errors;
     }
 
     // Which blob goes where, grouped by pack and sorted by offset.
@@ -320,10 +352,6 @@ pub fn restore(
     }
     let written = std::sync::atomic::AtomicU64::new(0);
     let entries = &plan.entries;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
-        .build()
-        .map_err(|e| Error::usage(format!("thread pool: {e}")))?;
     let packs: Vec<(Id, Vec<(BlobLocation, Id)>)> = by_pack.into_iter().collect();
     let result: Result<()> = pool.install(|| {
         packs.par_iter().try_for_each(|(pack, blobs)| {
@@ -389,13 +417,20 @@ pub fn restore(
             }
         }
     }
-    for e in plan.entries.iter().filter(|e| {
-        e.node.kind != NodeKind::Dir && e.link_to.is_none() && e.node.kind != NodeKind::Socket
-    }) {
-        if let Err(m) = meta::apply(&e.path, &e.node, root) {
-            warn(&m);
-            s.errors += 1;
-        }
+    let meta_errors: Vec<String> = pool.install(|| {
+        plan.entries
+            .par_iter()
+            .filter(|e| {
+                e.node.kind != NodeKind::Dir
+                    && e.link_to.is_none()
+                    && e.node.kind != NodeKind::Socket
+            })
+            .filter_map(|e| meta::apply(&e.path, &e.node, root).err())
+            .collect()
+    });
+    for m in meta_errors {
+        warn(&m);
+        s.errors += 1;
     }
     if opts.verify {
         let errs: Vec<String> = pool.install(|| {
