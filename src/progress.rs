@@ -82,19 +82,28 @@ fn run(p: &Progress, style: Style, verb: &str, stop: &AtomicBool) {
     let bar = (style == Style::Bar).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        let tpl =
-            "{spinner} [{elapsed_precise}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
-        if let Ok(st) = indicatif::ProgressStyle::with_template(tpl) {
+        if let Ok(st) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {msg} {bytes} {bytes_per_sec}",
+        ) {
             b.set_style(st);
         }
         b
     });
+    let mut with_totals = false;
     let mut tick = 0u32;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         tick += 1;
         let (files, bytes, tf, tb) = p.read();
         if let Some(b) = &bar {
+            // Totals (known to restore) turn the spinner into a bar with an ETA.
+            if tb > 0 && !with_totals {
+                with_totals = true;
+                let tpl = "{spinner} [{elapsed_precise}] {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+                if let Ok(st) = indicatif::ProgressStyle::with_template(tpl) {
+                    b.set_style(st);
+                }
+            }
             b.set_length(tb.max(bytes));
             b.set_position(bytes);
             b.set_message(if tf > 0 {
