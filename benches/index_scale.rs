@@ -55,8 +55,8 @@ fn main() {
     let mut filled = 0u64;
     let mut file = 0u64;
     println!(
-        "{:>12} {:>10} {:>14} {:>14} {:>12}",
-        "blobs", "fill_s", "hits/s", "misses/s", "peak_rss_MiB"
+        "{:>12} {:>10} {:>10} {:>14} {:>14} {:>12}",
+        "blobs", "fill_s", "compact_s", "hits/s", "misses/s", "peak_rss_MiB"
     );
     for &step in &steps {
         let t = Instant::now();
@@ -72,6 +72,9 @@ fn main() {
         }
         cache.flush().expect("flush");
         let fill = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        cache.compact_blobs().expect("compact");
+        let compact = t.elapsed().as_secs_f64();
         let probes = 200_000u64;
         let mut x = 0x9e3779b97f4a7c15u64;
         let t = Instant::now();
@@ -88,7 +91,7 @@ fn main() {
         }
         let misses = probes as f64 / t.elapsed().as_secs_f64();
         println!(
-            "{filled:>12} {fill:>10.1} {hits:>14.0} {misses:>14.0} {:>12.1}",
+            "{filled:>12} {fill:>10.1} {compact:>10.1} {hits:>14.0} {misses:>14.0} {:>12.1}",
             rss_kib("VmHWM:") as f64 / 1024.0
         );
     }

@@ -233,6 +233,14 @@ impl Cache {
         Ok(())
     }
 
+    /// Compact the blob column family into sorted runs (after merging many index files), so
+    /// point lookups probe one file per level instead of every L0 file.
+    pub fn compact_blobs(&self) -> Result<()> {
+        self.db
+            .compact_range_cf(self.cf(CF_BLOBS)?, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
     /// A cached tree's plaintext.
     pub fn tree(&self, id: &Id) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.cf(CF_TREES)?, id.0).map_err(db_err)

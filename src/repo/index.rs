@@ -78,5 +78,13 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
             repo.cache().add_index_file(&id, &locations(&f.packs))?;
         }
     }
-    repo.cache().flush()
+    repo.cache().flush()?;
+    if new.len() >= COMPACT_AFTER {
+        repo.cache().compact_blobs()?;
+    }
+    Ok(())
 }
+
+/// Merging at least this many index files at once (a rebuilt cache, a long-unused host) is
+/// followed by a compaction of the blob lookups.
+const COMPACT_AFTER: usize = 64;
