@@ -69,7 +69,7 @@ pub fn parse_time(s: &str) -> Result<i64> {
     Err(bad())
 }
 
-/// Format ns since the epoch as RFC 3339 in UTC with seconds.
+/// Format ns since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .format("%Y-%m-%d %H:%M:%S")
