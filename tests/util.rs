@@ -379,23 +379,7 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: i64) {
             tv_nsec: nsec as _,
         },
     ];
-    let c = cpath(path);
-    // SAFETY: valid NUL-terminated path and two initialised timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    utimensat(path, ts);
 }
 
 /// Set atime (and leave mtime), not following symlinks.
@@ -410,23 +394,7 @@ pub fn set_atime(path: &Path, sec: i64, nsec: i64) {
             tv_nsec: libc::UTIME_OMIT,
         },
     ];
-    let c = cpath(path);
-    // SAFETY: as in set_mtime.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    utimensat(path, ts);
 }
 
 /// Create a fifo.
@@ -740,4 +708,25 @@ pub fn ancestor_stats(p: &Path) -> Vec<(PathBuf, i64, i64, i64, i64, i64, i64)> 
             )
         })
         .collect()
+}
+
+/// `utimensat` without following symlinks; panics with the path on failure.
+fn utimensat(path: &Path, ts: [libc::timespec; 2]) {
+    let c = cpath(path);
+    // SAFETY: valid NUL-terminated path and two initialised timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "utimensat {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
