@@ -134,7 +134,8 @@ fn bench_writer(c: &mut Criterion) {
                         threads: 2,
                         dry_run: false,
                     },
-                );
+                )
+                .expect("writer");
                 for blob in &blobs {
                     w.add(BlobKind::Data, blob.clone()).expect("add");
                 }
@@ -223,6 +224,7 @@ fn bench_backup(c: &mut Criterion) {
                     time_ns: None,
                     dry_run: false,
                     threads: 2,
+                    atime: false,
                 };
                 backup(&repo, &opts, &Progress::new(), &|_| {}).expect("backup")
             },

@@ -7,6 +7,7 @@ mod cache;
 mod dedup;
 mod errors;
 mod excludes;
+mod incremental;
 mod interrupted;
 mod keys;
 mod postgres;

@@ -7,6 +7,7 @@
 
 pub mod exclude;
 pub mod node;
+pub mod scan;
 pub mod stdin;
 
 use crate::error::{Error, Result};
@@ -23,9 +24,10 @@ use crate::snapshot::builder::{DirHandle, TreeBuilder, TreeSink};
 use crate::snapshot::select::Filter;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use exclude::Patterns;
-use node::Names;
+use scan::{ScanConfig, Scanner};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,6 +56,9 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Worker threads.
     pub threads: usize,
+    /// Record access times (off by default: reading a file moves its atime, so every tree
+    /// would differ from the parent's and be stored again).
+    pub atime: bool,
 }
 
 /// The result of a backup.
@@ -71,12 +76,22 @@ pub struct BackupOutcome {
     pub added: WriterStats,
 }
 
-struct WriterSink<'a>(&'a BlobWriter);
+/// Stores trees through the writer; `.1`: every blob of the parent snapshot is known present.
+struct WriterSink<'a>(&'a BlobWriter, bool);
 
 impl TreeSink for WriterSink<'_> {
+    fn reuse_tree(&mut self, id: &Id) -> Result<bool> {
+        Ok(self.1 || self.0.has(id)?)
+    }
+
     fn store_tree(&mut self, tree: &Tree) -> Result<Id> {
-        let bytes = tree.encode()?;
-        Ok(self.0.add(BlobKind::Tree, bytes::Bytes::from(bytes))?.0)
+        let bytes = bytes::Bytes::from(tree.encode()?);
+        let (id, new) = self.0.add(BlobKind::Tree, bytes.clone())?;
+        if new && !self.0.dry_run() {
+            // The next backup compares against this tree: spare it the pack read.
+            self.0.repo().cache().put_tree(&id, &bytes)?;
+        }
+        Ok(id)
     }
 }
 
@@ -130,9 +145,10 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Trie {
-    target: bool,
+    /// Index of the source path ending here.
+    source: Option<u32>,
     children: BTreeMap<Vec<u8>, Trie>,
 }
 
@@ -162,12 +178,14 @@ struct Walker<'a> {
     results: Receiver<FileResult>,
     outstanding: usize,
     opts: &'a BackupOptions,
-    names: Names,
+    scanner: &'a Scanner,
     summary: Summary,
     progress: &'a Progress,
     warn: &'a (dyn Fn(&str) + Sync),
     root_dev: u64,
     fatal: Option<Error>,
+    /// Every blob of the parent snapshot is known present.
+    parent_complete: bool,
 }
 
 fn read_file(writer: &BlobWriter, path: &Path, progress: &Progress) -> FileOutcome {
@@ -202,7 +220,7 @@ impl Walker<'_> {
     fn apply(&mut self, r: FileResult) -> Result<()> {
         self.outstanding -= 1;
         self.progress.add_file();
-        let mut sink = WriterSink(self.writer);
+        let mut sink = WriterSink(self.writer, self.parent_complete);
         match r.outcome {
             FileOutcome::Done(ids, size) => {
                 self.summary.bytes_read += size;
@@ -238,9 +256,10 @@ impl Walker<'_> {
         }
     }
 
-    fn parent_tree(&self, node: Option<&Node>) -> Option<Tree> {
+    /// The parent snapshot's tree of a directory, with its id.
+    fn parent_tree(&self, node: Option<&Node>) -> Option<(Id, Tree)> {
         let sub = node.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
-        self.repo.load_tree(&sub).ok()
+        self.repo.load_tree(&sub).ok().map(|t| (sub, t))
     }
 
     fn unchanged(&self, n: &Node, p: Option<&Node>) -> Result<Option<Vec<Id>>> {
@@ -253,9 +272,11 @@ impl Walker<'_> {
         {
             return Ok(None);
         }
-        for id in &p.content {
-            if !self.writer.has(id)? {
-                return Ok(None);
+        if !self.parent_complete {
+            for id in &p.content {
+                if !self.writer.has(id)? {
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(p.content.clone()))
@@ -266,55 +287,45 @@ impl Walker<'_> {
         dir: DirHandle,
         prefix: &Path,
         trie: &Trie,
-        ptree: Option<Tree>,
+        ptree: Option<&Tree>,
     ) -> Result<()> {
         for (name, child) in &trie.children {
             let path = prefix.join(std::ffi::OsStr::from_bytes(name));
-            let pnode = ptree.as_ref().and_then(|t| t.find(name)).cloned();
-            if child.target {
-                self.root_dev = std::fs::symlink_metadata(&path)
-                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                    .unwrap_or(0);
-                self.walk_entry(dir, &path, name, pnode.as_ref(), true)?;
+            let pnode = ptree.and_then(|t| t.find(name)).cloned();
+            if let Some(key) = child.source {
+                self.walk_source(dir, &path, name, pnode.as_ref(), key)?;
                 continue;
             }
             let m = std::fs::symlink_metadata(&path)
                 .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            let Some(node) = node::node_from(name, &path, &m, &self.names)
-                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+            let Some(node) =
+                node::node_from(name, &path, &m, self.scanner.names(), self.opts.atime)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
             else {
                 continue;
             };
             let slot = self.builder.push(dir, node, true)?;
             let sub = self.builder.open_dir(Some((dir, slot)));
             let pt = self.parent_tree(pnode.as_ref());
-            self.walk_virtual(sub, &path, child, pt)?;
-            self.builder.close_dir(sub, &mut WriterSink(self.writer))?;
+            self.walk_virtual(sub, &path, child, pt.as_ref().map(|(_, t)| t))?;
+            self.builder.close_dir_like(
+                sub,
+                pt,
+                &mut WriterSink(self.writer, self.parent_complete),
+            )?;
         }
         Ok(())
     }
 
-    fn excluded_dir(&self, path: &Path) -> bool {
-        self.opts
-            .exclude_if_present
-            .iter()
-            .any(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
-    }
-
-    fn walk_entry(
+    /// A source path itself: stat it here (excludes do not apply), then walk it.
+    fn walk_source(
         &mut self,
         dir: DirHandle,
         path: &Path,
         name: &[u8],
         pnode: Option<&Node>,
-        top: bool,
+        key: u32,
     ) -> Result<()> {
-        if let Some(e) = self.fatal.take() {
-            return Err(e);
-        }
-        if !top && self.opts.excludes.matches(path) {
-            return Ok(());
-        }
         let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -322,14 +333,30 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
-        let node = match node::node_from(name, path, &m, &self.names) {
-            Ok(Some(n)) => n,
-            Ok(None) => return Ok(()),
+        self.root_dev = std::os::unix::fs::MetadataExt::dev(&m);
+        match node::node_from(name, path, &m, self.scanner.names(), self.opts.atime) {
+            Ok(Some(n)) => self.walk_node(dir, path, n, pnode, &[key]),
+            Ok(None) => Ok(()),
             Err(e) => {
                 self.warn(format!("cannot read {}: {e}", path.display()));
-                return Ok(());
+                Ok(())
             }
-        };
+        }
+    }
+
+    /// Add `node` (at `path`, walk position `key`) to `dir`: reuse or read a file, descend
+    /// into a directory.
+    fn walk_node(
+        &mut self,
+        dir: DirHandle,
+        path: &Path,
+        node: Node,
+        pnode: Option<&Node>,
+        key: &[u32],
+    ) -> Result<()> {
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
         match node.kind {
             NodeKind::File => {
                 if let Some(content) = self.unchanged(&node, pnode)? {
@@ -373,17 +400,16 @@ impl Walker<'_> {
                 }
             }
             NodeKind::Dir => {
-                if (!top && self.opts.one_file_system && node.device != self.root_dev)
-                    || (!top && self.excluded_dir(path))
-                {
-                    return Ok(());
-                }
                 self.summary.dirs += 1;
                 let pt = self.parent_tree(pnode);
                 let slot = self.builder.push(dir, node, true)?;
                 let sub = self.builder.open_dir(Some((dir, slot)));
-                self.walk_dir(sub, path, pt)?;
-                self.builder.close_dir(sub, &mut WriterSink(self.writer))?;
+                self.walk_dir(sub, path, pt.as_ref().map(|(_, t)| t), key)?;
+                self.builder.close_dir_like(
+                    sub,
+                    pt,
+                    &mut WriterSink(self.writer, self.parent_complete),
+                )?;
             }
             _ => {
                 self.summary.others += 1;
@@ -393,26 +419,26 @@ impl Walker<'_> {
         self.drain(false)
     }
 
-    fn walk_dir(&mut self, dir: DirHandle, path: &Path, ptree: Option<Tree>) -> Result<()> {
-        let rd = match std::fs::read_dir(path) {
-            Ok(rd) => rd,
-            Err(e) => {
-                self.warn(format!("cannot list {}: {e}", path.display()));
-                return Ok(());
-            }
-        };
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for e in rd {
-            match e {
-                Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                Err(e) => self.warn(format!("cannot list {}: {e}", path.display())),
-            }
+    fn walk_dir(
+        &mut self,
+        dir: DirHandle,
+        path: &Path,
+        ptree: Option<&Tree>,
+        key: &[u32],
+    ) -> Result<()> {
+        let listing = self.scanner.list(key, path, self.root_dev);
+        for w in listing.warnings {
+            self.warn(w);
         }
-        names.sort();
-        for name in names {
-            let child = path.join(std::ffi::OsStr::from_bytes(&name));
-            let pnode = ptree.as_ref().and_then(|t| t.find(&name));
-            self.walk_entry(dir, &child, &name, pnode, false)?;
+        let mut child_key = key.to_vec();
+        child_key.push(0);
+        for (i, node) in listing.entries.into_iter().enumerate() {
+            let child = path.join(std::ffi::OsStr::from_bytes(&node.name));
+            let pnode = ptree.and_then(|t| t.find(&node.name));
+            if let Some(k) = child_key.last_mut() {
+                *k = i as u32;
+            }
+            self.walk_node(dir, &child, node, pnode, &child_key)?;
         }
         Ok(())
     }
@@ -426,38 +452,93 @@ pub fn backup(
     progress: &Progress,
     warn: &(dyn Fn(&str) + Sync),
 ) -> Result<BackupOutcome> {
-    let started = now_ns();
-    if opts.paths.is_empty() {
-        return Err(Error::usage("nothing to back up: give at least one path"));
-    }
-    let mut trie = Trie::default();
-    let mut abs_paths: Vec<Vec<u8>> = Vec::new();
-    for p in &opts.paths {
-        let a = absolute(p)?;
-        std::fs::symlink_metadata(&a)
-            .map_err(|e| Error::io(format!("cannot back up {}", a.display()), e))?;
-        abs_paths.push(a.as_os_str().as_bytes().to_vec());
-    }
-    abs_paths.sort();
-    abs_paths.dedup();
-    // Drop paths inside other paths: the outer one covers them.
-    let tops: Vec<Vec<u8>> = abs_paths
-        .iter()
-        .filter(|p| {
-            !abs_paths.iter().any(|q| {
-                q != *p
-                    && (q.as_slice() == b"/" || p.starts_with(q) && p.get(q.len()) == Some(&b'/'))
-            })
-        })
-        .cloned()
-        .collect();
-    for p in &tops {
-        let mut t = &mut trie;
-        for c in p.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            t = t.children.entry(c.to_vec()).or_default();
+    let sources = Sources::start(opts)?;
+    backup_sources(repo, opts, sources, progress, warn)
+}
+
+/// The source paths of a backup, resolved, with their listing already under way. Needs no
+/// repository: start it before unlocking one, and the walk overlaps the key derivation.
+#[derive(Debug)]
+pub struct Sources {
+    trie: Trie,
+    tops: Vec<Vec<u8>>,
+    scanner: Scanner,
+    started: i64,
+}
+
+impl Sources {
+    /// Resolve `opts.paths` (each must exist) and start listing them on `opts.threads`
+    /// threads; `opts.parent` is not used yet.
+    pub fn start(opts: &BackupOptions) -> Result<Sources> {
+        let started = now_ns();
+        if opts.paths.is_empty() {
+            return Err(Error::usage("nothing to back up: give at least one path"));
         }
-        t.target = true;
+        let mut trie = Trie::default();
+        let mut abs_paths: Vec<Vec<u8>> = Vec::new();
+        for p in &opts.paths {
+            let a = absolute(p)?;
+            std::fs::symlink_metadata(&a)
+                .map_err(|e| Error::io(format!("cannot back up {}", a.display()), e))?;
+            abs_paths.push(a.as_os_str().as_bytes().to_vec());
+        }
+        abs_paths.sort();
+        abs_paths.dedup();
+        // Drop paths inside other paths: the outer one covers them.
+        let tops: Vec<Vec<u8>> = abs_paths
+            .iter()
+            .filter(|p| {
+                !abs_paths.iter().any(|q| {
+                    q != *p
+                        && (q.as_slice() == b"/"
+                            || p.starts_with(q) && p.get(q.len()) == Some(&b'/'))
+                })
+            })
+            .cloned()
+            .collect();
+        let mut roots = Vec::new();
+        for (i, p) in tops.iter().enumerate() {
+            let mut t = &mut trie;
+            for c in p.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+                t = t.children.entry(c.to_vec()).or_default();
+            }
+            t.source = Some(i as u32);
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(p));
+            if let Ok(m) = std::fs::symlink_metadata(&path) {
+                if m.is_dir() {
+                    roots.push((vec![i as u32], path, m.dev()));
+                }
+            }
+        }
+        let cfg = ScanConfig {
+            excludes: opts.excludes.clone(),
+            exclude_if_present: opts.exclude_if_present.clone(),
+            one_file_system: opts.one_file_system,
+            atime: opts.atime,
+        };
+        Ok(Sources {
+            trie,
+            tops,
+            scanner: Scanner::start(cfg, roots, opts.threads),
+            started,
+        })
     }
+}
+
+/// Back up sources already started with [`Sources::start`] (from the same `opts`).
+pub fn backup_sources(
+    repo: &Arc<Repository>,
+    opts: &BackupOptions,
+    sources: Sources,
+    progress: &Progress,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<BackupOutcome> {
+    let Sources {
+        trie,
+        tops,
+        scanner,
+        started,
+    } = sources;
     let parent = choose_parent(repo, opts, &tops)?;
     let parent_root = match parent {
         Some(p) => Some(repo.load_tree(&repo.load_snapshot(&p)?.tree)?),
@@ -470,7 +551,12 @@ pub fn backup(
             threads: opts.threads,
             dry_run: opts.dry_run,
         },
-    );
+    )?;
+    // When the parent's blobs are all known present, unchanged files need no lookups.
+    let parent_complete = match parent {
+        Some(p) => repo.cache().is_complete(&p)?,
+        None => false,
+    };
     let (jtx, jrx) = bounded::<FileJob>(64);
     let (rtx, rrx) = unbounded::<FileResult>();
     let (mut summary, tree) = std::thread::scope(|s| -> Result<(Summary, Id)> {
@@ -501,23 +587,24 @@ pub fn backup(
             results: rrx,
             outstanding: 0,
             opts,
-            names: Names::default(),
+            scanner: &scanner,
             summary: Summary::default(),
             progress,
             warn,
             root_dev: 0,
             fatal: None,
+            parent_complete,
         };
         let root = w.builder.open_dir(None);
-        let walked = if trie.target {
+        let walked = if let Some(k) = trie.source {
             // Backing up "/" itself: its entries are the root tree's.
             w.root_dev = std::fs::symlink_metadata("/")
                 .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
                 .unwrap_or(0);
             w.summary.dirs += 1;
-            w.walk_dir(root, Path::new("/"), parent_root)
+            w.walk_dir(root, Path::new("/"), parent_root.as_ref(), &[k])
         } else {
-            w.walk_virtual(root, Path::new("/"), &trie, parent_root)
+            w.walk_virtual(root, Path::new("/"), &trie, parent_root.as_ref())
         };
         w.jobs.take();
         let drained = w.drain(true);
@@ -526,7 +613,8 @@ pub fn backup(
         if let Some(e) = w.fatal.take() {
             return Err(e);
         }
-        w.builder.close_dir(root, &mut WriterSink(&writer))?;
+        w.builder
+            .close_dir(root, &mut WriterSink(&writer, parent_complete))?;
         let tree = w
             .builder
             .root()
@@ -569,7 +657,14 @@ pub(crate) fn commit_snapshot(
     let snapshot = if opts.dry_run {
         None
     } else {
-        Some(repo.save_snapshot(&snap)?)
+        let id = repo.save_snapshot(&snap)?;
+        // Every blob of this snapshot was found in the cache or written by this run; if no
+        // blob can have gone since the writer started, the next backup may trust them all.
+        // (Only a shortcut: failing to record it costs the next backup some lookups.)
+        if repo.cache().generation().ok() == Some(added.generation) {
+            let _ = repo.cache().mark_complete(&id, added.generation);
+        }
+        Some(id)
     };
     Ok(BackupOutcome {
         snapshot,

@@ -78,13 +78,14 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     out
 }
 
-/// The node for `path` (named `name`) with metadata `m` from `lstat`. Returns `None` for types
-/// we do not know.
+/// The node for `path` (named `name`) with metadata `m` from `lstat`; the access time only
+/// when `atime` is set. Returns `None` for types we do not know.
 pub fn node_from(
     name: &[u8],
     path: &Path,
     m: &Metadata,
     names: &Names,
+    atime: bool,
 ) -> std::io::Result<Option<Node>> {
     let ft = m.file_type();
     let kind = if ft.is_file() {
@@ -111,7 +112,9 @@ pub fn node_from(
     n.user = names.user(n.uid);
     n.group = names.group(n.gid);
     n.mtime_ns = ns(m.mtime(), m.mtime_nsec());
-    n.atime_ns = ns(m.atime(), m.atime_nsec());
+    if atime {
+        n.atime_ns = ns(m.atime(), m.atime_nsec());
+    }
     n.ctime_ns = ns(m.ctime(), m.ctime_nsec());
     n.inode = m.ino();
     n.device = m.dev();

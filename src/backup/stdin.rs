@@ -36,7 +36,7 @@ pub fn backup_stream(
             threads: opts.threads,
             dry_run: opts.dry_run,
         },
-    );
+    )?;
     let mut content = Vec::new();
     let mut size = 0u64;
     for chunk in repo.chunker().stream(reader) {
@@ -54,7 +54,6 @@ pub fn backup_stream(
     }
     node.user = current_user();
     node.mtime_ns = opts.time_ns.unwrap_or(started);
-    node.atime_ns = node.mtime_ns;
     node.ctime_ns = node.mtime_ns;
     node.size = size;
     node.nlink = 1;

@@ -20,6 +20,14 @@ const CF_BLOBS: &str = "blobs";
 const CF_INDEX_FILES: &str = "index_files";
 const CF_TREES: &str = "trees";
 const CF_SNAPSHOTS: &str = "snapshots";
+/// Default column family: the index generation (see [`Cache::generation`]).
+const KEY_GENERATION: &[u8] = b"generation";
+
+fn complete_key(snapshot: &Id) -> Vec<u8> {
+    let mut k = b"complete/".to_vec();
+    k.extend_from_slice(&snapshot.0);
+    k
+}
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +218,10 @@ impl Cache {
             batch.put_cf(cf, id.0, loc.encode());
         }
         batch.put_cf(self.cf(CF_INDEX_FILES)?, index_id.0, []);
+        if blobs.iter().any(|(_, l)| l.marked) {
+            // Blobs marked for deletion no longer count as present.
+            batch.put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes());
+        }
         self.db.write(batch).map_err(db_err)?;
         Ok(())
     }
@@ -222,7 +234,38 @@ impl Cache {
                 .delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..])
                 .map_err(db_err)?;
         }
-        Ok(())
+        self.db
+            .put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes())
+            .map_err(db_err)
+    }
+
+    /// The index generation: it grows whenever the cache may have lost a blob (an index file
+    /// disappeared, or a pack was marked for deletion). While it stays the same, every blob the
+    /// cache once confirmed is still in the repository.
+    pub fn generation(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .get_pinned(KEY_GENERATION)
+            .map_err(db_err)?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Remember that every blob `snapshot` references was present at index `generation`.
+    pub fn mark_complete(&self, snapshot: &Id, generation: u64) -> Result<()> {
+        self.db
+            .put(complete_key(snapshot), generation.to_le_bytes())
+            .map_err(db_err)
+    }
+
+    /// Whether every blob `snapshot` references is known to be present now: it was confirmed
+    /// at the current index generation.
+    pub fn is_complete(&self, snapshot: &Id) -> Result<bool> {
+        let v = self.db.get_pinned(complete_key(snapshot)).map_err(db_err)?;
+        let at = v
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map(u64::from_le_bytes);
+        Ok(at == Some(self.generation()?))
     }
 
     /// Flush memtables so the next process sees everything even after a crash.

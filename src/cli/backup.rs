@@ -3,7 +3,7 @@
 use super::{Global, human, print_json};
 use anyhow::{Result, bail};
 use cairn::backup::exclude::Patterns;
-use cairn::backup::{BackupOptions, BackupOutcome, backup, stdin};
+use cairn::backup::{BackupOptions, BackupOutcome, Sources, backup_sources, stdin};
 use cairn::format::snapshot::SnapshotKind;
 use cairn::progress::{Progress, Reporter};
 use cairn::repo::keys::current_host;
@@ -57,6 +57,9 @@ pub struct BackupArgs {
     /// Do everything but store nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Record access times too (by default they are not; restore then sets atime = mtime)
+    #[arg(long)]
+    pub atime: bool,
     /// Back up standard input as one file
     #[arg(long)]
     pub stdin: bool,
@@ -85,12 +88,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
     let mut ex = a.excludes.clone();
     ex.extend(Patterns::read_files(&a.exclude_files)?);
     let excludes = Patterns::new(&ex, &a.iexcludes)?;
-    let repo = g.open()?;
-    let parent = match &a.parent {
-        Some(p) => Some(cairn::snapshot::select::find(&repo, p, &Default::default(), None)?.0),
-        None => None,
-    };
-    let opts = BackupOptions {
+    let mut opts = BackupOptions {
         paths: a.paths.iter().map(PathBuf::from).collect(),
         excludes,
         exclude_if_present: a.exclude_if_present.clone(),
@@ -100,13 +98,24 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
             Kind::Incremental => SnapshotKind::Incremental,
             Kind::Differential => SnapshotKind::Differential,
         },
-        parent,
+        parent: None,
         host: a.host.clone().unwrap_or_else(current_host),
         tags: a.tags.clone(),
         time_ns,
         dry_run: a.dry_run,
         threads: g.threads(),
+        atime: a.atime,
     };
+    // Start listing the sources now: the walk overlaps the key derivation.
+    let sources = if a.stdin || a.stdin_from_command {
+        None
+    } else {
+        Some(Sources::start(&opts)?)
+    };
+    let repo = g.open()?;
+    if let Some(p) = &a.parent {
+        opts.parent = Some(cairn::snapshot::select::find(&repo, p, &Default::default(), None)?.0);
+    }
     let progress = Arc::new(Progress::new());
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "backup");
     let warnings = AtomicU64::new(0);
@@ -133,8 +142,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
         )
     } else if a.stdin_from_command {
         stdin::backup_command(&repo, &a.command, &a.stdin_name, &opts, &progress)
+    } else if let Some(sources) = sources {
+        backup_sources(&repo, &opts, sources, &progress, &warn)
     } else {
-        backup(&repo, &opts, &progress, &warn)
+        bail!("internal error: no sources")
     };
     drop(reporter);
     let o = outcome?;

@@ -46,7 +46,7 @@ impl KdfArgs {
         KdfParams {
             memory_kib: self.kdf_memory_kib,
             iterations: self.kdf_iterations,
-            parallelism: 1,
+            ..KdfParams::default()
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Xattr {
     pub value: Vec<u8>,
 }
 
+/// `atime_ns` of a node whose access time was not recorded; restore sets atime = mtime.
+pub const ATIME_NOT_RECORDED: i64 = i64::MIN;
+
 /// One directory entry with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -54,7 +57,8 @@ pub struct Node {
     pub group: String,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i64,
-    /// Access time, ns.
+    /// Access time, ns, or [`ATIME_NOT_RECORDED`] (the default: reading files moves their
+    /// atime, so recording it would make every tree differ from the last backup's).
     pub atime_ns: i64,
     /// Status change time, ns.
     pub ctime_ns: i64,
@@ -80,7 +84,7 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with this name and kind and every other field zero.
+    /// A node with this name and kind, atime not recorded, and every other field zero.
     pub fn new(name: Vec<u8>, kind: NodeKind) -> Node {
         Node {
             name,
@@ -91,7 +95,7 @@ impl Node {
             user: String::new(),
             group: String::new(),
             mtime_ns: 0,
-            atime_ns: 0,
+            atime_ns: ATIME_NOT_RECORDED,
             ctime_ns: 0,
             size: 0,
             inode: 0,

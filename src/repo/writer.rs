@@ -51,6 +51,10 @@ pub struct WriterStats {
     pub packs: u64,
     /// Index files written.
     pub index_files: u64,
+    /// The cache's index generation when the writer started: every blob the writer found
+    /// present was present at this generation.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// Writer options.
@@ -116,6 +120,7 @@ pub struct BlobWriter {
     tx: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
     dry_run: bool,
+    generation: u64,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -131,7 +136,8 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 
 impl BlobWriter {
     /// Start the pipeline's threads.
-    pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> BlobWriter {
+    pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> Result<BlobWriter> {
+        let generation = repo.cache().generation()?;
         let n = opts.threads.max(1);
         let shared = Arc::new(Shared::default());
         let (tx, rx) = bounded::<Job>(2 * n);
@@ -158,18 +164,24 @@ impl BlobWriter {
                 uploader(&repo, &shared, &urx, dry)
             }));
         }
-        BlobWriter {
+        Ok(BlobWriter {
             repo,
             shared,
             tx: Some(tx),
             threads,
             dry_run: opts.dry_run,
-        }
+            generation,
+        })
     }
 
     /// The repository.
     pub fn repo(&self) -> &Arc<Repository> {
         &self.repo
+    }
+
+    /// Whether this writer stores nothing.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// Whether a blob must be stored: not in the cache (or only in a pack marked for deletion)
@@ -244,6 +256,7 @@ impl BlobWriter {
             bytes_stored: s.bytes_stored.load(Ordering::Relaxed),
             packs: s.packs.load(Ordering::Relaxed),
             index_files: s.index_files.load(Ordering::Relaxed),
+            generation: self.generation,
         })
     }
 }

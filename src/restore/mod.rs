@@ -19,7 +19,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, MutexGuard};
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::usage("internal error: a restore thread panicked"))
+}
+
+/// Open a file for its content, creating it (owner-only until its mode is applied).
+fn open_content(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| Error::io(format!("cannot open {}", path.display()), err))
+}
 
 /// What to restore and how.
 #[derive(Debug, Clone, Default)]
@@ -189,9 +208,21 @@ struct Prepared {
     errors: u64,
 }
 
-fn prepare_target(e: &mut Entry, summary: &mut Prepared, warn: &dyn Fn(&str)) -> Result<()> {
+/// Create `e` at the target (files with content are created when their first blob is written,
+/// unless an existing file must be truncated). `fresh`: the target was empty, so nothing exists.
+fn prepare_target(
+    e: &mut Entry,
+    fresh: bool,
+    summary: &mut Prepared,
+    warn: &dyn Fn(&str),
+) -> Result<()> {
     let p = &e.path;
-    if let Ok(m) = std::fs::symlink_metadata(p) {
+    let existing = if fresh {
+        None
+    } else {
+        std::fs::symlink_metadata(p).ok()
+    };
+    if let Some(m) = existing {
         let same_kind = match e.node.kind {
             NodeKind::Dir => m.is_dir(),
             NodeKind::File => m.is_file(),
@@ -215,6 +246,7 @@ fn prepare_target(e: &mut Entry, summary: &mut Prepared, warn: &dyn Fn(&str)) ->
     match e.node.kind {
         NodeKind::Dir => std::fs::create_dir_all(p)
             .map_err(|err| Error::io(format!("cannot create {}", p.display()), err)),
+        NodeKind::File if fresh && e.link_to.is_none() && !e.node.content.is_empty() => Ok(()),
         NodeKind::File if e.link_to.is_none() && e.write => {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -274,6 +306,7 @@ pub fn restore(
     if opts.dry_run {
         return Ok(s);
     }
+    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -284,7 +317,7 @@ pub fn restore(
     // parallel: creating tens of thousands of files is syscall-bound.
     let prepare = |e: &mut Entry| -> Prepared {
         let mut p = Prepared::default();
-        if let Err(err) = prepare_target(e, &mut p, warn) {
+        if let Err(err) = prepare_target(e, fresh, &mut p, warn) {
             warn(&err.to_string());
             p.errors += 1;
             e.write = false;
@@ -343,14 +376,26 @@ pub fn restore(
     }
     let remaining: Mutex<HashMap<usize, usize>> = Mutex::new(HashMap::new());
     {
-        let mut r = remaining.lock().map_err(|_| Error::usage("poisoned"))?;
+        let mut r = lock(&remaining)?;
         for t in needs.values() {
             for (i, _) in t {
                 *r.entry(*i).or_default() += 1;
             }
         }
     }
-    let written = std::sync::atomic::AtomicU64::new(0);
+    let written = AtomicU64::new(0);
+    let root = meta::is_root();
+    let holes: Vec<AtomicBool> = plan
+        .entries
+        .iter()
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let finished: Vec<AtomicBool> = plan
+        .entries
+        .iter()
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let file_meta_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let entries = &plan.entries;
     let packs: Vec<(Id, Vec<(BlobLocation, Id)>)> = by_pack.into_iter().collect();
     let result: Result<()> = pool.install(|| {
@@ -375,26 +420,42 @@ pub fn restore(
                     let zero = raw.iter().all(|&b| b == 0);
                     for &(ei, off) in &needs[id] {
                         let e = &entries[ei];
-                        if !zero {
-                            let f = std::fs::OpenOptions::new()
-                                .write(true)
-                                .open(&e.path)
-                                .map_err(|err| {
-                                    Error::io(format!("cannot open {}", e.path.display()), err)
-                                })?;
+                        let mut file = None;
+                        if zero {
+                            holes[ei].store(true, Relaxed);
+                        } else {
+                            let f = open_content(&e.path)?;
                             f.write_all_at(&raw, off).map_err(|err| {
                                 Error::io(format!("cannot write {}", e.path.display()), err)
                             })?;
-                            written
-                                .fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            written.fetch_add(raw.len() as u64, Relaxed);
+                            file = Some(f);
                         }
                         progress.add_bytes(raw.len() as u64);
-                        let mut r = remaining.lock().map_err(|_| Error::usage("poisoned"))?;
-                        if let Some(c) = r.get_mut(&ei) {
-                            *c -= 1;
-                            if *c == 0 {
-                                progress.add_file();
+                        let last = {
+                            let mut r = lock(&remaining)?;
+                            r.get_mut(&ei).is_some_and(|c| {
+                                *c -= 1;
+                                *c == 0
+                            })
+                        };
+                        if last {
+                            // Every other blob of this file is written: finish it through the
+                            // descriptor at hand (size, owner, mode, xattrs, times).
+                            let f = match file {
+                                Some(f) => f,
+                                None => open_content(&e.path)?,
+                            };
+                            if holes[ei].load(Relaxed) {
+                                f.set_len(e.node.size).map_err(|err| {
+                                    Error::io(format!("cannot size {}", e.path.display()), err)
+                                })?;
                             }
+                            if let Err(m) = meta::apply_file(&f, &e.path, &e.node, root) {
+                                lock(&file_meta_errors)?.push(m);
+                            }
+                            finished[ei].store(true, Relaxed);
+                            progress.add_file();
                         }
                     }
                 }
@@ -406,8 +467,8 @@ pub fn restore(
     result?;
     s.bytes_written = written.into_inner();
 
-    // Hard links, then metadata: files and others first, directories deepest first.
-    let root = meta::is_root();
+    // Hard links, then metadata of what the write phase did not finish: files and others
+    // first, directories deepest first.
     for e in plan.entries.iter() {
         if let Some(j) = e.link_to {
             let _ = std::fs::remove_file(&e.path);
@@ -420,14 +481,21 @@ pub fn restore(
     let meta_errors: Vec<String> = pool.install(|| {
         plan.entries
             .par_iter()
-            .filter(|e| {
+            .zip(finished.par_iter())
+            .filter(|(e, done)| {
                 e.node.kind != NodeKind::Dir
                     && e.link_to.is_none()
                     && e.node.kind != NodeKind::Socket
+                    && !done.load(Relaxed)
             })
-            .filter_map(|e| meta::apply(&e.path, &e.node, root).err())
+            .filter_map(|(e, _)| meta::apply(&e.path, &e.node, root).err())
             .collect()
     });
+    let meta_errors = file_meta_errors
+        .into_inner()
+        .map_err(|_| Error::usage("internal error: a restore thread panicked"))?
+        .into_iter()
+        .chain(meta_errors);
     for m in meta_errors {
         warn(&m);
         s.errors += 1;

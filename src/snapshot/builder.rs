@@ -14,6 +14,12 @@ use crate::id::Id;
 pub trait TreeSink {
     /// Store a tree and return its id.
     fn store_tree(&mut self, tree: &Tree) -> Result<Id>;
+
+    /// Whether an existing tree `id` (the previous snapshot's version of a directory, found
+    /// identical) may be referenced as it is: it is known to be in the repository.
+    fn reuse_tree(&mut self, _id: &Id) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A directory being built.
@@ -24,6 +30,8 @@ struct DirState {
     pending: usize,
     closed: bool,
     parent: Option<(DirHandle, usize)>,
+    /// The previous snapshot's tree of this directory, with its id.
+    previous: Option<(Id, Tree)>,
 }
 
 /// The set of directories under construction.
@@ -61,6 +69,7 @@ impl TreeBuilder {
             pending: 0,
             closed: false,
             parent,
+            previous: None,
         };
         match self.free.pop() {
             Some(i) => {
@@ -91,11 +100,25 @@ impl TreeBuilder {
 
     /// Nothing more will be pushed into `dir`.
     pub fn close_dir(&mut self, dir: DirHandle, sink: &mut dyn TreeSink) -> Result<()> {
-        self.dirs
+        self.close_dir_like(dir, None, sink)
+    }
+
+    /// [`close_dir`](Self::close_dir), with the previous snapshot's tree of this directory:
+    /// when the finished nodes equal it, its id is reused (if the sink agrees) instead of
+    /// encoding, hashing and storing the same tree again.
+    pub fn close_dir_like(
+        &mut self,
+        dir: DirHandle,
+        previous: Option<(Id, Tree)>,
+        sink: &mut dyn TreeSink,
+    ) -> Result<()> {
+        let d = self
+            .dirs
             .get_mut(dir)
             .and_then(|d| d.as_mut())
-            .ok_or_else(gone)?
-            .closed = true;
+            .ok_or_else(gone)?;
+        d.closed = true;
+        d.previous = previous;
         self.try_complete(dir, sink)
     }
 
@@ -152,7 +175,10 @@ impl TreeBuilder {
                 version: VERSION,
                 nodes: d.nodes.into_iter().flatten().collect(),
             };
-            let id = sink.store_tree(&tree)?;
+            let id = match d.previous {
+                Some((id, prev)) if prev == tree && sink.reuse_tree(&id)? => id,
+                _ => sink.store_tree(&tree)?,
+            };
             match d.parent {
                 None => {
                     self.root = Some(id);
