@@ -62,6 +62,12 @@ impl Chunker {
         self.max
     }
 
+    /// Input a stream keeps ahead of its position: enough for most chunks (twice the average),
+    /// never more than the largest. A chunk without a cut point inside it grows the buffer.
+    fn lookahead(&self) -> usize {
+        (2 * self.avg).clamp(self.min.max(1), self.max)
+    }
+
     /// Length of the next chunk at the start of `data`. `data` must hold at least `max_size()`
     /// bytes unless it is the end of the stream.
     pub fn cut(&self, data: &[u8]) -> usize {
@@ -89,7 +95,7 @@ impl Chunker {
     /// first buffer. A stream that fits one chunk is handed on without a copy.
     pub fn stream_sized<R: Read>(&self, reader: R, size_hint: Option<u64>) -> ChunkStream<'_, R> {
         let first = size_hint
-            .map(|s| (s as usize).saturating_add(1).min(2 * self.max))
+            .map(|s| (s as usize).saturating_add(1).min(2 * self.lookahead()))
             .unwrap_or(0);
         ChunkStream {
             chunker: self,
@@ -101,8 +107,13 @@ impl Chunker {
     }
 }
 
-/// Iterator of chunks over a reader. Holds at most two maximum chunks of input; each input
-/// byte is copied at most twice (compaction, and into its chunk).
+/// Iterator of chunks over a reader. Holds about two lookaheads of input (a few MiB), more only
+/// while a chunk larger than the lookahead is being cut (at most one maximum chunk plus a
+/// lookahead); each input byte is copied at most twice (compaction, and into its chunk).
+///
+/// Cutting with less than a maximum chunk at hand gives the same cut points: a cut point found
+/// inside the buffer depends only on the bytes before it (the gear hash and the normalization
+/// masks switch at fixed offsets); when none is found, the stream reads on and cuts again.
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
@@ -112,17 +123,17 @@ pub struct ChunkStream<'a, R> {
 }
 
 impl<R: Read> ChunkStream<'_, R> {
-    fn fill(&mut self) -> std::io::Result<()> {
-        let max = self.chunker.max;
-        if self.eof || self.buf.len() - self.pos >= max {
+    /// Make at least `need` bytes available after the position (fewer only at the end), reading
+    /// up to `need + lookahead` so that compaction happens about once per lookahead consumed.
+    fn fill(&mut self, need: usize) -> std::io::Result<()> {
+        if self.eof || self.buf.len() - self.pos >= need {
             return Ok(());
         }
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        // Read up to two maximum chunks, so compaction happens about once per chunk-max consumed.
-        let want = 2 * max - self.buf.len();
+        let want = need + self.chunker.lookahead() - self.buf.len();
         let got = loop {
             match (&mut self.reader)
                 .take(want as u64)
@@ -142,20 +153,29 @@ impl<R: Read> ChunkStream<'_, R> {
 impl<R: Read> Iterator for ChunkStream<'_, R> {
     type Item = std::io::Result<Bytes>;
     fn next(&mut self) -> Option<Self::Item> {
-        if let Err(e) = self.fill() {
-            return Some(Err(e));
+        let max = self.chunker.max;
+        let mut need = self.chunker.lookahead();
+        loop {
+            if let Err(e) = self.fill(need) {
+                return Some(Err(e));
+            }
+            let rest = &self.buf[self.pos..];
+            if rest.is_empty() {
+                return None;
+            }
+            let n = self.chunker.cut(rest);
+            if n == rest.len() && !self.eof && rest.len() < max {
+                // No cut point in what is at hand: read on (up to a maximum chunk) and cut again.
+                need = (2 * rest.len()).min(max);
+                continue;
+            }
+            if self.pos == 0 && n == self.buf.len() && self.eof {
+                return Some(Ok(Bytes::from(std::mem::take(&mut self.buf))));
+            }
+            let chunk = Bytes::copy_from_slice(&rest[..n]);
+            self.pos += n;
+            return Some(Ok(chunk));
         }
-        let rest = &self.buf[self.pos..];
-        if rest.is_empty() {
-            return None;
-        }
-        let n = self.chunker.cut(rest);
-        if self.pos == 0 && n == self.buf.len() && self.eof {
-            return Some(Ok(Bytes::from(std::mem::take(&mut self.buf))));
-        }
-        let chunk = Bytes::copy_from_slice(&rest[..n]);
-        self.pos += n;
-        Some(Ok(chunk))
     }
 }
 
@@ -211,6 +231,19 @@ mod tests {
         }
         let trickled: Vec<usize> = c.stream(Trickle(&d)).map(|r| r.unwrap().len()).collect();
         assert_eq!(whole, trickled);
+        // Reference: cut with all remaining input at hand (the stream keeps only a lookahead).
+        let mut reference = Vec::new();
+        let mut pos = 0;
+        while pos < d.len() {
+            let n = c.cut(&d[pos..]);
+            reference.push(n);
+            pos += n;
+        }
+        assert_eq!(whole, reference);
+        assert!(
+            whole.iter().any(|&n| n > c.lookahead()),
+            "no chunk longer than the lookahead: the re-read path went untested"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Entries listed ahead of the walker, at most (a few MB of metadata).
-const BUDGET: usize = 16 * 1024;
+const BUDGET: usize = 8 * 1024;
 
 /// What to leave out and what to record.
 #[derive(Debug, Clone, Default)]
@@ -272,6 +272,7 @@ pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listi
         }
         out.entries.push(node);
     }
+    out.entries.shrink_to_fit();
     out
 }
 

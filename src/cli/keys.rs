@@ -16,7 +16,7 @@ pub struct InitArgs {
     #[arg(long)]
     pub chunk_size: Option<u32>,
     /// Pack size target in MiB
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     pub pack_size: u32,
     /// zstd level (0 = store uncompressed)
     #[arg(long, default_value_t = 3)]

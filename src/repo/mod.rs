@@ -40,7 +40,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunker: ChunkerParams::default(),
-            pack_size: 32 << 20,
+            pack_size: 16 << 20,
             compression_level: 3,
             kdf: KdfParams::default(),
         }
