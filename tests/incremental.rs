@@ -129,3 +129,29 @@ fn restore_over_an_earlier_restore_fixes_what_differs() {
         "only the big file was untouched: {s}"
     );
 }
+
+#[test]
+fn hard_links_are_read_once() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    write_random(&src.join("a/first"), 31, 2 << 20);
+    std::fs::hard_link(src.join("a/first"), src.join("a/b/second")).unwrap();
+    std::fs::hard_link(src.join("a/first"), src.join("third")).unwrap();
+    write(&src.join("plain"), b"not linked");
+    let s = env.backup(&[src.to_str().unwrap()]);
+    assert_eq!(
+        num(&s, "bytes_read"),
+        (2 << 20) + 10,
+        "a file with three links was read more than once: {s}"
+    );
+    assert_eq!(num(&s, "files_new"), 4, "{s}");
+    assert_eq!(num(&s, "bytes_total"), 3 * (2 << 20) + 10, "{s}");
+    let target = env.path("target");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let out = restored(&target, &src);
+    assert_same_tree(&src, &out, true);
+    let ino = |p: &str| std::fs::metadata(out.join(p)).unwrap().ino();
+    assert_eq!(ino("a/first"), ino("a/b/second"));
+    assert_eq!(ino("a/first"), ino("third"));
+}

@@ -25,7 +25,7 @@ use crate::snapshot::select::Filter;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use exclude::Patterns;
 use scan::{ScanConfig, Scanner};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -162,12 +162,38 @@ struct FileJob {
     dir: DirHandle,
     slot: usize,
     path: PathBuf,
+    link: Option<LinkKey>,
 }
 
 struct FileResult {
     dir: DirHandle,
     slot: usize,
     outcome: FileOutcome,
+    link: Option<LinkKey>,
+}
+
+/// (device, inode) of a file with more than one hard link.
+type LinkKey = (u64, u64);
+
+/// What the walk knows of a multiply linked inode: the first link is read, the others take
+/// its content (borg does the same; restic reads every link).
+enum Link {
+    /// Being read; these slots wait for its content.
+    Reading {
+        stat: (u64, i64, i64),
+        waiters: Vec<(DirHandle, usize)>,
+    },
+    /// Read (or reused from the parent).
+    Known {
+        stat: (u64, i64, i64),
+        content: Vec<Id>,
+        size: u64,
+    },
+}
+
+/// The (size, mtime, ctime) that must match for one link to stand for another.
+fn link_stat(n: &Node) -> (u64, i64, i64) {
+    (n.size, n.mtime_ns, n.ctime_ns)
 }
 
 struct Walker<'a> {
@@ -186,6 +212,8 @@ struct Walker<'a> {
     fatal: Option<Error>,
     /// Every blob of the parent snapshot is known present.
     parent_complete: bool,
+    /// Multiply linked inodes met so far.
+    links: HashMap<LinkKey, Link>,
 }
 
 fn read_file(writer: &BlobWriter, path: &Path, progress: &Progress) -> FileOutcome {
@@ -221,19 +249,59 @@ impl Walker<'_> {
         self.outstanding -= 1;
         self.progress.add_file();
         let mut sink = WriterSink(self.writer, self.parent_complete);
+        let reading = r
+            .link
+            .filter(|k| matches!(self.links.get(k), Some(Link::Reading { .. })))
+            .and_then(|k| self.links.remove(&k));
+        let (stat, waiters) = match reading {
+            Some(Link::Reading { stat, waiters }) => (Some(stat), waiters),
+            _ => (None, Vec::new()),
+        };
         match r.outcome {
             FileOutcome::Done(ids, size) => {
                 self.summary.bytes_read += size;
                 self.summary.bytes_total += size;
+                for &(d, slot) in &waiters {
+                    self.summary.bytes_total += size;
+                    self.progress.add_file();
+                    self.builder
+                        .fill_file(d, slot, Some((ids.clone(), size)), &mut sink)?;
+                }
+                if let (Some(k), Some(stat)) = (r.link, stat) {
+                    let content = ids.clone();
+                    self.links.insert(
+                        k,
+                        Link::Known {
+                            stat,
+                            content,
+                            size,
+                        },
+                    );
+                }
                 self.builder
                     .fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
             }
             FileOutcome::Unreadable(msg) => {
-                self.warn(format!("cannot read {msg}"));
+                if waiters.is_empty() {
+                    self.warn(format!("cannot read {msg}"));
+                } else {
+                    self.warn(format!(
+                        "cannot read {msg} (nor {} other links to it)",
+                        waiters.len()
+                    ));
+                    self.summary.errors += waiters.len() as u64;
+                }
+                for (d, slot) in waiters {
+                    self.progress.add_file();
+                    self.builder.fill_file(d, slot, None, &mut sink)?;
+                }
                 self.builder.fill_file(r.dir, r.slot, None, &mut sink)
             }
             FileOutcome::Fatal(e) => {
                 self.fatal.get_or_insert(e);
+                for (d, slot) in waiters {
+                    self.builder.fill_file(d, slot, None, &mut sink)?;
+                }
                 self.builder.fill_file(r.dir, r.slot, None, &mut sink)
             }
         }
@@ -359,11 +427,22 @@ impl Walker<'_> {
         }
         match node.kind {
             NodeKind::File => {
+                let mut link = (node.nlink > 1).then_some((node.device, node.inode));
                 if let Some(content) = self.unchanged(&node, pnode)? {
                     self.summary.files_unmodified += 1;
                     self.summary.bytes_total += node.size;
                     self.progress.add_file();
                     let mut node = node;
+                    if let Some(k) = link {
+                        if !self.links.contains_key(&k) {
+                            let known = Link::Known {
+                                stat: link_stat(&node),
+                                content: content.clone(),
+                                size: node.size,
+                            };
+                            self.links.insert(k, known);
+                        }
+                    }
                     node.content = content;
                     self.builder.push(dir, node, false)?;
                     return Ok(());
@@ -373,12 +452,45 @@ impl Walker<'_> {
                 } else {
                     self.summary.files_new += 1;
                 }
+                // Another link to an inode this walk has read (or is reading): take its content.
+                if let Some(k) = link {
+                    let stat = link_stat(&node);
+                    match self.links.get_mut(&k) {
+                        Some(Link::Known {
+                            stat: s,
+                            content,
+                            size,
+                        }) if *s == stat => {
+                            let (content, size) = (content.clone(), *size);
+                            self.summary.bytes_total += size;
+                            self.progress.add_file();
+                            let mut node = node;
+                            node.content = content;
+                            node.size = size;
+                            self.builder.push(dir, node, false)?;
+                            return self.drain(false);
+                        }
+                        Some(Link::Reading { stat: s, waiters }) if *s == stat => {
+                            let slot = self.builder.push(dir, node, true)?;
+                            waiters.push((dir, slot));
+                            return self.drain(false);
+                        }
+                        // Changed between two links' stats: read it, and let the pending read
+                        // of the other link keep its waiters.
+                        Some(Link::Reading { .. }) => link = None,
+                        _ => {
+                            let waiters = Vec::new();
+                            self.links.insert(k, Link::Reading { stat, waiters });
+                        }
+                    }
+                }
                 let slot = self.builder.push(dir, node, true)?;
                 self.outstanding += 1;
                 let job = FileJob {
                     dir,
                     slot,
                     path: path.to_path_buf(),
+                    link,
                 };
                 let tx = self
                     .jobs
@@ -570,6 +682,7 @@ pub fn backup_sources(
                             dir: job.dir,
                             slot: job.slot,
                             outcome,
+                            link: job.link,
                         })
                         .is_err()
                     {
@@ -594,6 +707,7 @@ pub fn backup_sources(
             root_dev: 0,
             fatal: None,
             parent_complete,
+            links: HashMap::new(),
         };
         let root = w.builder.open_dir(None);
         let walked = if let Some(k) = trie.source {
