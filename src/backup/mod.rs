@@ -434,14 +434,11 @@ impl Walker<'_> {
                     self.progress.add_file();
                     let mut node = node;
                     if let Some(k) = link {
-                        if !self.links.contains_key(&k) {
-                            let known = Link::Known {
-                                stat: link_stat(&node),
-                                content: content.clone(),
-                                size: node.size,
-                            };
-                            self.links.insert(k, known);
-                        }
+                        self.links.entry(k).or_insert_with(|| Link::Known {
+                            stat: link_stat(&node),
+                            content: content.clone(),
+                            size: node.size,
+                        });
                     }
                     node.content = content;
                     self.builder.push(dir, node, false)?;
