@@ -403,7 +403,10 @@ impl Walker<'_> {
         };
         self.root_dev = std::os::unix::fs::MetadataExt::dev(&m);
         match node::node_from(name, path, &m, self.scanner.names(), self.opts.atime) {
-            Ok(Some(n)) => self.walk_node(dir, path, n, pnode, &[key]),
+            Ok(Some(n)) => {
+                let parent = path.parent().unwrap_or(Path::new("/"));
+                self.walk_node(dir, parent, n, pnode, &[key])
+            }
             Ok(None) => Ok(()),
             Err(e) => {
                 self.warn(format!("cannot read {}: {e}", path.display()));
@@ -412,12 +415,12 @@ impl Walker<'_> {
         }
     }
 
-    /// Add `node` (at `path`, walk position `key`) to `dir`: reuse or read a file, descend
-    /// into a directory.
+    /// Add `node` (in folder `parent`, walk position `key`) to `dir`: reuse or read a file,
+    /// descend into a directory.
     fn walk_node(
         &mut self,
         dir: DirHandle,
-        path: &Path,
+        parent: &Path,
         node: Node,
         pnode: Option<&Node>,
         key: &[u32],
@@ -481,12 +484,13 @@ impl Walker<'_> {
                         }
                     }
                 }
+                let path = parent.join(std::ffi::OsStr::from_bytes(&node.name));
                 let slot = self.builder.push(dir, node, true)?;
                 self.outstanding += 1;
                 let job = FileJob {
                     dir,
                     slot,
-                    path: path.to_path_buf(),
+                    path,
                     link,
                 };
                 let tx = self
@@ -511,9 +515,10 @@ impl Walker<'_> {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
                 let pt = self.parent_tree(pnode);
+                let path = parent.join(std::ffi::OsStr::from_bytes(&node.name));
                 let slot = self.builder.push(dir, node, true)?;
                 let sub = self.builder.open_dir(Some((dir, slot)));
-                self.walk_dir(sub, path, pt.as_ref().map(|(_, t)| t), key)?;
+                self.walk_dir(sub, &path, pt.as_ref().map(|(_, t)| t), key)?;
                 self.builder.close_dir_like(
                     sub,
                     pt,
@@ -542,12 +547,11 @@ impl Walker<'_> {
         let mut child_key = key.to_vec();
         child_key.push(0);
         for (i, node) in listing.entries.into_iter().enumerate() {
-            let child = path.join(std::ffi::OsStr::from_bytes(&node.name));
             let pnode = ptree.and_then(|t| t.find(&node.name));
             if let Some(k) = child_key.last_mut() {
                 *k = i as u32;
             }
-            self.walk_node(dir, &child, node, pnode, &child_key)?;
+            self.walk_node(dir, path, node, pnode, &child_key)?;
         }
         Ok(())
     }

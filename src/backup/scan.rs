@@ -14,7 +14,7 @@ use super::exclude::Patterns;
 use super::node::{Names, node_from};
 use crate::format::tree::{Node, NodeKind};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -229,22 +229,23 @@ pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listi
             return out;
         }
     };
-    let mut children: Vec<Vec<u8>> = Vec::new();
+    let mut children: Vec<(Vec<u8>, std::fs::DirEntry)> = Vec::new();
     for e in rd {
         match e {
-            Ok(e) => children.push(e.file_name().as_bytes().to_vec()),
+            Ok(e) => children.push((e.file_name().into_vec(), e)),
             Err(e) => out
                 .warnings
                 .push(format!("cannot list {}: {e}", path.display())),
         }
     }
-    children.sort_unstable();
-    for name in children {
+    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in children {
         let child = path.join(std::ffi::OsStr::from_bytes(&name));
         if cfg.excludes.matches(&child) {
             continue;
         }
-        let m = match std::fs::symlink_metadata(&child) {
+        // lstat relative to the open folder (statx on its descriptor): no path walk.
+        let m = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
                 out.warnings
