@@ -49,6 +49,14 @@ fn build(src: &Path, big: bool) -> bool {
     write(&src.join("private_dir/inside"), b"inside\n");
     chmod(&src.join("private_dir/inside"), 0o640);
     chmod(&src.join("private_dir"), 0o700);
+    if big {
+        // Read-only and in several blobs: every blob after the first reopens it for writing.
+        chmod(&src.join("big.bin"), 0o444);
+    }
+    if is_root() {
+        // Owned by someone else: restore must not keep the creator as owner.
+        std::os::unix::fs::lchown(src.join("hundred_k"), Some(1234), Some(5678)).unwrap();
+    }
 
     let xattr_ok = match xattr::set(src.join("one"), "user.cairn", b"v") {
         Ok(()) => {

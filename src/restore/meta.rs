@@ -49,6 +49,35 @@ pub fn restore_atime(node: &Node) -> i64 {
     }
 }
 
+/// Metadata calls [`apply_file`] may leave out because creating the file already did them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skip {
+    /// The owner is already right.
+    pub owner: bool,
+    /// The mode is already right.
+    pub mode: bool,
+}
+
+/// The process's umask, from `/proc/self/status` (reading it with `umask(2)` would change it
+/// for a moment under the other threads).
+pub fn umask() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
+}
+
+/// Effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Effective group id.
+pub fn egid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::getegid() }
+}
+
 /// Whether we run as root (owners and devices are restored only then).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -76,7 +105,13 @@ pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
 
 /// [`apply`] for a regular file open for writing: the same steps through its descriptor, which
 /// saves the path lookups (restoring many small files is syscall-bound).
-pub fn apply_file(f: &std::fs::File, path: &Path, node: &Node, root: bool) -> Result<(), String> {
+pub fn apply_file(
+    f: &std::fs::File,
+    path: &Path,
+    node: &Node,
+    root: bool,
+    skip: Skip,
+) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
     use xattr::FileExt;
@@ -86,7 +121,7 @@ pub fn apply_file(f: &std::fs::File, path: &Path, node: &Node, root: bool) -> Re
             first = Some(format!("cannot set {what} of {}: {e}", path.display()));
         }
     };
-    if root {
+    if root && !skip.owner {
         if let Err(e) = std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid)) {
             note("owner", e);
         }
@@ -96,8 +131,10 @@ pub fn apply_file(f: &std::fs::File, path: &Path, node: &Node, root: bool) -> Re
             note("extended attributes", e);
         }
     }
-    if let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(node.mode & 0o7777)) {
-        note("mode", e);
+    if !skip.mode {
+        if let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(node.mode & 0o7777)) {
+            note("mode", e);
+        }
     }
     let ts = [timespec(restore_atime(node)), timespec(node.mtime_ns)];
     // SAFETY: the descriptor is open for the duration of the call; `ts` holds two timespecs.

@@ -23,19 +23,36 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard};
 
+fn creation_mode(node: &Node) -> u32 {
+    (node.mode & 0o777) | 0o600
+}
+
+/// Which metadata calls a file created by this restore can skip: the owner when it is already
+/// the creator's, the mode when creation already gave the final one (mode & !umask).
+fn skips(node: &Node, fresh: bool, creator: Option<(u32, u32, u32)>) -> meta::Skip {
+    match creator {
+        Some((uid, gid, umask)) if fresh => meta::Skip {
+            owner: (node.uid, node.gid) == (uid, gid),
+            mode: creation_mode(node) & !umask == node.mode & 0o7777,
+        },
+        _ => meta::Skip::default(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| Error::usage("internal error: a restore thread panicked"))
 }
 
-/// Open a file for its content, creating it (owner-only until its mode is applied).
-fn open_content(path: &Path) -> Result<std::fs::File> {
+/// Open a file for its content, creating it with its permission bits plus owner read/write
+/// (never more than the final mode grants others; owner write so later blobs can reopen it).
+fn open_content(path: &Path, node: &Node) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
+        .mode(creation_mode(node))
         .open(path)
         .map_err(|err| Error::io(format!("cannot open {}", path.display()), err))
 }
@@ -309,6 +326,18 @@ pub fn restore(
     let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
+    // New files belong to the effective user and group and get their creation mode less the
+    // umask — unless the target folder is setgid or carries a default ACL, which every folder
+    // this restore makes inside it inherits.
+    let inherits = std::fs::metadata(&opts.target)
+        .map(|m| m.mode() & 0o2000 != 0)
+        .unwrap_or(true)
+        || xattr::get(&opts.target, "system.posix_acl_default")
+            .map(|v| v.is_some())
+            .unwrap_or(true);
+    let creator = meta::umask()
+        .filter(|_| !inherits)
+        .map(|m| (meta::euid(), meta::egid(), m));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()
@@ -424,7 +453,7 @@ pub fn restore(
                         if zero {
                             holes[ei].store(true, Relaxed);
                         } else {
-                            let f = open_content(&e.path)?;
+                            let f = open_content(&e.path, &e.node)?;
                             f.write_all_at(&raw, off).map_err(|err| {
                                 Error::io(format!("cannot write {}", e.path.display()), err)
                             })?;
@@ -444,14 +473,15 @@ pub fn restore(
                             // descriptor at hand (size, owner, mode, xattrs, times).
                             let f = match file {
                                 Some(f) => f,
-                                None => open_content(&e.path)?,
+                                None => open_content(&e.path, &e.node)?,
                             };
                             if holes[ei].load(Relaxed) {
                                 f.set_len(e.node.size).map_err(|err| {
                                     Error::io(format!("cannot size {}", e.path.display()), err)
                                 })?;
                             }
-                            if let Err(m) = meta::apply_file(&f, &e.path, &e.node, root) {
+                            let skip = skips(&e.node, fresh, creator);
+                            if let Err(m) = meta::apply_file(&f, &e.path, &e.node, root, skip) {
                                 lock(&file_meta_errors)?.push(m);
                             }
                             finished[ei].store(true, Relaxed);
