@@ -165,8 +165,9 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
             }
             let n = self.chunker.cut(rest);
             if n == rest.len() && !self.eof && rest.len() < max {
-                // No cut point in what is at hand: read on (up to a maximum chunk) and cut again.
-                need = (2 * rest.len()).min(max);
+                // No cut point in what is at hand: read a whole maximum chunk and cut again
+                // (once: then a cut is found, or the chunk is the maximum).
+                need = max;
                 continue;
             }
             if self.pos == 0 && n == self.buf.len() && self.eof {

@@ -155,3 +155,43 @@ fn hard_links_are_read_once() {
     assert_eq!(ino("a/first"), ino("a/b/second"));
     assert_eq!(ino("a/first"), ino("third"));
 }
+
+#[test]
+fn a_file_that_cannot_be_created_does_not_stop_the_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write(&src.join("ok"), b"restored anyway");
+    set_mtime(&src.join("ok"), 1_400_000_000, 7);
+    // A chain of folders whose path fits under PATH_MAX (4096) here but not below a target
+    // with a longer prefix: there, creating the deepest folders and the file fails.
+    let seg = "d".repeat(200);
+    let mut deep = src.clone();
+    while deep.as_os_str().len() + 201 < 4050 {
+        deep.push(&seg);
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    write(&deep.join("f"), b"too deep to restore");
+    env.backup(&[src.to_str().unwrap()]);
+    let target = env.path(&"t".repeat(250));
+    let o = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("warning: cannot")),
+        "no warning about the deep file: {err}"
+    );
+    assert!(
+        !err.contains("error:"),
+        "the restore stopped instead of going on: {err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("restored snapshot"),
+        "{}",
+        describe(&o)
+    );
+    let ok = restored(&target, &src).join("ok");
+    assert_eq!(std::fs::read(&ok).unwrap(), b"restored anyway");
+    let m = std::fs::metadata(&ok).unwrap();
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_400_000_000, 7));
+}

@@ -205,7 +205,17 @@ fn worker(sh: &Shared) {
         };
         st.running.insert(key.clone());
         drop(st);
-        let l = list_dir(&sh.cfg, &sh.names, &job.path, job.dev);
+        // A panic here must not leave the walker waiting for this key forever.
+        let l = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            list_dir(&sh.cfg, &sh.names, &job.path, job.dev)
+        }))
+        .unwrap_or_else(|_| Listing {
+            entries: Vec::new(),
+            warnings: vec![format!(
+                "cannot list {}: internal error while listing",
+                job.path.display()
+            )],
+        });
         st = sh.lock();
         st.running.remove(&key);
         st.held += l.entries.len().max(1);

@@ -231,15 +231,18 @@ impl Cache {
 
     /// Forget every blob and index file (before a full re-merge).
     pub fn clear_index(&self) -> Result<()> {
+        // The generation moves first: a crash between the writes must not leave the cache
+        // rebuilt under the old generation.
+        self.db
+            .put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes())
+            .map_err(db_err)?;
         for name in [CF_BLOBS, CF_INDEX_FILES] {
             let cf = self.cf(name)?;
             self.db
                 .delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..])
                 .map_err(db_err)?;
         }
-        self.db
-            .put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes())
-            .map_err(db_err)
+        Ok(())
     }
 
     /// The index generation: it grows whenever the cache may have lost a blob (an index file

@@ -39,6 +39,34 @@ fn skips(node: &Node, fresh: bool, creator: Option<(u32, u32, u32)>) -> meta::Sk
     }
 }
 
+/// Write one blob's bytes at `off` (creating the file); returns the descriptor.
+fn write_at(path: &Path, node: &Node, raw: &[u8], off: u64) -> Result<std::fs::File> {
+    let f = open_content(path, node)?;
+    f.write_all_at(raw, off)
+        .map_err(|err| Error::io(format!("cannot write {}", path.display()), err))?;
+    Ok(f)
+}
+
+/// Finish a file whose blobs are all written: extend it to `len` when holes or a short
+/// content list left it shorter, then apply its metadata. `Ok(Some(msg))`: metadata problem.
+fn finish_file(
+    file: Option<std::fs::File>,
+    e: &Entry,
+    len: Option<u64>,
+    root: bool,
+    skip: meta::Skip,
+) -> Result<Option<String>> {
+    let f = match file {
+        Some(f) => f,
+        None => open_content(&e.path, &e.node)?,
+    };
+    if let Some(len) = len {
+        f.set_len(len)
+            .map_err(|err| Error::io(format!("cannot size {}", e.path.display()), err))?;
+    }
+    Ok(meta::apply_file(&f, &e.path, &e.node, root, skip).err())
+}
+
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| Error::usage("internal error: a restore thread panicked"))
@@ -53,6 +81,7 @@ fn open_content(path: &Path, node: &Node) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .mode(creation_mode(node))
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|err| Error::io(format!("cannot open {}", path.display()), err))
 }
@@ -323,7 +352,10 @@ pub fn restore(
     if opts.dry_run {
         return Ok(s);
     }
-    let fresh = std::fs::read_dir(&opts.target).map_or(true, |mut d| d.next().is_none());
+    let fresh = match std::fs::read_dir(&opts.target) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io(format!("cannot create {}", opts.target.display()), e))?;
     // New files belong to the effective user and group and get their creation mode less the
@@ -372,6 +404,7 @@ pub fn restore(
     }
 
     // Which blob goes where, grouped by pack and sorted by offset.
+    let mut content_len: Vec<u64> = vec![0; plan.entries.len()];
     let mut needs: HashMap<Id, Targets> = HashMap::new();
     for (i, e) in plan.entries.iter().enumerate() {
         if e.node.kind != NodeKind::File || !e.write {
@@ -387,6 +420,7 @@ pub fn restore(
             needs.entry(*id).or_default().push((i, off));
             off += u64::from(loc.raw_length);
         }
+        content_len[i] = off;
         if off != e.node.size {
             warn(&format!(
                 "{}: snapshot size {} differs from its content ({off} bytes)",
@@ -424,6 +458,11 @@ pub fn restore(
         .iter()
         .map(|_| AtomicBool::new(false))
         .collect();
+    let failed: Vec<AtomicBool> = plan
+        .entries
+        .iter()
+        .map(|_| AtomicBool::new(false))
+        .collect();
     let file_meta_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let entries = &plan.entries;
     let packs: Vec<(Id, Vec<(BlobLocation, Id)>)> = by_pack.into_iter().collect();
@@ -449,16 +488,25 @@ pub fn restore(
                     let zero = raw.iter().all(|&b| b == 0);
                     for &(ei, off) in &needs[id] {
                         let e = &entries[ei];
+                        // A file that cannot be created or written is warned about once and
+                        // left without its metadata (so a rerun rewrites it); the rest goes on.
+                        let fail = |err: Error| -> Result<()> {
+                            if !failed[ei].swap(true, Relaxed) {
+                                lock(&file_meta_errors)?.push(err.to_string());
+                            }
+                            Ok(())
+                        };
                         let mut file = None;
                         if zero {
                             holes[ei].store(true, Relaxed);
-                        } else {
-                            let f = open_content(&e.path, &e.node)?;
-                            f.write_all_at(&raw, off).map_err(|err| {
-                                Error::io(format!("cannot write {}", e.path.display()), err)
-                            })?;
-                            written.fetch_add(raw.len() as u64, Relaxed);
-                            file = Some(f);
+                        } else if !failed[ei].load(Relaxed) {
+                            match write_at(&e.path, &e.node, &raw, off) {
+                                Ok(f) => {
+                                    written.fetch_add(raw.len() as u64, Relaxed);
+                                    file = Some(f);
+                                }
+                                Err(err) => fail(err)?,
+                            }
                         }
                         progress.add_bytes(raw.len() as u64);
                         let last = {
@@ -469,20 +517,17 @@ pub fn restore(
                             })
                         };
                         if last {
-                            // Every other blob of this file is written: finish it through the
-                            // descriptor at hand (size, owner, mode, xattrs, times).
-                            let f = match file {
-                                Some(f) => f,
-                                None => open_content(&e.path, &e.node)?,
-                            };
-                            if holes[ei].load(Relaxed) {
-                                f.set_len(e.node.size).map_err(|err| {
-                                    Error::io(format!("cannot size {}", e.path.display()), err)
-                                })?;
-                            }
-                            let skip = skips(&e.node, fresh, creator);
-                            if let Err(m) = meta::apply_file(&f, &e.path, &e.node, root, skip) {
-                                lock(&file_meta_errors)?.push(m);
+                            if !failed[ei].load(Relaxed) {
+                                // Every other blob of this file is written: finish it through
+                                // the descriptor at hand (size, owner, mode, xattrs, times).
+                                let len = e.node.size.max(content_len[ei]);
+                                let cut = holes[ei].load(Relaxed) || content_len[ei] < len;
+                                let skip = skips(&e.node, fresh, creator);
+                                match finish_file(file, e, cut.then_some(len), root, skip) {
+                                    Ok(Some(m)) => lock(&file_meta_errors)?.push(m),
+                                    Ok(None) => {}
+                                    Err(err) => fail(err)?,
+                                }
                             }
                             finished[ei].store(true, Relaxed);
                             progress.add_file();
