@@ -5,6 +5,7 @@
 //! readers chunk and hash changed files and hand new chunks to the [`BlobWriter`] pipeline.
 //! Memory is bounded by the channels and by the directories still waiting for files.
 
+pub mod count;
 pub mod exclude;
 pub mod node;
 pub mod scan;
@@ -264,6 +265,7 @@ impl Walker<'_> {
                 for &(d, slot) in &waiters {
                     self.summary.bytes_total += size;
                     self.progress.add_file();
+                    self.progress.add_bytes(size);
                     self.builder
                         .fill_file(d, slot, Some((ids.clone(), size)), &mut sink)?;
                 }
@@ -435,6 +437,7 @@ impl Walker<'_> {
                     self.summary.files_unmodified += 1;
                     self.summary.bytes_total += node.size;
                     self.progress.add_file();
+                    self.progress.add_bytes(node.size);
                     let mut node = node;
                     if let Some(k) = link {
                         self.links.entry(k).or_insert_with(|| Link::Known {
@@ -464,6 +467,7 @@ impl Walker<'_> {
                             let (content, size) = (content.clone(), *size);
                             self.summary.bytes_total += size;
                             self.progress.add_file();
+                            self.progress.add_bytes(size);
                             let mut node = node;
                             node.content = content;
                             node.size = size;
@@ -623,18 +627,35 @@ impl Sources {
                 }
             }
         }
-        let cfg = ScanConfig {
-            excludes: opts.excludes.clone(),
-            exclude_if_present: opts.exclude_if_present.clone(),
-            one_file_system: opts.one_file_system,
-            atime: opts.atime,
-        };
+        let cfg = scan_config(opts);
         Ok(Sources {
             trie,
             tops,
             scanner: Scanner::start(cfg, roots, opts.threads),
             started,
         })
+    }
+}
+
+impl Sources {
+    /// Count the files and bytes these sources hold (for a progress percentage and ETA) on a
+    /// thread of its own; the totals land in `progress` when the count is done.
+    pub fn count(&self, opts: &BackupOptions, progress: Arc<Progress>) -> count::Counter {
+        let paths = self
+            .tops
+            .iter()
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .collect();
+        count::Counter::start(paths, scan_config(opts), progress)
+    }
+}
+
+fn scan_config(opts: &BackupOptions) -> ScanConfig {
+    ScanConfig {
+        excludes: opts.excludes.clone(),
+        exclude_if_present: opts.exclude_if_present.clone(),
+        one_file_system: opts.one_file_system,
+        atime: opts.atime,
     }
 }
 

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, BackupOutcome, Sources, backup_sources, stdin};
 use cairn::format::snapshot::SnapshotKind;
-use cairn::progress::{Progress, Reporter};
+use cairn::progress::{Progress, Reporter, Style};
 use cairn::repo::keys::current_host;
 use cairn::snapshot::select::parse_time;
 use std::path::PathBuf;
@@ -112,11 +112,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
     } else {
         Some(Sources::start(&opts)?)
     };
+    let progress = Arc::new(Progress::new());
+    // Totals for a percentage and ETA cost a second pass of lstat: only when progress shows.
+    let _counter = match (&sources, g.progress_style()) {
+        (Some(s), style) if style != Style::Quiet => Some(s.count(&opts, progress.clone())),
+        _ => None,
+    };
     let repo = g.open()?;
     if let Some(p) = &a.parent {
         opts.parent = Some(cairn::snapshot::select::find(&repo, p, &Default::default(), None)?.0);
     }
-    let progress = Arc::new(Progress::new());
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "backup");
     let warnings = AtomicU64::new(0);
     let json = g.json;
