@@ -77,15 +77,11 @@ fn count_dir(
         if m.is_file() {
             totals.0 += 1;
             totals.1 += m.len();
-        } else if m.is_dir() {
-            let other_fs = cfg.one_file_system && m.dev() != dev;
-            let marked = cfg
-                .exclude_if_present
-                .iter()
-                .any(|f| std::fs::symlink_metadata(path.join(f)).is_ok());
-            if !other_fs && !marked && !count_dir(&path, dev, cfg, stop, totals) {
-                return false;
-            }
+        } else if m.is_dir()
+            && !cfg.skips_dir(&path, m.dev(), dev)
+            && !count_dir(&path, dev, cfg, stop, totals)
+        {
+            return false;
         }
     }
     true

@@ -403,7 +403,7 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
-        self.root_dev = std::os::unix::fs::MetadataExt::dev(&m);
+        self.root_dev = m.dev();
         match node::node_from(name, path, &m, self.scanner.names(), self.opts.atime) {
             Ok(Some(n)) => {
                 let parent = path.parent().unwrap_or(Path::new("/"));
@@ -734,9 +734,7 @@ pub fn backup_sources(
         let root = w.builder.open_dir(None);
         let walked = if let Some(k) = trie.source {
             // Backing up "/" itself: its entries are the root tree's.
-            w.root_dev = std::fs::symlink_metadata("/")
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                .unwrap_or(0);
+            w.root_dev = std::fs::symlink_metadata("/").map(|m| m.dev()).unwrap_or(0);
             w.summary.dirs += 1;
             w.walk_dir(root, Path::new("/"), parent_root.as_ref(), &[k])
         } else {

@@ -35,6 +35,18 @@ pub struct ScanConfig {
     pub atime: bool,
 }
 
+impl ScanConfig {
+    /// Whether the folder at `path` (on device `dev`, below a source on `root_dev`) is left
+    /// out whole: another file system under `one_file_system`, or an `exclude_if_present` file.
+    pub fn skips_dir(&self, path: &Path, dev: u64, root_dev: u64) -> bool {
+        (self.one_file_system && dev != root_dev)
+            || self
+                .exclude_if_present
+                .iter()
+                .any(|f| std::fs::symlink_metadata(path.join(f)).is_ok())
+    }
+}
+
 /// One directory's included entries, sorted by name, and the problems met listing it.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -272,13 +284,7 @@ pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listi
                 continue;
             }
         };
-        if node.kind == NodeKind::Dir
-            && ((cfg.one_file_system && node.device != dev)
-                || cfg
-                    .exclude_if_present
-                    .iter()
-                    .any(|f| std::fs::symlink_metadata(child.join(f)).is_ok()))
-        {
+        if node.kind == NodeKind::Dir && cfg.skips_dir(&child, node.device, dev) {
             continue;
         }
         out.entries.push(node);
