@@ -29,9 +29,10 @@ fn creation_mode(node: &Node) -> u32 {
 
 /// Which metadata calls a file created by this restore can skip: the owner when it is already
 /// the creator's, the mode when creation already gave the final one (mode & !umask).
-fn skips(node: &Node, fresh: bool, creator: Option<(u32, u32, u32)>) -> meta::Skip {
+/// `creator` (uid, gid, umask) is known only when every file is new (fresh target).
+fn skips(node: &Node, creator: Option<(u32, u32, u32)>) -> meta::Skip {
     match creator {
-        Some((uid, gid, umask)) if fresh => meta::Skip {
+        Some((uid, gid, umask)) => meta::Skip {
             owner: (node.uid, node.gid) == (uid, gid),
             mode: creation_mode(node) & !umask == node.mode & 0o7777,
         },
@@ -368,7 +369,7 @@ pub fn restore(
             .map(|v| v.is_some())
             .unwrap_or(true);
     let creator = meta::umask()
-        .filter(|_| !inherits)
+        .filter(|_| fresh && !inherits)
         .map(|m| (meta::euid(), meta::egid(), m));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -522,7 +523,7 @@ pub fn restore(
                                 // the descriptor at hand (size, owner, mode, xattrs, times).
                                 let len = e.node.size.max(content_len[ei]);
                                 let cut = holes[ei].load(Relaxed) || content_len[ei] < len;
-                                let skip = skips(&e.node, fresh, creator);
+                                let skip = skips(&e.node, creator);
                                 match finish_file(file, e, cut.then_some(len), root, skip) {
                                     Ok(Some(m)) => lock(&file_meta_errors)?.push(m),
                                     Ok(None) => {}
