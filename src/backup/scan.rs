@@ -79,6 +79,8 @@ struct State {
 
 struct Shared {
     cfg: ScanConfig,
+    /// Entries listed ahead of the walker, at most.
+    budget: usize,
     names: Names,
     state: Mutex<State>,
     /// Workers wait here for pending keys or budget.
@@ -104,7 +106,7 @@ impl Shared {
                 added += 1;
             }
         }
-        if added > 0 && st.idle > 0 && st.held < BUDGET {
+        if added > 0 && st.idle > 0 && st.held < self.budget {
             self.work.notify_all();
         }
     }
@@ -126,8 +128,18 @@ impl Scanner {
     /// Start `threads` workers on `roots` (key and path of each source directory; `dev` is
     /// the file system of each, for [`ScanConfig::one_file_system`]).
     pub fn start(cfg: ScanConfig, roots: Vec<(Key, PathBuf, u64)>, threads: usize) -> Scanner {
+        Self::with_budget(cfg, roots, threads, BUDGET)
+    }
+
+    fn with_budget(
+        cfg: ScanConfig,
+        roots: Vec<(Key, PathBuf, u64)>,
+        threads: usize,
+        budget: usize,
+    ) -> Scanner {
         let shared = Arc::new(Shared {
             cfg,
+            budget,
             names: Names::default(),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -158,9 +170,9 @@ impl Scanner {
         let mut st = sh.lock();
         loop {
             if let Some(l) = st.done.remove(key) {
-                let was_full = st.held >= BUDGET;
+                let was_full = st.held >= sh.budget;
                 st.held -= l.entries.len().max(1);
-                if was_full && st.held < BUDGET && st.idle > 0 {
+                if was_full && st.held < sh.budget && st.idle > 0 {
                     sh.work.notify_all();
                 }
                 return l;
@@ -206,7 +218,7 @@ fn worker(sh: &Shared) {
         if st.stop {
             return;
         }
-        if st.held >= BUDGET || st.pending.is_empty() {
+        if st.held >= sh.budget || st.pending.is_empty() {
             st.idle += 1;
             st = sh.work.wait(st).unwrap_or_else(|e| e.into_inner());
             st.idle -= 1;
@@ -326,17 +338,18 @@ mod tests {
     #[test]
     fn workers_list_ahead_in_walk_order_without_stalling() {
         let dir = tempfile::tempdir().expect("tmp");
-        // More entries than the budget, so the workers must stop and resume.
-        tree(dir.path(), 120, 80);
+        // Many more entries than the budget, so the workers must stop and resume.
+        tree(dir.path(), 30, 8);
         for threads in [1, 3] {
-            let s = Scanner::start(
+            let s = Scanner::with_budget(
                 ScanConfig::default(),
                 vec![(vec![0], dir.path().to_path_buf(), 0)],
                 threads,
+                20,
             );
             let mut seen = Vec::new();
             walk(&s, vec![0], dir.path(), &mut seen);
-            assert_eq!(seen.len(), 120 * (1 + 1 + 80 * 2));
+            assert_eq!(seen.len(), 30 * (1 + 1 + 8 * 2));
             let st = s.shared.lock();
             assert!(st.done.is_empty() && st.pending.is_empty() && st.held == 0);
         }
