@@ -64,7 +64,7 @@ fn reading_the_files_changes_no_tree_and_atime_is_opt_in() {
     assert_eq!((m.mtime(), m.mtime_nsec()), (1_300_000_000, 5));
 
     set_atime(&src.join("e/other"), 1_234_567_890, 123_456_789);
-    let s4 = env.backup(&["--atime", arg]);
+    let s4 = env.backup(&["--with-atime", arg]);
     assert_ne!(
         src_tree(&s4),
         src_tree(&s1),

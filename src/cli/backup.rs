@@ -58,7 +58,7 @@ pub struct BackupArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Record access times too (by default they are not; restore then sets atime = mtime)
-    #[arg(long)]
+    #[arg(long, visible_alias = "with-atime")]
     pub atime: bool,
     /// Back up standard input as one file
     #[arg(long)]
