@@ -249,12 +249,17 @@ impl Cache {
     /// disappeared, or a pack was marked for deletion). While it stays the same, every blob the
     /// cache once confirmed is still in the repository.
     pub fn generation(&self) -> Result<u64> {
+        Ok(self.get_u64(KEY_GENERATION)?.unwrap_or(0))
+    }
+
+    /// A u64le value of the default column family (absent or malformed: `None`).
+    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
         Ok(self
             .db
-            .get_pinned(KEY_GENERATION)
+            .get_pinned(key)
             .map_err(db_err)?
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-            .map_or(0, u64::from_le_bytes))
+            .map(u64::from_le_bytes))
     }
 
     /// Remember that every blob `snapshot` references was present at index `generation`.
@@ -267,11 +272,7 @@ impl Cache {
     /// Whether every blob `snapshot` references is known to be present now: it was confirmed
     /// at the current index generation.
     pub fn is_complete(&self, snapshot: &Id) -> Result<bool> {
-        let v = self.db.get_pinned(complete_key(snapshot)).map_err(db_err)?;
-        let at = v
-            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-            .map(u64::from_le_bytes);
-        Ok(at == Some(self.generation()?))
+        Ok(self.get_u64(&complete_key(snapshot))? == Some(self.generation()?))
     }
 
     /// Flush what was written without the write-ahead log (trees), so the next process sees

@@ -80,8 +80,7 @@ pub fn egid() -> u32 {
 
 /// Whether we run as root (owners and devices are restored only then).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    euid() == 0
 }
 
 /// Create a fifo or device node.
@@ -112,6 +111,29 @@ pub fn apply_file(
     root: bool,
     skip: Skip,
 ) -> Result<(), String> {
+    apply_to(Target::File(f), path, node, root, skip)
+}
+
+/// Apply owner (when root), mode, xattrs and times. Returns the first failure's message.
+pub fn apply(path: &Path, node: &Node, root: bool) -> Result<(), String> {
+    apply_to(Target::Path, path, node, root, Skip::default())
+}
+
+/// What metadata is applied through: the path (never following a symlink) or an open file.
+enum Target<'a> {
+    Path,
+    File(&'a std::fs::File),
+}
+
+/// Owner, xattrs, mode, times — in this order (chown clears setuid bits, so mode comes after
+/// it; times last) — through `target`, collecting the first failure.
+fn apply_to(
+    target: Target<'_>,
+    path: &Path,
+    node: &Node,
+    root: bool,
+    skip: Skip,
+) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
     use xattr::FileExt;
@@ -121,69 +143,50 @@ pub fn apply_file(
             first = Some(format!("cannot set {what} of {}: {e}", path.display()));
         }
     };
+    // Symlinks take no mode, and their xattr failures are expected (user.* is refused).
+    let symlink = node.kind == NodeKind::Symlink;
     if root && !skip.owner {
-        if let Err(e) = std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid)) {
+        let r = match target {
+            Target::File(f) => std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid)),
+            // SAFETY: valid NUL-terminated path; lchown does not follow symlinks.
+            Target::Path => cpath(path)
+                .and_then(|c| check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) })),
+        };
+        if let Err(e) = r {
             note("owner", e);
         }
     }
     for x in &node.xattrs {
-        if let Err(e) = f.set_xattr(std::ffi::OsStr::from_bytes(&x.name), &x.value) {
-            note("extended attributes", e);
-        }
-    }
-    if !skip.mode {
-        if let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(node.mode & 0o7777)) {
-            note("mode", e);
-        }
-    }
-    let ts = [timespec(restore_atime(node)), timespec(node.mtime_ns)];
-    // SAFETY: the descriptor is open for the duration of the call; `ts` holds two timespecs.
-    if let Err(e) = check(unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) }) {
-        note("times", e);
-    }
-    match first {
-        Some(m) => Err(m),
-        None => Ok(()),
-    }
-}
-
-/// Apply owner (when root), mode, xattrs and times. Returns the first failure's message.
-pub fn apply(path: &Path, node: &Node, root: bool) -> Result<(), String> {
-    let mut first: Option<String> = None;
-    let mut note = |what: &str, e: std::io::Error| {
-        if first.is_none() {
-            first = Some(format!("cannot set {what} of {}: {e}", path.display()));
-        }
-    };
-    let symlink = node.kind == NodeKind::Symlink;
-    if root {
-        match cpath(path) {
-            // SAFETY: valid path; lchown does not follow symlinks.
-            Ok(c) => {
-                if let Err(e) = check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) }) {
-                    note("owner", e);
-                }
-            }
-            Err(e) => note("owner", e),
-        }
-    }
-    for x in &node.xattrs {
         let name = std::ffi::OsStr::from_bytes(&x.name);
-        if let Err(e) = xattr::set(path, name, &x.value) {
+        let r = match target {
+            Target::File(f) => f.set_xattr(name, &x.value),
+            Target::Path => xattr::set(path, name, &x.value),
+        };
+        if let Err(e) = r {
             if !symlink {
                 note("extended attributes", e);
             }
         }
     }
-    if !symlink {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) =
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
-        {
+    if !symlink && !skip.mode {
+        let perm = std::fs::Permissions::from_mode(node.mode & 0o7777);
+        let r = match target {
+            Target::File(f) => f.set_permissions(perm),
+            Target::Path => std::fs::set_permissions(path, perm),
+        };
+        if let Err(e) = r {
             note("mode", e);
         }
     }
-    if let Err(e) = set_times(path, restore_atime(node), node.mtime_ns) {
+    let r = match target {
+        Target::File(f) => {
+            let ts = [timespec(restore_atime(node)), timespec(node.mtime_ns)];
+            // SAFETY: the descriptor is open for the call; `ts` holds two timespecs.
+            check(unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) })
+        }
+        Target::Path => set_times(path, restore_atime(node), node.mtime_ns),
+    };
+    if let Err(e) = r {
         note("times", e);
     }
     match first {
