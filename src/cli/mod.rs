@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands; each command parses, calls the library, prints.
 
 mod backup;
+pub(crate) mod escape;
 mod inspect;
 mod keys;
 mod restore;
