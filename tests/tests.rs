@@ -11,6 +11,7 @@ mod incremental;
 mod interrupted;
 mod keys;
 mod postgres;
+mod restore_safety;
 mod roundtrip;
 mod stdin;
 mod threads;

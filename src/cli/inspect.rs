@@ -8,6 +8,7 @@ use cairn::format::tree::{Node, NodeKind};
 use cairn::repo::Repository;
 use cairn::snapshot::find_node;
 use cairn::snapshot::select::{Filter, find, format_time};
+use cairn::snapshot::walk::{Step, TreeWalk};
 use std::io::Write;
 
 /// Snapshot filters shared by several commands.
@@ -139,19 +140,20 @@ fn mode_string(n: &Node) -> String {
     s
 }
 
+/// Every node below tree `tree`, depth first in name order, with its snapshot path.
 fn ls_walk(
     repo: &Repository,
     tree: &Id,
     prefix: &[u8],
     out: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
 ) -> Result<()> {
-    for n in repo.load_tree(tree)?.nodes {
-        let mut p = prefix.to_vec();
-        p.push(b'/');
-        p.extend_from_slice(&n.name);
-        out(&p, &n)?;
-        if let Some(sub) = n.subtree {
-            ls_walk(repo, &sub, &p, out)?;
+    let mut walk = TreeWalk::new(repo, tree, prefix)?;
+    while let Some(step) = walk.next_step() {
+        if let Step::Node(n) = step {
+            out(&walk.child_path(&n.name), &n)?;
+            if n.kind == NodeKind::Dir {
+                walk.enter(&n)?;
+            }
         }
     }
     Ok(())

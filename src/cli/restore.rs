@@ -39,6 +39,17 @@ pub struct RestoreArgs {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// In a non-empty target, keep an existing file whose size and mtime match without reading
+    /// it (by default its content is compared with the snapshot)
+    #[arg(long)]
+    pub trust_mtime: bool,
+    /// Do not restore owners; also drop setuid/setgid bits and file capabilities (for snapshots
+    /// from hosts you do not trust)
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Do not create device nodes
+    #[arg(long)]
+    pub no_devices: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -61,6 +72,16 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         dry_run: a.dry_run,
         verify: a.verify,
         threads: g.threads(),
+        trust_mtime: a.trust_mtime,
+        no_owner: a.no_owner,
+        no_devices: a.no_devices,
+        // The whole snapshot, unfiltered: its summary gives the totals up front.
+        totals: (sub.is_empty() && a.includes.is_empty() && a.iincludes.is_empty()
+            && a.excludes.is_empty() && a.iexcludes.is_empty())
+        .then(|| {
+            let m = &snap.summary;
+            (m.files_new + m.files_changed + m.files_unmodified, m.bytes_total)
+        }),
     };
     let progress = Arc::new(Progress::new());
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "restore");
@@ -106,6 +127,12 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         );
         if a.verify {
             println!("verified {} files", s.files_verified);
+        }
+        if s.files_damaged > 0 {
+            println!(
+                "{} files could not be fully restored (see the warnings above)",
+                s.files_damaged
+            );
         }
     }
     Ok(if s.errors > 0 { 1 } else { 0 })

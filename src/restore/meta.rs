@@ -1,44 +1,10 @@
 //! Applying metadata and creating special files at the restore target.
 
+use super::fs::{self, DirFd};
 use crate::format::tree::{ATIME_NOT_RECORDED, Node, NodeKind};
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
-
-fn cpath(p: &Path) -> std::io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))
-}
-
-fn check(r: libc::c_int) -> std::io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn timespec(ns: i64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t,
-        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-    }
-}
-
-/// Set atime and mtime (ns) without following a symlink.
-pub fn set_times(path: &Path, atime_ns: i64, mtime_ns: i64) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    let ts = [timespec(atime_ns), timespec(mtime_ns)];
-    // SAFETY: `c` is a valid NUL-terminated path and `ts` two initialized timespecs.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-}
 
 /// The atime to restore: the recorded one, or the mtime when none was recorded.
 pub fn restore_atime(node: &Node) -> i64 {
@@ -49,7 +15,7 @@ pub fn restore_atime(node: &Node) -> i64 {
     }
 }
 
-/// Metadata calls [`apply_file`] may leave out because creating the file already did them.
+/// Metadata calls [`apply_fd`] may leave out because creating the file already did them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Skip {
     /// The owner is already right.
@@ -83,114 +49,161 @@ pub fn is_root() -> bool {
     euid() == 0
 }
 
-/// Create a fifo or device node.
-pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    let perm = (node.mode & 0o7777) as libc::mode_t;
-    // SAFETY: `c` is a valid path; mode and dev are plain integers.
-    check(unsafe {
-        match node.kind {
-            NodeKind::Fifo => libc::mkfifo(c.as_ptr(), perm),
-            NodeKind::CharDevice => {
-                libc::mknod(c.as_ptr(), libc::S_IFCHR | perm, node.rdev as libc::dev_t)
-            }
-            NodeKind::BlockDevice => {
-                libc::mknod(c.as_ptr(), libc::S_IFBLK | perm, node.rdev as libc::dev_t)
-            }
-            _ => 0,
-        }
-    })
+/// Which metadata a restore applies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaOptions {
+    /// Set owners (only root can; off with `--no-owner`).
+    pub owner: bool,
+    /// `--no-owner`: a file that keeps the restoring user as owner must not keep the privileges
+    /// the snapshot gave its real owner, so setuid/setgid bits of non-folders and file
+    /// capabilities (`security.capability`) are dropped.
+    pub strip_privileges: bool,
 }
 
-/// [`apply`] for a regular file open for writing: the same steps through its descriptor, which
-/// saves the path lookups (restoring many small files is syscall-bound).
-pub fn apply_file(
-    f: &std::fs::File,
-    path: &Path,
-    node: &Node,
-    root: bool,
-    skip: Skip,
-) -> Result<(), String> {
-    apply_to(Target::File(f), path, node, root, skip)
+/// The permission bits to restore for `node`.
+pub fn mode_of(node: &Node, o: MetaOptions) -> u32 {
+    let m = node.mode & 0o7777;
+    if o.strip_privileges && node.kind != NodeKind::Dir {
+        m & !0o6000
+    } else {
+        m
+    }
 }
 
-/// Apply owner (when root), mode, xattrs and times. Returns the first failure's message.
-pub fn apply(path: &Path, node: &Node, root: bool) -> Result<(), String> {
-    apply_to(Target::Path, path, node, root, Skip::default())
+fn xattr_wanted(name: &[u8], o: MetaOptions) -> bool {
+    !(o.strip_privileges && name == b"security.capability")
 }
 
-/// What metadata is applied through: the path (never following a symlink) or an open file.
-enum Target<'a> {
-    Path,
-    File(&'a std::fs::File),
+/// One failure, worded for a warning.
+fn note(first: &mut Option<String>, what: &str, path: &Path, e: std::io::Error) {
+    if first.is_none() {
+        *first = Some(format!("cannot set {what} of {}: {e}", path.display()));
+    }
 }
 
 /// Owner, xattrs, mode, times — in this order (chown clears setuid bits, so mode comes after
-/// it; times last) — through `target`, collecting the first failure.
-fn apply_to(
-    target: Target<'_>,
+/// it; times last) — through an open file or folder. `path` is for messages only.
+pub fn apply_fd(
+    fd: BorrowedFd<'_>,
     path: &Path,
     node: &Node,
-    root: bool,
+    o: MetaOptions,
     skip: Skip,
 ) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::PermissionsExt;
-    use xattr::FileExt;
     let mut first: Option<String> = None;
-    let mut note = |what: &str, e: std::io::Error| {
-        if first.is_none() {
-            first = Some(format!("cannot set {what} of {}: {e}", path.display()));
-        }
-    };
-    // Symlinks take no mode, and their xattr failures are expected (user.* is refused).
-    let symlink = node.kind == NodeKind::Symlink;
-    if root && !skip.owner {
-        let r = match target {
-            Target::File(f) => std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid)),
-            // SAFETY: valid NUL-terminated path; lchown does not follow symlinks.
-            Target::Path => cpath(path)
-                .and_then(|c| check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) })),
-        };
-        if let Err(e) = r {
-            note("owner", e);
+    if o.owner && !skip.owner {
+        if let Err(e) = fs::chown_fd(fd, node.uid, node.gid) {
+            note(&mut first, "owner", path, e);
         }
     }
-    for x in &node.xattrs {
-        let name = std::ffi::OsStr::from_bytes(&x.name);
-        let r = match target {
-            Target::File(f) => f.set_xattr(name, &x.value),
-            Target::Path => xattr::set(path, name, &x.value),
-        };
+    for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
+        let r = fs::cname(&x.name).and_then(|n| {
+            // SAFETY: open descriptor, valid name, value pointer and length from one slice.
+            let r = unsafe {
+                libc::fsetxattr(
+                    fd.as_raw_fd(),
+                    n.as_ptr(),
+                    x.value.as_ptr().cast(),
+                    x.value.len(),
+                    0,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
         if let Err(e) = r {
-            if !symlink {
-                note("extended attributes", e);
+            note(&mut first, "extended attributes", path, e);
+        }
+    }
+    if !skip.mode {
+        if let Err(e) = fs::chmod_fd(fd, mode_of(node, o)) {
+            note(&mut first, "mode", path, e);
+        }
+    }
+    if let Err(e) = fs::set_times_fd(fd, restore_atime(node), node.mtime_ns) {
+        note(&mut first, "times", path, e);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The same for a symlink, fifo or device `name` in `dir`, never following a symlink: owner and
+/// times with the `*at` calls, xattrs through the folder's descriptor, and the mode (not for
+/// symlinks, which have none) through an `O_PATH` handle checked to be the kind we made.
+pub fn apply_at(
+    dir: &DirFd,
+    name: &CStr,
+    path: &Path,
+    node: &Node,
+    o: MetaOptions,
+) -> Result<(), String> {
+    let mut first: Option<String> = None;
+    let symlink = node.kind == NodeKind::Symlink;
+    if o.owner {
+        if let Err(e) = fs::chown_at(dir, name, node.uid, node.gid) {
+            note(&mut first, "owner", path, e);
+        }
+    }
+    if !node.xattrs.is_empty() {
+        let p = dir.proc_path(name.to_bytes());
+        for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
+            let r = p.as_ref().map_err(|e| std::io::Error::new(e.kind(), e.to_string())).and_then(|p| {
+                let n = fs::cname(&x.name)?;
+                // SAFETY: valid path and name; value pointer and length from one slice;
+                // lsetxattr does not follow a symlink in the last component.
+                let r = unsafe {
+                    libc::lsetxattr(
+                        p.as_ptr(),
+                        n.as_ptr(),
+                        x.value.as_ptr().cast(),
+                        x.value.len(),
+                        0,
+                    )
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+            // Symlinks refuse user.* attributes: expected, not worth a warning.
+            if let (Err(e), false) = (r, symlink) {
+                note(&mut first, "extended attributes", path, e);
             }
         }
     }
-    if !symlink && !skip.mode {
-        let perm = std::fs::Permissions::from_mode(node.mode & 0o7777);
-        let r = match target {
-            Target::File(f) => f.set_permissions(perm),
-            Target::Path => std::fs::set_permissions(path, perm),
-        };
+    if !symlink {
+        let r = dir.open_path_at(name).and_then(|h| {
+            let st = fs::fstat(std::os::fd::AsFd::as_fd(&h))?;
+            if st.kind() != type_bits(node.kind) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "replaced during the restore",
+                ));
+            }
+            fs::chmod_path_fd(std::os::fd::AsFd::as_fd(&h), mode_of(node, o))
+        });
         if let Err(e) = r {
-            note("mode", e);
+            note(&mut first, "mode", path, e);
         }
     }
-    let r = match target {
-        Target::File(f) => {
-            let ts = [timespec(restore_atime(node)), timespec(node.mtime_ns)];
-            // SAFETY: the descriptor is open for the call; `ts` holds two timespecs.
-            check(unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) })
-        }
-        Target::Path => set_times(path, restore_atime(node), node.mtime_ns),
-    };
-    if let Err(e) = r {
-        note("times", e);
+    if let Err(e) = fs::set_times_at(dir, name, restore_atime(node), node.mtime_ns) {
+        note(&mut first, "times", path, e);
     }
-    match first {
-        Some(m) => Err(m),
-        None => Ok(()),
+    first.map_or(Ok(()), Err)
+}
+
+/// The `st_mode` type bits of a node kind.
+pub fn type_bits(kind: NodeKind) -> u32 {
+    match kind {
+        NodeKind::File => libc::S_IFREG,
+        NodeKind::Dir => libc::S_IFDIR,
+        NodeKind::Symlink => libc::S_IFLNK,
+        NodeKind::Fifo => libc::S_IFIFO,
+        NodeKind::CharDevice => libc::S_IFCHR,
+        NodeKind::BlockDevice => libc::S_IFBLK,
+        NodeKind::Socket => libc::S_IFSOCK,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod select;
+pub mod walk;
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
