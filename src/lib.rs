@@ -42,7 +42,6 @@ pub mod progress;
 pub mod repo;
 #[cfg(feature = "engine")]
 pub mod restore;
-#[cfg(feature = "engine")]
 pub mod snapshot;
 
 pub use error::{Error, ErrorKind, Result};

@@ -112,7 +112,11 @@ fn a_tampered_file_with_its_mtime_reset_is_restored_again() {
         target.to_str().unwrap(),
         "--trust-mtime",
     ]);
-    assert_eq!(std::fs::read(&a).unwrap(), b"EVIL!\n", "--trust-mtime reads nothing");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        b"EVIL!\n",
+        "--trust-mtime reads nothing"
+    );
     assert_eq!(num(&summary(&o)["summary"], "files_unchanged"), 2);
     let o = env.ok(&[
         "restore",
@@ -122,7 +126,11 @@ fn a_tampered_file_with_its_mtime_reset_is_restored_again() {
         target.to_str().unwrap(),
     ]);
     assert_eq!(std::fs::read(&a).unwrap(), b"GOOD!\n");
-    assert_eq!(num(&summary(&o)["summary"], "files_unchanged"), 1, "b.txt kept");
+    assert_eq!(
+        num(&summary(&o)["summary"], "files_unchanged"),
+        1,
+        "b.txt kept"
+    );
     let m = std::fs::metadata(&a).unwrap();
     assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 5));
 }
@@ -178,7 +186,10 @@ fn a_folder_swapped_for_a_symlink_during_the_restore_is_not_followed() {
     std::fs::create_dir_all(&out).unwrap();
     let src = env.path("src");
     for i in 0..300 {
-        write(&src.join(format!("docs/f{i:03}")), format!("file {i}").as_bytes());
+        write(
+            &src.join(format!("docs/f{i:03}")),
+            format!("file {i}").as_bytes(),
+        );
     }
     write_random(&src.join("docs/zz-big"), 9, 6 << 20);
     env.backup(&[src.to_str().unwrap()]);
@@ -187,11 +198,20 @@ fn a_folder_swapped_for_a_symlink_during_the_restore_is_not_followed() {
     let docs = restored(&target, &src).join("docs");
     let old = restored(&target, &src).join("docs.old");
     let stop = Arc::new(AtomicBool::new(false));
+    let pause = Arc::new(AtomicBool::new(false));
+    let idle = Arc::new(AtomicBool::new(false));
     let racer = {
-        let (stop, docs, old, out) = (stop.clone(), docs.clone(), old.clone(), out.clone());
+        let (stop, pause, idle) = (stop.clone(), pause.clone(), idle.clone());
+        let (docs, old, out) = (docs.clone(), old.clone(), out.clone());
         std::thread::spawn(move || {
             let mut swaps = 0u32;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::SeqCst) {
+                if pause.load(Ordering::SeqCst) {
+                    idle.store(true, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    continue;
+                }
+                idle.store(false, Ordering::SeqCst);
                 if std::fs::rename(&docs, &old).is_ok() {
                     let _ = std::os::unix::fs::symlink(&out, &docs);
                     swaps += 1;
@@ -206,18 +226,30 @@ fn a_folder_swapped_for_a_symlink_during_the_restore_is_not_followed() {
         })
     };
     for _ in 0..6 {
-        // Tamper so that every round rewrites files.
-        let _ = std::fs::write(docs.join("zz-big"), b"changed");
+        // Tamper (with the racer paused, so the test itself never writes through its symlink)
+        // so that every round rewrites a file.
+        pause.store(true, Ordering::SeqCst);
+        while !idle.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        if std::fs::symlink_metadata(&docs).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::write(docs.join("zz-big"), b"changed");
+        }
+        idle.store(false, Ordering::SeqCst);
+        pause.store(false, Ordering::SeqCst);
         let _ = restore(&env, &target, &[]);
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::SeqCst);
     let swaps = racer.join().unwrap();
     assert!(swaps > 0, "the racer never swapped");
     let leaked: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(leaked.is_empty(), "files written outside the target: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "files written outside the target: {leaked:?}"
+    );
 }
 
 /// Zero blocks inside a blob become holes: a 64 MiB image with three small data regions far
@@ -257,7 +289,10 @@ fn a_damaged_pack_spares_the_other_files() {
     let first: Vec<PathBuf> = objects(&env.repo.join("data"));
     write(&src.join("small"), b"small file, restored anyway");
     env.backup(&[src.to_str().unwrap()]);
-    for p in first.iter().filter(|p| std::fs::metadata(p).unwrap().len() > 1 << 20) {
+    for p in first
+        .iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 1 << 20)
+    {
         let mut b = std::fs::read(p).unwrap();
         let mid = b.len() / 2;
         b[mid] ^= 0x40;

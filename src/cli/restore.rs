@@ -76,11 +76,17 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         no_owner: a.no_owner,
         no_devices: a.no_devices,
         // The whole snapshot, unfiltered: its summary gives the totals up front.
-        totals: (sub.is_empty() && a.includes.is_empty() && a.iincludes.is_empty()
-            && a.excludes.is_empty() && a.iexcludes.is_empty())
+        totals: (sub.is_empty()
+            && a.includes.is_empty()
+            && a.iincludes.is_empty()
+            && a.excludes.is_empty()
+            && a.iexcludes.is_empty())
         .then(|| {
             let m = &snap.summary;
-            (m.files_new + m.files_changed + m.files_unmodified, m.bytes_total)
+            (
+                m.files_new + m.files_changed + m.files_unmodified,
+                m.bytes_total,
+            )
         }),
     };
     let progress = Arc::new(Progress::new());
@@ -93,7 +99,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
                 serde_json::json!({"message_type": "error", "error": m})
             );
         } else {
-            eprintln!("warning: {m}");
+            eprintln!("warning: {}", super::escape::text(m));
         }
     };
     let spath = if sub.is_empty() {
@@ -117,7 +123,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         println!(
             "{verb} snapshot {} to {}: {} files ({}), {} dirs, {} others; {} unchanged, {} written",
             id.short(),
-            a.target.display(),
+            super::escape::bytes(a.target.as_os_str().as_encoded_bytes()),
             s.files,
             human(s.bytes),
             s.dirs,

@@ -55,13 +55,14 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn from(st: &libc::stat) -> Stat {
+    fn of(st: &libc::stat) -> Stat {
         Stat {
             mode: st.st_mode,
             size: st.st_size as u64,
-            mtime_ns: (st.st_mtime as i64)
+            mtime_ns: st
+                .st_mtime
                 .saturating_mul(1_000_000_000)
-                .saturating_add(st.st_mtime_nsec as i64),
+                .saturating_add(st.st_mtime_nsec),
             dev: st.st_dev,
             ino: st.st_ino,
         }
@@ -86,7 +87,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: the descriptor is open; `st` is a valid out pointer.
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(Stat::from(&st))
+    Ok(Stat::of(&st))
 }
 
 /// An open folder of the target.
@@ -144,7 +145,7 @@ impl DirFd {
             )
         };
         match check(r) {
-            Ok(()) => Ok(Some(Stat::from(&st))),
+            Ok(()) => Ok(Some(Stat::of(&st))),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
@@ -239,15 +240,7 @@ impl DirFd {
     /// Hard link `name` in this folder to `from_name` in `from` (the source is not followed).
     pub fn link_at(&self, name: &CStr, from: &DirFd, from_name: &CStr) -> io::Result<()> {
         // SAFETY: open descriptors, valid names; flags 0 = do not follow a symlink source.
-        check(unsafe {
-            libc::linkat(
-                from.raw(),
-                from_name.as_ptr(),
-                self.raw(),
-                name.as_ptr(),
-                0,
-            )
-        })
+        check(unsafe { libc::linkat(from.raw(), from_name.as_ptr(), self.raw(), name.as_ptr(), 0) })
     }
 
     /// Remove a non-folder `name`.
@@ -389,13 +382,19 @@ mod tests {
         std::fs::write(outside.path().join("victim"), b"precious").unwrap();
         let d = DirFd::open_path(t.path()).unwrap();
         let a = cname(b"A").unwrap();
-        d.symlink_at(outside.path().join("victim").as_os_str().as_encoded_bytes(), &a)
-            .unwrap();
+        d.symlink_at(
+            outside.path().join("victim").as_os_str().as_encoded_bytes(),
+            &a,
+        )
+        .unwrap();
         // creating a file over the symlink fails, never truncates the victim
         assert!(d.create_file_at(&a, 0o666).is_err());
         assert!(d.open_dir_at(&a).is_err());
         assert!(d.open_file_at(&a).is_err());
-        assert_eq!(std::fs::read(outside.path().join("victim")).unwrap(), b"precious");
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).unwrap(),
+            b"precious"
+        );
         // a symlink to a folder is not entered
         let b = cname(b"B").unwrap();
         d.symlink_at(outside.path().as_os_str().as_encoded_bytes(), &b)

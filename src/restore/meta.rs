@@ -149,25 +149,28 @@ pub fn apply_at(
     if !node.xattrs.is_empty() {
         let p = dir.proc_path(name.to_bytes());
         for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
-            let r = p.as_ref().map_err(|e| std::io::Error::new(e.kind(), e.to_string())).and_then(|p| {
-                let n = fs::cname(&x.name)?;
-                // SAFETY: valid path and name; value pointer and length from one slice;
-                // lsetxattr does not follow a symlink in the last component.
-                let r = unsafe {
-                    libc::lsetxattr(
-                        p.as_ptr(),
-                        n.as_ptr(),
-                        x.value.as_ptr().cast(),
-                        x.value.len(),
-                        0,
-                    )
-                };
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
+            let r = p
+                .as_ref()
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+                .and_then(|p| {
+                    let n = fs::cname(&x.name)?;
+                    // SAFETY: valid path and name; value pointer and length from one slice;
+                    // lsetxattr does not follow a symlink in the last component.
+                    let r = unsafe {
+                        libc::lsetxattr(
+                            p.as_ptr(),
+                            n.as_ptr(),
+                            x.value.as_ptr().cast(),
+                            x.value.len(),
+                            0,
+                        )
+                    };
+                    if r == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
             // Symlinks refuse user.* attributes: expected, not worth a warning.
             if let (Err(e), false) = (r, symlink) {
                 note(&mut first, "extended attributes", path, e);

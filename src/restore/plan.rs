@@ -74,10 +74,8 @@ pub(super) fn run<'a>(
     emit: &mut dyn FnMut(Batch<'a>) -> Result<()>,
 ) -> Result<()> {
     let opts = ctx.opts;
-    let top_included = !opts.includes.is_empty()
-        && opts
-            .includes
-            .matches(Path::new(OsStr::from_bytes(spath)));
+    let top_included =
+        !opts.includes.is_empty() && opts.includes.matches(Path::new(OsStr::from_bytes(spath)));
     let mut walk = match (node.kind, node.subtree) {
         (NodeKind::Dir, Some(tree)) => TreeWalk::new(ctx.repo, &tree, spath)?,
         _ => {
@@ -237,9 +235,8 @@ impl<'a> Planner<'a> {
                     if let Some(first) = self.first_links.get(&key) {
                         ctx.n.others.fetch_add(1, Relaxed);
                         if let Some(d) = dir.clone() {
-                            let name = fs::cname(&n.name).map_err(|e| {
-                                crate::error::Error::io("bad name", e)
-                            })?;
+                            let name = fs::cname(&n.name)
+                                .map_err(|e| crate::error::Error::io("bad name", e))?;
                             self.batch.links.push(LinkJob {
                                 path: path(&dir),
                                 dir: d,

@@ -201,13 +201,9 @@ fn keep_existing(ctx: &Ctx<'_>, j: &FileJob<'_>) -> std::result::Result<bool, St
             let f = dir
                 .open_file_at(&j.name)
                 .map_err(|e| format!("cannot open {}: {e}", j.path.display()))?;
-            if let Err(m) = meta::apply_fd(
-                f.as_fd(),
-                &j.path,
-                &j.node,
-                ctx.meta,
-                meta::Skip::default(),
-            ) {
+            if let Err(m) =
+                meta::apply_fd(f.as_fd(), &j.path, &j.node, ctx.meta, meta::Skip::default())
+            {
                 ctx.problem(&m);
             }
             ctx.n.files_unchanged.fetch_add(1, Relaxed);
@@ -384,13 +380,24 @@ fn is_zero(b: &[u8]) -> bool {
 }
 
 /// Hard link `l` to the first link of its inode, reached from the target by descriptors.
-fn make_link(ctx: &Ctx<'_>, top: &Arc<Dir<'_>>, l: &super::plan::LinkJob<'_>) -> std::result::Result<(), String> {
+fn make_link(
+    ctx: &Ctx<'_>,
+    top: &Arc<Dir<'_>>,
+    l: &super::plan::LinkJob<'_>,
+) -> std::result::Result<(), String> {
     let msg = |e: std::io::Error| format!("cannot link {}: {e}", l.path.display());
-    let (first_name, dirs) = l.first.split_last().ok_or_else(|| msg(std::io::Error::other("empty path")))?;
+    let (first_name, dirs) = l
+        .first
+        .split_last()
+        .ok_or_else(|| msg(std::io::Error::other("empty path")))?;
     let mut held: Option<fs::DirFd> = None;
     for d in dirs {
         let c = fs::cname(d).map_err(msg)?;
-        let next = held.as_ref().unwrap_or(&top.fd).open_dir_at(&c).map_err(msg)?;
+        let next = held
+            .as_ref()
+            .unwrap_or(&top.fd)
+            .open_dir_at(&c)
+            .map_err(msg)?;
         held = Some(next);
     }
     let from = held.as_ref().unwrap_or(&top.fd);

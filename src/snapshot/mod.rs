@@ -1,17 +1,24 @@
 //! Snapshots and trees as the upper layers see them: building trees, finding a path in a
 //! snapshot, and choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters).
 
+#[cfg(feature = "engine")]
 pub mod builder;
+#[cfg(feature = "engine")]
 pub mod select;
 pub mod walk;
 
+#[cfg(feature = "engine")]
 use crate::error::{Error, Result};
+#[cfg(feature = "engine")]
 use crate::format::tree::{Node, NodeKind};
+#[cfg(feature = "engine")]
 use crate::id::Id;
+#[cfg(feature = "engine")]
 use crate::repo::Repository;
 
 /// Find the node at `path` (components separated by `/`) below the root tree `root`.
 /// An empty path or `/` gives a synthetic directory node for the root itself.
+#[cfg(feature = "engine")]
 pub fn find_node(repo: &Repository, root: Id, path: &[u8]) -> Result<Node> {
     let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
     node.subtree = Some(root);

@@ -15,13 +15,14 @@
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
-use crate::repo::Repository;
 
 /// Deepest nesting of folders a walk accepts. Linux paths are at most 4096 bytes, so a deeper
 /// tree could not have been backed up from, or restored to, a real file system by path.
 pub const MAX_DEPTH: usize = 2048;
 
 /// One step of a walk.
+// `Leave` is one per folder and carries nothing; boxing every node would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
     /// A node of the current folder (any kind; folders are entered only on request).
@@ -36,14 +37,15 @@ pub trait TreeSource {
     fn tree(&self, id: &Id) -> Result<crate::format::tree::Tree>;
 }
 
-impl TreeSource for Repository {
+#[cfg(feature = "engine")]
+impl TreeSource for crate::repo::Repository {
     fn tree(&self, id: &Id) -> Result<crate::format::tree::Tree> {
         self.load_tree(id)
     }
 }
 
 /// An iterative, depth-first walk; see the module docs.
-pub struct TreeWalk<'r, S: TreeSource + ?Sized = Repository> {
+pub struct TreeWalk<'r, S: TreeSource + ?Sized> {
     source: &'r S,
     /// Remaining nodes of each entered folder, innermost last.
     stack: Vec<std::vec::IntoIter<Node>>,
