@@ -14,10 +14,10 @@ use crate::chunker::Chunker;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{MasterKey, Sealer, label};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::config::{ChunkerParams, Config};
+use crate::format;
+use crate::format::config::{CONFIG_VERSION, ChunkerParams, Config};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{self, VERSION};
 use crate::id::Id;
 use bytes::Bytes;
 use std::path::Path;
@@ -56,6 +56,7 @@ pub struct Repository {
     cache: Cache,
     chunker: Chunker,
     key_id: Id,
+    key_hint: keys::KeyHint,
 }
 
 impl std::fmt::Debug for Repository {
@@ -65,7 +66,10 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// Create a repository at `backend` with its first password.
+    /// Create a repository at `backend` with its first password. Everything that can be
+    /// refused (chunker and KDF parameters, an empty password, an existing repository) is
+    /// checked before anything is written; the key file and the config are then read back and
+    /// opened as a later `open` would.
     pub fn init(
         backend: Backend,
         password: &[u8],
@@ -73,6 +77,7 @@ impl Repository {
         cache_dir: &Path,
     ) -> Result<Arc<Repository>> {
         opts.chunker.validate()?;
+        keys::check_new_key(password, &opts.kdf)?;
         if backend.exists(FileType::Config, "config")? {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -83,7 +88,7 @@ impl Repository {
         let mut rid = [0u8; 32];
         crate::crypto::random_bytes(&mut rid)?;
         let config = Config {
-            version: VERSION,
+            version: CONFIG_VERSION,
             repository_id: Id(rid),
             chunker: opts.chunker,
             pack_size: opts.pack_size,
@@ -94,7 +99,10 @@ impl Repository {
         let sealer = master.sealer();
         let sealed = sealer.seal(label::CONFIG, &format::encode(&config)?)?;
         backend.create(FileType::Config, "config", Bytes::from(sealed))?;
-        Self::assemble(backend, master, config, key_id, cache_dir)
+        verify_key(&backend, &key_id, password, &master, &config.repository_id)?;
+        let hint = keys::KeyHint::new(cache_dir, backend.location());
+        hint.set(&key_id);
+        Self::assemble(backend, master, config, key_id, cache_dir, hint)
     }
 
     /// Open a repository with a password and bring the cache up to date with its index.
@@ -113,10 +121,12 @@ impl Repository {
                 .and_then(|p| Config::decode(&p).ok())
                 .is_some_and(|c| c.repository_id == *rid)
         };
-        let (key_id, _, master) = keys::unlock(&backend, password, &opens)?;
+        let hint = keys::KeyHint::new(cache_dir, backend.location());
+        let (key_id, _, master) = keys::unlock(&backend, password, hint.get(), &opens)?;
+        hint.set(&key_id);
         let plain = master.sealer().open(label::CONFIG, &sealed, &"config")?;
         let config = Config::decode(&plain)?;
-        let repo = Self::assemble(backend, master, config, key_id, cache_dir)?;
+        let repo = Self::assemble(backend, master, config, key_id, cache_dir, hint)?;
         index::sync_cache(&repo)?;
         Ok(repo)
     }
@@ -127,9 +137,10 @@ impl Repository {
         config: Config,
         key_id: Id,
         cache_dir: &Path,
+        key_hint: keys::KeyHint,
     ) -> Result<Arc<Repository>> {
         let cache = Cache::open(cache_dir, &config.repository_id)?;
-        let chunker = Chunker::new(config.chunker, master.chunker_seed);
+        let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
         Ok(Arc::new(Repository {
             backend,
@@ -139,6 +150,7 @@ impl Repository {
             cache,
             chunker,
             key_id,
+            key_hint,
         }))
     }
 
@@ -170,26 +182,51 @@ impl Repository {
         &self.sealer
     }
 
-    /// Add a key file for another password.
+    /// Add a key file for another password. The parameters and the password are checked
+    /// before anything is written; the new key file is then read back from the store and
+    /// opened with `password` (it must seal this repository's master key and open its config),
+    /// and deleted again if it does not.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
-        keys::write_key(
+        let id = keys::write_key(
             &self.backend,
             &self.config.repository_id,
             &self.master,
             password,
             kdf,
-        )
-    }
-
-    /// Change the password in use: write a key file for `password`, then delete the current
-    /// one. Returns the new key's id.
-    pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
-        let id = self.add_key(password, kdf)?;
-        self.backend.delete(FileType::Key, &self.key_id.to_hex())?;
+        )?;
+        if let Err(e) = verify_key(
+            &self.backend,
+            &id,
+            password,
+            &self.master,
+            &self.config.repository_id,
+        ) {
+            let _ = self.backend.delete(FileType::Key, &id.to_hex());
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "the new key {} failed its check after writing and was removed, nothing else                      changed: {e}",
+                    id.short()
+                ),
+            ));
+        }
         Ok(id)
     }
 
-    /// Remove a key file; the one in use and the last one cannot be removed.
+    /// Change the password in use: write a key file for `password`, read it back and open it
+    /// (as [`add_key`](Self::add_key)), and only then delete the current one. Returns the new
+    /// key's id.
+    pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let id = self.add_key(password, kdf)?;
+        self.backend.delete(FileType::Key, &self.key_id.to_hex())?;
+        self.key_hint.set(&id);
+        Ok(id)
+    }
+
+    /// Remove a key file; the one in use and the last one cannot be removed. The key in use
+    /// is read back from the store first: it must still be there, intact (its content still
+    /// matches its name, so it still opens with this session's password), or nothing is
+    /// removed.
     pub fn remove_key(&self, id: &Id) -> Result<()> {
         if *id == self.key_id {
             return Err(Error::usage(
@@ -199,6 +236,16 @@ impl Repository {
         let all = self.backend.list(FileType::Key)?;
         if !all.iter().any(|(k, _)| k == id) {
             return Err(Error::not_found(format!("key {} not found", id.short())));
+        }
+        if let Err(e) = keys::read_key_file(&self.backend, &self.key_id) {
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "refusing to remove key {}: the key in use ({}) cannot be read back: {e}",
+                    id.short(),
+                    self.key_id.short()
+                ),
+            ));
         }
         self.backend.delete(FileType::Key, &id.to_hex())
     }
@@ -294,4 +341,37 @@ impl Repository {
         let plain = self.load_sealed(FileType::Index, id, label::INDEX)?;
         crate::format::index::IndexFile::decode(&plain, &format!("index file {}", id.short()))
     }
+}
+
+/// Read key file `id` back from the store and check that `password` opens it, that it seals
+/// `master` for repository `repo_id`, and that its master key opens the stored config: what a
+/// later `open` will need. Nothing is deleted or replaced before this holds.
+fn verify_key(
+    backend: &Backend,
+    id: &Id,
+    password: &[u8],
+    master: &MasterKey,
+    repo_id: &Id,
+) -> Result<()> {
+    let kf = keys::read_key_file(backend, id)?;
+    let (rid, mk) = keys::try_key(&kf, password)?.ok_or_else(|| {
+        Error::crypto(format!(
+            "key {} does not open with its password when read back",
+            id.short()
+        ))
+    })?;
+    if rid != *repo_id || !mk.same_as(master) {
+        return Err(Error::crypto(format!(
+            "key {} holds other key material when read back",
+            id.short()
+        )));
+    }
+    let sealed = backend.get(FileType::Config, "config")?;
+    let plain = mk.sealer().open(label::CONFIG, &sealed, &"config")?;
+    if Config::decode(&plain)?.repository_id != rid {
+        return Err(Error::corrupt(
+            "config is corrupt: its repository id is not the key's",
+        ));
+    }
+    Ok(())
 }
