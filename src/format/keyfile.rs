@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 /// message of its own ([`KeyFile::is_legacy`]).
 pub const KEY_FILE_VERSION: u8 = 2;
 
-/// Largest key file a reader fetches, in bytes. A key file written by cairn is about 250 bytes
+/// Largest key file a reader fetches, in bytes. A key file written by cairn is about 190 bytes
 /// plus its host and user names, which writers cut to [`MAX_NAME_LEN`] bytes each.
 pub const MAX_KEY_FILE_SIZE: u64 = 4096;
 

@@ -375,3 +375,114 @@ fn verify_key(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn new_repo(dir: &Path) -> Arc<Repository> {
+        let backend = Backend::open(dir.join("repo").to_str().unwrap(), true).unwrap();
+        let opts = InitOptions {
+            kdf: cheap(),
+            ..InitOptions::default()
+        };
+        Repository::init(backend, b"pw", &opts, &dir.join("cache")).unwrap()
+    }
+
+    fn key_path(dir: &Path, id: &Id) -> std::path::PathBuf {
+        dir.join("repo/keys").join(id.to_hex())
+    }
+
+    /// What `add_key` and `change_password` check before deleting anything: each way a written
+    /// key file can fail to come back is caught.
+    #[test]
+    fn verify_key_catches_every_bad_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = new_repo(dir.path());
+        let (b, m, rid) = (repo.backend(), &repo.master, &repo.config.repository_id);
+        let id = keys::write_key(b, rid, m, b"new", cheap()).unwrap();
+        verify_key(b, &id, b"new", m, rid).unwrap();
+        // The wrong password.
+        assert_eq!(
+            verify_key(b, &id, b"other", m, rid).unwrap_err().kind(),
+            ErrorKind::Crypto
+        );
+        // Other key material under the right password (a writer bug).
+        let other = MasterKey::generate().unwrap();
+        let id2 = keys::write_key(b, rid, &other, b"new", cheap()).unwrap();
+        assert!(verify_key(b, &id2, b"new", m, rid).is_err());
+        // Another repository id.
+        let id3 = keys::write_key(b, &Id([9; 32]), m, b"new", cheap()).unwrap();
+        assert!(verify_key(b, &id3, b"new", m, rid).is_err());
+        // The stored bytes changed (or never arrived whole).
+        let p = key_path(dir.path(), &id);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(
+            verify_key(b, &id, b"new", m, rid).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            verify_key(b, &id, b"new", m, rid).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn key_changes_refuse_before_writing_and_keep_the_key_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = new_repo(dir.path());
+        let count = || repo.backend().list(FileType::Key).unwrap().len();
+        for bad in [
+            KdfParams {
+                iterations: 65,
+                ..cheap()
+            },
+            KdfParams {
+                memory_kib: 2 << 20,
+                ..cheap()
+            },
+        ] {
+            assert_eq!(
+                repo.change_password(b"new", bad).unwrap_err().kind(),
+                ErrorKind::Usage
+            );
+            assert!(repo.add_key(b"new", bad).is_err());
+        }
+        assert!(repo.change_password(b"", cheap()).is_err());
+        assert_eq!(count(), 1);
+        // remove_key: the key in use must read back intact first.
+        let other = repo.add_key(b"second", cheap()).unwrap();
+        assert_eq!(count(), 2);
+        let current = key_path(dir.path(), &repo.key_id());
+        let saved = std::fs::read(&current).unwrap();
+        std::fs::write(&current, b"damaged").unwrap();
+        let e = repo.remove_key(&other).unwrap_err();
+        assert!(e.to_string().contains("cannot be read back"), "{e}");
+        assert_eq!(count(), 2);
+        std::fs::write(&current, &saved).unwrap();
+        repo.remove_key(&other).unwrap();
+        assert_eq!(count(), 1);
+        // passwd: the new key opens, the old one is gone.
+        let new = repo.change_password(b"new", cheap()).unwrap();
+        let listed: Vec<Id> = repo
+            .backend()
+            .list(FileType::Key)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(listed, vec![new]);
+    }
+}
