@@ -222,9 +222,9 @@ pub fn unlock(
         )));
     }
     // The hint first, on its own: in the usual case no other key file is even fetched.
-    if let Some(pos) = first.and_then(|h| listed.iter().position(|(id, _)| *id == h)) {
-        listed.rotate_left(pos);
-    }
+    let hinted = first
+        .and_then(|h| listed.iter().position(|(id, _)| *id == h))
+        .map(|pos| listed.remove(pos));
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut opened = false;
     let mut tried = 0usize;
@@ -251,10 +251,7 @@ pub fn unlock(
                 }
             }
         };
-    let mut rest = listed.as_slice();
-    if first.is_some_and(|h| listed.first().is_some_and(|(id, _)| *id == h)) {
-        let (id, size) = listed[0];
-        rest = &listed[1..];
+    if let Some((id, size)) = hinted {
         match fetch(backend, id, size) {
             Ok(kf) => {
                 if let Some((repo, mk)) = attempt(id, &kf, &mut skipped) {
@@ -264,8 +261,8 @@ pub fn unlock(
             Err(s) => skipped.push(s),
         }
     }
-    let mut files: Vec<(Id, KeyFile)> = Vec::with_capacity(rest.len());
-    for &(id, size) in rest {
+    let mut files: Vec<(Id, KeyFile)> = Vec::with_capacity(listed.len());
+    for (id, size) in listed {
         match fetch(backend, id, size) {
             Ok(kf) => files.push((id, kf)),
             Err(s) => skipped.push(s),
@@ -295,10 +292,15 @@ pub fn unlock(
         }
     }
     if !skipped.is_empty() {
-        let list: Vec<String> = skipped
+        const SHOWN: usize = 5;
+        let mut list: Vec<String> = skipped
             .iter()
+            .take(SHOWN)
             .map(|s| format!("key {} ({})", s.id.short(), s.reason))
             .collect();
+        if skipped.len() > SHOWN {
+            list.push(format!("{} more", skipped.len() - SHOWN));
+        }
         return Err(Error::crypto(format!(
             "wrong password, or its key file is corrupt: no intact key opens with it (skipped: {})",
             list.join(", ")
