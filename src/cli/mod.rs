@@ -169,8 +169,7 @@ impl Global {
 }
 
 /// A source of a password (or of a new password: [`password_from_env`] with the
-/// `CAIRN_NEW_PASSWORD*` names).
-#[derive(Debug)]
+/// `CAIRN_NEW_PASSWORD*` names). Deliberately not `Debug`: it may hold the password itself.
 pub enum PasswordSource {
     /// Read this file; trailing `\n`/`\r` are stripped.
     File(PathBuf),
