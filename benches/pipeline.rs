@@ -61,7 +61,7 @@ fn texty(n: usize) -> Vec<u8> {
 
 fn bench_chunker(c: &mut Criterion) {
     let data = noise(64 << 20, 1);
-    let ch = Chunker::new(ChunkerParams::default(), 42);
+    let ch = Chunker::new(ChunkerParams::default(), &[42; 32]);
     let mut g = c.benchmark_group("chunker");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);

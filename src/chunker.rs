@@ -1,16 +1,19 @@
 //! Content-defined chunking: FastCDC (2020) over a gear table derived from the repository's
-//! chunker seed, so cut points (and hence chunk sizes) cannot be predicted without the key.
+//! 256-bit chunker key, so cut points (and hence chunk sizes) cannot be predicted without it.
 //!
 //! The crate's own seeded constructors only XOR one u64 into its public table; here all 256
-//! entries come from BLAKE3 in key-derivation mode.
+//! entries come from BLAKE3 in key-derivation mode. The table is a secret derived from the key:
+//! it is wiped when the chunker is dropped.
 
 use crate::format::config::ChunkerParams;
 use bytes::Bytes;
 use fastcdc::v2020::{Normalization, cut_gear, select_masks};
 use std::io::Read;
+use zeroize::Zeroize;
 
-/// Context string of the gear-table derivation (BLAKE3 `derive_key` mode).
-const GEAR_CONTEXT: &str = "cairn 2026-11 chunker gear table v1";
+/// Context string of the gear-table derivation (BLAKE3 `derive_key` mode). v1 took a 64-bit
+/// seed; v2 takes the 256-bit chunker key of the master key material.
+const GEAR_CONTEXT: &str = "cairn 2026-11 chunker gear table v2";
 
 /// A chunker bound to one repository's parameters and gear table.
 #[derive(Clone)]
@@ -31,19 +34,23 @@ impl std::fmt::Debug for Chunker {
 }
 
 impl Chunker {
-    /// A chunker for validated `params` and the repository's `seed`.
-    pub fn new(params: ChunkerParams, seed: u64) -> Chunker {
-        let mut bytes = [0u8; 256 * 8];
-        let mut h = blake3::Hasher::new_derive_key(GEAR_CONTEXT);
-        h.update(&seed.to_le_bytes());
-        h.finalize_xof().fill(&mut bytes);
+    /// A chunker for validated `params` and the repository's 256-bit chunker `key`.
+    pub fn new(params: ChunkerParams, key: &[u8; 32]) -> Chunker {
         let mut gear = Box::new([0u64; 256]);
         let mut gear_ls = Box::new([0u64; 256]);
-        for (i, c) in bytes.chunks_exact(8).enumerate() {
+        {
+            let mut h = blake3::Hasher::new_derive_key(GEAR_CONTEXT);
+            h.update(key);
+            let mut xof = h.finalize_xof();
+            h.zeroize();
             let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            gear[i] = u64::from_le_bytes(w);
-            gear_ls[i] = gear[i] << 1;
+            for (g, ls) in gear.iter_mut().zip(gear_ls.iter_mut()) {
+                xof.fill(&mut w);
+                *g = u64::from_le_bytes(w);
+                *ls = *g << 1;
+            }
+            w.zeroize();
+            xof.zeroize();
         }
         let (mask_s, mask_l) = select_masks(params.avg as usize, Normalization::Level1);
         Chunker {
@@ -55,6 +62,13 @@ impl Chunker {
             gear,
             gear_ls,
         }
+    }
+
+    /// The first entries and the last of the gear table (for the test vectors of format.md
+    /// §18; the table is secret, so this is only compiled into tests).
+    #[cfg(test)]
+    fn gear_vector(&self) -> [u64; 4] {
+        [self.gear[0], self.gear[1], self.gear[2], self.gear[255]]
     }
 
     /// Largest chunk this chunker emits.
@@ -104,6 +118,13 @@ impl Chunker {
             pos: 0,
             eof: false,
         }
+    }
+}
+
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        self.gear.zeroize();
+        self.gear_ls.zeroize();
     }
 }
 
@@ -196,6 +217,10 @@ mod tests {
             .collect()
     }
 
+    fn key(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
     fn small() -> ChunkerParams {
         ChunkerParams {
             min: 2048,
@@ -206,7 +231,7 @@ mod tests {
 
     #[test]
     fn chunks_reassemble_and_respect_bounds() {
-        let c = Chunker::new(small(), 7);
+        let c = Chunker::new(small(), &key(7));
         let d = data(300_000);
         let chunks: Vec<Bytes> = c.stream(&d[..]).map(|r| r.unwrap()).collect();
         assert_eq!(chunks.concat(), d);
@@ -218,7 +243,7 @@ mod tests {
 
     #[test]
     fn stream_matches_whole_buffer_and_reads_of_any_size() {
-        let c = Chunker::new(small(), 1);
+        let c = Chunker::new(small(), &key(1));
         let d = data(200_000);
         let whole: Vec<usize> = c.stream(&d[..]).map(|r| r.unwrap().len()).collect();
         struct Trickle<'a>(&'a [u8]);
@@ -248,19 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn seed_changes_cut_points_and_shift_resyncs() {
+    fn key_changes_cut_points_and_shift_resyncs() {
         let d = data(400_000);
-        let a: Vec<usize> = Chunker::new(small(), 1)
+        let a: Vec<usize> = Chunker::new(small(), &key(1))
             .stream(&d[..])
             .map(|r| r.unwrap().len())
             .collect();
-        let b: Vec<usize> = Chunker::new(small(), 2)
+        let b: Vec<usize> = Chunker::new(small(), &key(2))
             .stream(&d[..])
             .map(|r| r.unwrap().len())
             .collect();
         assert_ne!(a, b);
         // Insert bytes at the front: most chunks after the edit are unchanged.
-        let c = Chunker::new(small(), 1);
+        let c = Chunker::new(small(), &key(1));
         let mut e = b"inserted".to_vec();
         e.extend_from_slice(&d);
         let x: std::collections::HashSet<Bytes> = c.stream(&d[..]).map(|r| r.unwrap()).collect();
@@ -269,9 +294,47 @@ mod tests {
         assert!(shared + 3 >= y.len(), "{shared} of {}", y.len());
     }
 
+    // format.md §18, computed independently (Python `blake3`).
+    const GEAR_ZERO_0: u64 = 0xc868fe12e795e140;
+    const GEAR_ZERO_1: u64 = 0x503832ce46b15b75;
+    const GEAR_ZERO_2: u64 = 0x1b4c356a5ae604bf;
+    const GEAR_ZERO_255: u64 = 0x474f07d9033e4ab7;
+    const GEAR_ZERO_XOF_16: &str = "40e195e712fe68c8755bb146ce323850";
+    const GEAR_COUNT_0: u64 = 0x039f8b96e8c32e9d;
+    const GEAR_COUNT_1: u64 = 0x2c84c9d67363ce63;
+    const GEAR_COUNT_2: u64 = 0xd53cd251a2ddac46;
+    const GEAR_COUNT_255: u64 = 0x26b49c9778887fbb;
+
+    /// The test vectors of format.md §18: keep both in sync.
+    #[test]
+    fn gear_table_test_vectors() {
+        let zero = Chunker::new(small(), &[0u8; 32]);
+        let mut counting = [0u8; 32];
+        for (i, b) in counting.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let counting = Chunker::new(small(), &counting);
+        assert_eq!(
+            zero.gear_vector(),
+            [GEAR_ZERO_0, GEAR_ZERO_1, GEAR_ZERO_2, GEAR_ZERO_255]
+        );
+        assert_eq!(
+            counting.gear_vector(),
+            [GEAR_COUNT_0, GEAR_COUNT_1, GEAR_COUNT_2, GEAR_COUNT_255]
+        );
+        // gear_ls is gear shifted left by one, wrapping.
+        assert_eq!(zero.gear_ls[255], GEAR_ZERO_255 << 1);
+        // The XOF's first bytes for the zero key, as listed in the doc.
+        let mut h = blake3::Hasher::new_derive_key(GEAR_CONTEXT);
+        h.update(&[0u8; 32]);
+        let mut first = [0u8; 16];
+        h.finalize_xof().fill(&mut first);
+        assert_eq!(hex::encode(first), GEAR_ZERO_XOF_16);
+    }
+
     #[test]
     fn empty_input_gives_no_chunks() {
-        let c = Chunker::new(small(), 1);
+        let c = Chunker::new(small(), &key(1));
         assert_eq!(c.stream(&[][..]).count(), 0);
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod excludes;
 mod incremental;
 mod interrupted;
+mod key_hardening;
 mod keys;
 mod postgres;
 mod restore_safety;

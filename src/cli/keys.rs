@@ -1,7 +1,7 @@
 //! `init` and `key list|add|remove|passwd`.
 
-use super::{Global, print_json};
-use anyhow::{Context, Result, bail};
+use super::{Global, PasswordSource, escape, password_from_env, print_json};
+use anyhow::{Result, bail};
 use cairn::Id;
 use cairn::backend::Backend;
 use cairn::crypto::kdf::KdfParams;
@@ -42,12 +42,16 @@ pub struct KdfArgs {
 }
 
 impl KdfArgs {
-    fn params(&self) -> KdfParams {
-        KdfParams {
+    /// The parameters, refused (before anything is read or written) when a reader would not
+    /// accept them or they are below the floor for new keys.
+    fn params(&self) -> Result<KdfParams> {
+        let p = KdfParams {
             memory_kib: self.kdf_memory_kib,
             iterations: self.kdf_iterations,
             ..KdfParams::default()
-        }
+        };
+        p.validate_new()?;
+        Ok(p)
     }
 }
 
@@ -74,33 +78,44 @@ pub enum KeyCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct NewPw {
-    /// Read the new password from this file
-    #[arg(long, env = "CAIRN_NEW_PASSWORD_FILE")]
+    /// Read the new password from this file (wins over CAIRN_NEW_PASSWORD; the environment's
+    /// CAIRN_NEW_PASSWORD_FILE comes after CAIRN_NEW_PASSWORD)
+    #[arg(long)]
     pub new_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub kdf: KdfArgs,
 }
 
+/// The new password for `key add` and `key passwd`, in the same order as the password:
+/// `--new-password-file`, `CAIRN_NEW_PASSWORD`, `CAIRN_NEW_PASSWORD_FILE`,
+/// `CAIRN_NEW_PASSWORD_COMMAND`, a prompt. Empty is refused, as by `init`.
 fn new_password(file: &Option<PathBuf>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-    if let Ok(p) = std::env::var("CAIRN_NEW_PASSWORD") {
-        return Ok(p.into_bytes().into());
-    }
-    if let Some(f) = file {
-        let mut s = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        while matches!(s.last(), Some(b'\n' | b'\r')) {
-            s.pop();
+    let source = match file {
+        Some(f) => PasswordSource::File(f.clone()),
+        None => password_from_env(
+            "CAIRN_NEW_PASSWORD",
+            "CAIRN_NEW_PASSWORD_FILE",
+            "CAIRN_NEW_PASSWORD_COMMAND",
+        ),
+    };
+    let pw = match source {
+        PasswordSource::Prompt => {
+            if !std::io::stdin().is_terminal() {
+                bail!("no new password given: set CAIRN_NEW_PASSWORD or --new-password-file");
+            }
+            let a = zeroize::Zeroizing::new(rpassword::prompt_password("enter new password: ")?);
+            let b = zeroize::Zeroizing::new(rpassword::prompt_password("enter it again: ")?);
+            if a != b {
+                bail!("the passwords do not match");
+            }
+            zeroize::Zeroizing::new(a.as_bytes().to_vec())
         }
-        return Ok(s.into());
+        source => source.read("new password")?,
+    };
+    if pw.is_empty() {
+        bail!("empty password refused");
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("no new password given: set CAIRN_NEW_PASSWORD or --new-password-file");
-    }
-    let a = rpassword::prompt_password("enter new password: ")?;
-    let b = rpassword::prompt_password("enter it again: ")?;
-    if a != b {
-        bail!("the passwords do not match");
-    }
-    Ok(a.into_bytes().into())
+    Ok(pw)
 }
 
 pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
@@ -112,20 +127,20 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
         chunker,
         pack_size: a.pack_size.clamp(1, 1024) << 20,
         compression_level: a.compression.clamp(0, 22),
-        kdf: a.kdf.params(),
+        kdf: a.kdf.params()?,
     };
-    let pw = if std::env::var_os("CAIRN_PASSWORD").is_none()
-        && g.password_file.is_none()
-        && g.password_command.is_none()
-        && std::io::stdin().is_terminal()
-    {
-        let p = rpassword::prompt_password("enter password for new repository: ")?;
-        if rpassword::prompt_password("enter it again: ")? != p {
-            bail!("the passwords do not match");
+    let pw = match g.password_source() {
+        PasswordSource::Prompt if std::io::stdin().is_terminal() => {
+            let p = zeroize::Zeroizing::new(rpassword::prompt_password(
+                "enter password for new repository: ",
+            )?);
+            let again = zeroize::Zeroizing::new(rpassword::prompt_password("enter it again: ")?);
+            if again != p {
+                bail!("the passwords do not match");
+            }
+            zeroize::Zeroizing::new(p.as_bytes().to_vec())
         }
-        zeroize::Zeroizing::new(p.into_bytes())
-    } else {
-        g.password()?
+        _ => g.password()?,
     };
     if pw.is_empty() {
         bail!("empty password refused");
@@ -162,6 +177,11 @@ fn find_key(repo: &Repository, spec: &str) -> Result<Id> {
 }
 
 pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
+    // Refuse unusable parameters for a new key before anything is read or asked for.
+    let kdf = match &a.cmd {
+        KeyCmd::Add(n) | KeyCmd::Passwd(n) => Some(n.kdf.params()?),
+        _ => None,
+    };
     let repo = g.open()?;
     match &a.cmd {
         KeyCmd::List => {
@@ -169,27 +189,37 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
             if g.json {
                 let v: Vec<_> = list
                     .iter()
-                    .map(|k| serde_json::json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "host": k.host, "user": k.user,
-                        "created": cairn::snapshot::select::format_time(k.created_ns)}))
+                    .map(|k| match &k.problem {
+                        None => serde_json::json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "host": k.host, "user": k.user,
+                            "created": cairn::snapshot::select::format_time(k.created_ns)}),
+                        Some(p) => serde_json::json!({"id": k.id.to_hex(), "current": false, "problem": p}),
+                    })
                     .collect();
                 print_json(&v)?;
             } else {
+                // Host, user and time are not authenticated (anyone who can write to the store
+                // can change them): printed escaped, as untrusted text.
                 println!(" {:<10} {:<12} {:<20} created", "id", "user", "host");
                 for k in list {
                     let cur = if k.id == repo.key_id() { "*" } else { " " };
-                    println!(
-                        "{cur}{:<10} {:<12} {:<20} {}",
-                        k.id.short(),
-                        k.user,
-                        k.host,
-                        cairn::snapshot::select::format_time(k.created_ns)
-                    );
+                    match &k.problem {
+                        None => println!(
+                            "{cur}{:<10} {:<12} {:<20} {}",
+                            k.id.short(),
+                            escape::text(&k.user),
+                            escape::text(&k.host),
+                            cairn::snapshot::select::format_time(k.created_ns)
+                        ),
+                        Some(p) => {
+                            println!(" {:<10} (unusable: {})", k.id.short(), escape::text(p))
+                        }
+                    }
                 }
             }
         }
         KeyCmd::Add(n) => {
             let pw = new_password(&n.new_password_file)?;
-            let id = repo.add_key(&pw, n.kdf.params())?;
+            let id = repo.add_key(&pw, kdf.unwrap_or_default())?;
             println!("added key {}", id.short());
         }
         KeyCmd::Remove { id } => {
@@ -199,7 +229,7 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
         }
         KeyCmd::Passwd(n) => {
             let pw = new_password(&n.new_password_file)?;
-            let id = repo.change_password(&pw, n.kdf.params())?;
+            let id = repo.change_password(&pw, kdf.unwrap_or_default())?;
             println!(
                 "password changed: key {} replaces {}",
                 id.short(),

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use cairn::backend::Backend;
 use cairn::repo::Repository;
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,11 +37,13 @@ pub struct Global {
         default_value = ""
     )]
     pub repo: String,
-    /// Read the password from this file
-    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    /// Read the password from this file (wins over CAIRN_PASSWORD; the environment's
+    /// CAIRN_PASSWORD_FILE comes after CAIRN_PASSWORD)
+    #[arg(long, global = true, conflicts_with = "password_command")]
     pub password_file: Option<PathBuf>,
-    /// Run this shell command and use its output as the password
-    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true)]
+    /// Run this shell command and use its output as the password (wins over CAIRN_PASSWORD;
+    /// the environment's CAIRN_PASSWORD_COMMAND comes after CAIRN_PASSWORD)
+    #[arg(long, global = true)]
     pub password_command: Option<String>,
     /// Folder of the local cache (default: $XDG_CACHE_HOME/cairn)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
@@ -123,37 +126,38 @@ impl Global {
         }
     }
 
-    /// The password, from the first source that is set.
-    pub fn password(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
-            return Ok(p.into_bytes().into());
-        }
+    /// Where the password comes from: the first that is set of `--password-file` or
+    /// `--password-command` on the command line, `CAIRN_PASSWORD`, `CAIRN_PASSWORD_FILE`,
+    /// `CAIRN_PASSWORD_COMMAND` (the last two when not empty), else a prompt. An explicit
+    /// option is a decision made for this one command, so it beats the environment, which may
+    /// have been set for a whole session.
+    pub fn password_source(&self) -> PasswordSource {
         if let Some(f) = &self.password_file {
-            let mut s = std::fs::read(f)
-                .with_context(|| format!("cannot read password file {}", f.display()))?;
-            trim_newline(&mut s);
-            return Ok(s.into());
+            return PasswordSource::File(f.clone());
         }
-        if let Some(cmd) = &self.password_command {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .with_context(|| format!("cannot run password command {cmd:?}"))?;
-            if !out.status.success() {
-                bail!("password command {cmd:?} failed ({})", out.status);
+        if let Some(c) = &self.password_command {
+            return PasswordSource::Command(c.into());
+        }
+        password_from_env(
+            "CAIRN_PASSWORD",
+            "CAIRN_PASSWORD_FILE",
+            "CAIRN_PASSWORD_COMMAND",
+        )
+    }
+
+    /// The password, from [`password_source`](Self::password_source).
+    pub fn password(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        match self.password_source() {
+            PasswordSource::Prompt if std::io::stdin().is_terminal() => {
+                let p = rpassword::prompt_password("enter password for repository: ")
+                    .context("cannot read the password")?;
+                Ok(p.into_bytes().into())
             }
-            let mut s = out.stdout;
-            trim_newline(&mut s);
-            return Ok(s.into());
+            PasswordSource::Prompt => bail!(
+                "no password given: set CAIRN_PASSWORD, --password-file or --password-command"
+            ),
+            source => source.read("password"),
         }
-        if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password("enter password for repository: ")
-                .context("cannot read the password")?;
-            return Ok(p.into_bytes().into());
-        }
-        bail!("no password given: set CAIRN_PASSWORD, --password-file or --password-command")
     }
 
     /// Open the repository.
@@ -162,6 +166,71 @@ impl Global {
         let pw = self.password()?;
         Ok(Repository::open(backend, &pw, &self.cache_dir())?)
     }
+}
+
+/// A source of a password (or of a new password: [`password_from_env`] with the
+/// `CAIRN_NEW_PASSWORD*` names). Deliberately not `Debug`: it may hold the password itself.
+pub enum PasswordSource {
+    /// Read this file; trailing `\n`/`\r` are stripped.
+    File(PathBuf),
+    /// Run this through `sh -c`; its output without trailing `\n`/`\r`.
+    Command(OsString),
+    /// The bytes of an environment variable, as they are (not necessarily UTF-8).
+    Env(zeroize::Zeroizing<Vec<u8>>),
+    /// Nothing given: ask on the terminal.
+    Prompt,
+}
+
+impl PasswordSource {
+    /// Read the password from a file, a command or the environment (`Prompt` is the caller's:
+    /// it differs between a password and a new one). `what` names it in errors. A failing
+    /// command is not quoted in the error: the command line may hold the secret itself.
+    pub fn read(self, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        match self {
+            PasswordSource::File(f) => {
+                let mut s = zeroize::Zeroizing::new(std::fs::read(&f).with_context(|| {
+                    use std::os::unix::ffi::OsStrExt;
+                    let name = escape::bytes(f.as_os_str().as_bytes());
+                    format!("cannot read {what} file {name}")
+                })?);
+                trim_newline(&mut s);
+                Ok(s)
+            }
+            PasswordSource::Command(cmd) => {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .map_err(|e| anyhow::anyhow!("cannot run the {what} command: {e}"))?;
+                let mut s = zeroize::Zeroizing::new(out.stdout);
+                if !out.status.success() {
+                    bail!("the {what} command failed ({})", out.status);
+                }
+                trim_newline(&mut s);
+                Ok(s)
+            }
+            PasswordSource::Env(b) => Ok(b),
+            PasswordSource::Prompt => bail!("no {what} given"),
+        }
+    }
+}
+
+/// The source named by the environment: `var` (its bytes, even empty or not UTF-8), then the
+/// file named by `file_var`, then the command in `command_var` (those two when not empty),
+/// else [`PasswordSource::Prompt`].
+pub fn password_from_env(var: &str, file_var: &str, command_var: &str) -> PasswordSource {
+    use std::os::unix::ffi::OsStringExt;
+    if let Some(v) = std::env::var_os(var) {
+        return PasswordSource::Env(v.into_vec().into());
+    }
+    if let Some(f) = std::env::var_os(file_var).filter(|f| !f.is_empty()) {
+        return PasswordSource::File(f.into());
+    }
+    if let Some(c) = std::env::var_os(command_var).filter(|c| !c.is_empty()) {
+        return PasswordSource::Command(c);
+    }
+    PasswordSource::Prompt
 }
 
 fn trim_newline(s: &mut Vec<u8>) {

@@ -47,8 +47,8 @@ pub struct MasterKey {
     pub encryption: [u8; 32],
     /// BLAKE3 key for blob ids.
     pub id: [u8; 32],
-    /// Seed of the chunker's gear table.
-    pub chunker_seed: u64,
+    /// Secret of the chunker's gear table (256 bits; format.md §14).
+    pub chunker: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -63,14 +63,18 @@ impl MasterKey {
         let mut k = MasterKey {
             encryption: [0; 32],
             id: [0; 32],
-            chunker_seed: 0,
+            chunker: [0; 32],
         };
         random_bytes(&mut k.encryption)?;
         random_bytes(&mut k.id)?;
-        let mut seed = [0u8; 8];
-        random_bytes(&mut seed)?;
-        k.chunker_seed = u64::from_le_bytes(seed);
+        random_bytes(&mut k.chunker)?;
         Ok(k)
+    }
+
+    /// Whether `other` holds the same key material (used to check a key file read back after
+    /// writing it; not constant-time, both sides are this process's own secrets).
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        self.encryption == other.encryption && self.id == other.id && self.chunker == other.chunker
     }
 
     /// The keyed BLAKE3 id of a blob's plaintext.
@@ -97,10 +101,12 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A sealer for a 256-bit key.
+    /// A sealer for a 256-bit key. The key is borrowed, not copied; the expanded cipher state
+    /// is wiped when the sealer is dropped (the `zeroize` features of aes and aes-gcm-siv).
     pub fn new(key: &[u8; 32]) -> Self {
+        let key: &Key<Aes256GcmSiv> = key.into();
         Sealer {
-            cipher: Aes256GcmSiv::new(&Key::<Aes256GcmSiv>::from(*key)),
+            cipher: Aes256GcmSiv::new(key),
         }
     }
 
@@ -176,6 +182,27 @@ mod tests {
             );
         }
         assert!(s.open(b"aad", &sealed[..10], &"x").is_err());
+    }
+
+    #[test]
+    fn generated_keys_are_independent_and_full_width() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::generate().unwrap();
+        assert_ne!(a.chunker, b.chunker);
+        assert_ne!(a.chunker, a.id);
+        assert_ne!(a.chunker, a.encryption);
+        // 256 bits of chunker secret: no more than a few zero bytes in a random key.
+        assert!(a.chunker.iter().filter(|&&x| x == 0).count() < 8);
+        assert_eq!(format!("{a:?}"), "MasterKey(..)");
+    }
+
+    /// Z1: the expanded AES key schedule is wiped on drop (the `zeroize` feature of aes is on;
+    /// without it this does not compile).
+    #[test]
+    fn cipher_state_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+        wiped_on_drop::<MasterKey>();
     }
 
     #[test]

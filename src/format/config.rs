@@ -4,6 +4,10 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use serde::{Deserialize, Serialize};
 
+/// Version of [`Config`] written and read by this build. Version 2 goes with key files of
+/// version 2, whose chunker key is 256 bits (format.md §14, §15); a version-1 config is refused.
+pub const CONFIG_VERSION: u8 = 2;
+
 /// Content-defined chunking parameters (bytes), fixed at `init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
@@ -65,7 +69,7 @@ impl Default for ChunkerParams {
 /// The repository-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Format version ([`crate::format::VERSION`]).
+    /// Format version ([`CONFIG_VERSION`]).
     pub version: u8,
     /// Random id naming the repository (and its local cache).
     pub repository_id: Id,
@@ -82,7 +86,7 @@ pub struct Config {
 impl Config {
     /// Decode and validate a config's plaintext.
     pub fn decode(bytes: &[u8]) -> Result<Config> {
-        let c: Config = super::decode(bytes, &"config")?;
+        let c: Config = super::decode_version(bytes, &"config", CONFIG_VERSION)?;
         c.chunker
             .validate()
             .map_err(|e| Error::corrupt(format!("config is corrupt: {e}")))?;
@@ -92,5 +96,35 @@ impl Config {
             ));
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config {
+            version: CONFIG_VERSION,
+            repository_id: Id([0xab; 32]),
+            chunker: ChunkerParams::default(),
+            pack_size: 16 << 20,
+            compression_level: 3,
+            created_ns: 0,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_old_version_refused_by_name() {
+        let c = sample();
+        let b = crate::format::encode(&c).unwrap();
+        assert_eq!(Config::decode(&b).unwrap(), c);
+        let mut old = b.clone();
+        old[0] = 1;
+        let e = Config::decode(&old).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config has format version 1, this cairn reads version 2"
+        );
     }
 }

@@ -25,11 +25,21 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// Decode a versioned structure; `what` names the object in errors.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &dyn std::fmt::Display) -> Result<T> {
+    decode_version(bytes, what, VERSION)
+}
+
+/// Decode a structure whose own version (its first byte) must be `version`: for the structures
+/// whose version moved on without the others (key files, key payloads, config; format.md §15).
+pub fn decode_version<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &dyn std::fmt::Display,
+    version: u8,
+) -> Result<T> {
     match bytes.first() {
         None => return Err(Error::corrupt(format!("{what} is corrupt: empty"))),
-        Some(&v) if v != VERSION => {
+        Some(&v) if v != version => {
             return Err(Error::corrupt(format!(
-                "{what} has format version {v}, this cairn reads version {VERSION}"
+                "{what} has format version {v}, this cairn reads version {version}"
             )));
         }
         _ => {}

@@ -14,10 +14,10 @@ use crate::chunker::Chunker;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{MasterKey, Sealer, label};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::config::{ChunkerParams, Config};
+use crate::format;
+use crate::format::config::{CONFIG_VERSION, ChunkerParams, Config};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{self, VERSION};
 use crate::id::Id;
 use bytes::Bytes;
 use std::path::Path;
@@ -56,6 +56,7 @@ pub struct Repository {
     cache: Cache,
     chunker: Chunker,
     key_id: Id,
+    key_hint: keys::KeyHint,
 }
 
 impl std::fmt::Debug for Repository {
@@ -65,7 +66,10 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// Create a repository at `backend` with its first password.
+    /// Create a repository at `backend` with its first password. Everything that can be
+    /// refused (chunker and KDF parameters, an empty password, an existing repository) is
+    /// checked before anything is written; the key file and the config are then read back and
+    /// opened as a later `open` would.
     pub fn init(
         backend: Backend,
         password: &[u8],
@@ -73,6 +77,7 @@ impl Repository {
         cache_dir: &Path,
     ) -> Result<Arc<Repository>> {
         opts.chunker.validate()?;
+        keys::check_new_key(password, &opts.kdf)?;
         if backend.exists(FileType::Config, "config")? {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -83,7 +88,7 @@ impl Repository {
         let mut rid = [0u8; 32];
         crate::crypto::random_bytes(&mut rid)?;
         let config = Config {
-            version: VERSION,
+            version: CONFIG_VERSION,
             repository_id: Id(rid),
             chunker: opts.chunker,
             pack_size: opts.pack_size,
@@ -94,7 +99,10 @@ impl Repository {
         let sealer = master.sealer();
         let sealed = sealer.seal(label::CONFIG, &format::encode(&config)?)?;
         backend.create(FileType::Config, "config", Bytes::from(sealed))?;
-        Self::assemble(backend, master, config, key_id, cache_dir)
+        verify_key(&backend, &key_id, password, &master, &config.repository_id)?;
+        let hint = keys::KeyHint::new(cache_dir, backend.location());
+        hint.set(&key_id);
+        Self::assemble(backend, master, config, key_id, cache_dir, hint)
     }
 
     /// Open a repository with a password and bring the cache up to date with its index.
@@ -113,10 +121,12 @@ impl Repository {
                 .and_then(|p| Config::decode(&p).ok())
                 .is_some_and(|c| c.repository_id == *rid)
         };
-        let (key_id, _, master) = keys::unlock(&backend, password, &opens)?;
+        let hint = keys::KeyHint::new(cache_dir, backend.location());
+        let (key_id, _, master) = keys::unlock(&backend, password, hint.get(), &opens)?;
+        hint.set(&key_id);
         let plain = master.sealer().open(label::CONFIG, &sealed, &"config")?;
         let config = Config::decode(&plain)?;
-        let repo = Self::assemble(backend, master, config, key_id, cache_dir)?;
+        let repo = Self::assemble(backend, master, config, key_id, cache_dir, hint)?;
         index::sync_cache(&repo)?;
         Ok(repo)
     }
@@ -127,9 +137,10 @@ impl Repository {
         config: Config,
         key_id: Id,
         cache_dir: &Path,
+        key_hint: keys::KeyHint,
     ) -> Result<Arc<Repository>> {
         let cache = Cache::open(cache_dir, &config.repository_id)?;
-        let chunker = Chunker::new(config.chunker, master.chunker_seed);
+        let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
         Ok(Arc::new(Repository {
             backend,
@@ -139,6 +150,7 @@ impl Repository {
             cache,
             chunker,
             key_id,
+            key_hint,
         }))
     }
 
@@ -170,26 +182,51 @@ impl Repository {
         &self.sealer
     }
 
-    /// Add a key file for another password.
+    /// Add a key file for another password. The parameters and the password are checked
+    /// before anything is written; the new key file is then read back from the store and
+    /// opened with `password` (it must seal this repository's master key and open its config),
+    /// and deleted again if it does not.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
-        keys::write_key(
+        let id = keys::write_key(
             &self.backend,
             &self.config.repository_id,
             &self.master,
             password,
             kdf,
-        )
-    }
-
-    /// Change the password in use: write a key file for `password`, then delete the current
-    /// one. Returns the new key's id.
-    pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
-        let id = self.add_key(password, kdf)?;
-        self.backend.delete(FileType::Key, &self.key_id.to_hex())?;
+        )?;
+        if let Err(e) = verify_key(
+            &self.backend,
+            &id,
+            password,
+            &self.master,
+            &self.config.repository_id,
+        ) {
+            let _ = self.backend.delete(FileType::Key, &id.to_hex());
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "the new key {} failed its check after writing and was removed, nothing else                      changed: {e}",
+                    id.short()
+                ),
+            ));
+        }
         Ok(id)
     }
 
-    /// Remove a key file; the one in use and the last one cannot be removed.
+    /// Change the password in use: write a key file for `password`, read it back and open it
+    /// (as [`add_key`](Self::add_key)), and only then delete the current one. Returns the new
+    /// key's id.
+    pub fn change_password(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let id = self.add_key(password, kdf)?;
+        self.backend.delete(FileType::Key, &self.key_id.to_hex())?;
+        self.key_hint.set(&id);
+        Ok(id)
+    }
+
+    /// Remove a key file; the one in use and the last one cannot be removed. The key in use
+    /// is read back from the store first: it must still be there, intact (its content still
+    /// matches its name, so it still opens with this session's password), or nothing is
+    /// removed.
     pub fn remove_key(&self, id: &Id) -> Result<()> {
         if *id == self.key_id {
             return Err(Error::usage(
@@ -199,6 +236,16 @@ impl Repository {
         let all = self.backend.list(FileType::Key)?;
         if !all.iter().any(|(k, _)| k == id) {
             return Err(Error::not_found(format!("key {} not found", id.short())));
+        }
+        if let Err(e) = keys::read_key_file(&self.backend, &self.key_id) {
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "refusing to remove key {}: the key in use ({}) cannot be read back: {e}",
+                    id.short(),
+                    self.key_id.short()
+                ),
+            ));
         }
         self.backend.delete(FileType::Key, &id.to_hex())
     }
@@ -293,5 +340,149 @@ impl Repository {
     pub fn load_index_file(&self, id: &Id) -> Result<crate::format::index::IndexFile> {
         let plain = self.load_sealed(FileType::Index, id, label::INDEX)?;
         crate::format::index::IndexFile::decode(&plain, &format!("index file {}", id.short()))
+    }
+}
+
+/// Read key file `id` back from the store and check that `password` opens it, that it seals
+/// `master` for repository `repo_id`, and that its master key opens the stored config: what a
+/// later `open` will need. Nothing is deleted or replaced before this holds.
+fn verify_key(
+    backend: &Backend,
+    id: &Id,
+    password: &[u8],
+    master: &MasterKey,
+    repo_id: &Id,
+) -> Result<()> {
+    let kf = keys::read_key_file(backend, id)?;
+    let (rid, mk) = keys::try_key(&kf, password)?.ok_or_else(|| {
+        Error::crypto(format!(
+            "key {} does not open with its password when read back",
+            id.short()
+        ))
+    })?;
+    if rid != *repo_id || !mk.same_as(master) {
+        return Err(Error::crypto(format!(
+            "key {} holds other key material when read back",
+            id.short()
+        )));
+    }
+    let sealed = backend.get(FileType::Config, "config")?;
+    let plain = mk.sealer().open(label::CONFIG, &sealed, &"config")?;
+    if Config::decode(&plain)?.repository_id != rid {
+        return Err(Error::corrupt(
+            "config is corrupt: its repository id is not the key's",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn new_repo(dir: &Path) -> Arc<Repository> {
+        let backend = Backend::open(dir.join("repo").to_str().unwrap(), true).unwrap();
+        let opts = InitOptions {
+            kdf: cheap(),
+            ..InitOptions::default()
+        };
+        Repository::init(backend, b"pw", &opts, &dir.join("cache")).unwrap()
+    }
+
+    fn key_path(dir: &Path, id: &Id) -> std::path::PathBuf {
+        dir.join("repo/keys").join(id.to_hex())
+    }
+
+    /// What `add_key` and `change_password` check before deleting anything: each way a written
+    /// key file can fail to come back is caught.
+    #[test]
+    fn verify_key_catches_every_bad_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = new_repo(dir.path());
+        let (b, m, rid) = (repo.backend(), &repo.master, &repo.config.repository_id);
+        let id = keys::write_key(b, rid, m, b"new", cheap()).unwrap();
+        verify_key(b, &id, b"new", m, rid).unwrap();
+        // The wrong password.
+        assert_eq!(
+            verify_key(b, &id, b"other", m, rid).unwrap_err().kind(),
+            ErrorKind::Crypto
+        );
+        // Other key material under the right password (a writer bug).
+        let other = MasterKey::generate().unwrap();
+        let id2 = keys::write_key(b, rid, &other, b"new", cheap()).unwrap();
+        assert!(verify_key(b, &id2, b"new", m, rid).is_err());
+        // Another repository id.
+        let id3 = keys::write_key(b, &Id([9; 32]), m, b"new", cheap()).unwrap();
+        assert!(verify_key(b, &id3, b"new", m, rid).is_err());
+        // The stored bytes changed (or never arrived whole).
+        let p = key_path(dir.path(), &id);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(
+            verify_key(b, &id, b"new", m, rid).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            verify_key(b, &id, b"new", m, rid).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn key_changes_refuse_before_writing_and_keep_the_key_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = new_repo(dir.path());
+        let count = || repo.backend().list(FileType::Key).unwrap().len();
+        for bad in [
+            KdfParams {
+                iterations: 65,
+                ..cheap()
+            },
+            KdfParams {
+                memory_kib: 2 << 20,
+                ..cheap()
+            },
+        ] {
+            assert_eq!(
+                repo.change_password(b"new", bad).unwrap_err().kind(),
+                ErrorKind::Usage
+            );
+            assert!(repo.add_key(b"new", bad).is_err());
+        }
+        assert!(repo.change_password(b"", cheap()).is_err());
+        assert_eq!(count(), 1);
+        // remove_key: the key in use must read back intact first.
+        let other = repo.add_key(b"second", cheap()).unwrap();
+        assert_eq!(count(), 2);
+        let current = key_path(dir.path(), &repo.key_id());
+        let saved = std::fs::read(&current).unwrap();
+        std::fs::write(&current, b"damaged").unwrap();
+        let e = repo.remove_key(&other).unwrap_err();
+        assert!(e.to_string().contains("cannot be read back"), "{e}");
+        assert_eq!(count(), 2);
+        std::fs::write(&current, &saved).unwrap();
+        repo.remove_key(&other).unwrap();
+        assert_eq!(count(), 1);
+        // passwd: the new key opens, the old one is gone.
+        let new = repo.change_password(b"new", cheap()).unwrap();
+        let listed: Vec<Id> = repo
+            .backend()
+            .list(FileType::Key)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(listed, vec![new]);
     }
 }
