@@ -4,12 +4,14 @@ mod util;
 
 mod at;
 mod cache;
+mod damaged;
 mod dedup;
 mod errors;
 mod excludes;
 mod incremental;
 mod interrupted;
 mod keys;
+mod local_files;
 mod postgres;
 mod roundtrip;
 mod stdin;
