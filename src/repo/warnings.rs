@@ -87,7 +87,8 @@ impl Warnings {
         }
     }
 
-    /// Send every future warning to `handler`, starting with those collected so far.
+    /// Send every future warning to `handler`, starting with those collected so far. The
+    /// handler runs under this sink's lock: it must not report warnings itself.
     pub fn set_handler(&self, handler: Handler) {
         let mut g = self.lock();
         for w in std::mem::take(&mut g.pending) {
