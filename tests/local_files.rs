@@ -153,12 +153,19 @@ fn a_busy_cache_falls_back_to_a_private_temporary_one_and_removes_it() {
     // Hold the regular cache open in this process, as a running backup would.
     let held = cairn::cache::Cache::open(&env.cache, &id).unwrap();
     assert!(!held.is_temporary());
-    let o = env.ok(&["snapshots", "--json"]);
+    // The fallback is made inside the private cache folder, never in TMPDIR (a shared folder
+    // in general; here one that does not exist, so a fallback there would fail).
+    let tmpdir = env.path("no-such-tmp");
+    let o = env.cairn_with(&["snapshots", "--json"], |c| {
+        c.env("TMPDIR", &tmpdir);
+    });
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&src.to_str().unwrap()[1..]),
         "{}",
         describe(&o)
     );
+    assert!(!tmpdir.exists());
     let left: Vec<_> = std::fs::read_dir(&env.cache)
         .unwrap()
         .map(|e| e.unwrap().file_name())
