@@ -46,12 +46,25 @@ impl Id {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
     }
-    /// Parse 64 hex digits.
+    /// Parse 64 hex digits, either case (user input, JSON). Names found in a repository
+    /// listing go through the stricter [`Id::from_name`].
     pub fn from_hex(s: &str) -> Result<Id> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out)
             .map_err(|_| Error::usage(format!("invalid id {s:?}: expected 64 hex digits")))?;
         Ok(Id(out))
+    }
+    /// Parse an object name as the repository writes it: exactly 64 lower-case hex digits.
+    /// Anything else (upper case, other lengths, a `#` suffix) is not an object name, so an
+    /// upper-case copy of an object is never mistaken for a second object (format.md §1).
+    pub fn from_name(s: &str) -> Option<Id> {
+        let b = s.as_bytes();
+        if b.len() != 64 || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Id(out))
     }
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -80,5 +93,22 @@ mod tests {
         assert_eq!(Id::from_hex(&id.to_hex()).unwrap(), id);
         assert!(Id::from_hex("zz").is_err());
         assert_eq!(id.short().len(), 8);
+    }
+
+    #[test]
+    fn names_are_strict() {
+        let id = Id::of_stored(b"x");
+        let hex = id.to_hex();
+        assert_eq!(Id::from_name(&hex), Some(id));
+        assert_eq!(Id::from_name(&hex.to_uppercase()), None);
+        assert!(
+            Id::from_hex(&hex.to_uppercase()).is_ok(),
+            "user input may be upper case"
+        );
+        assert_eq!(Id::from_name(&hex[..63]), None);
+        assert_eq!(Id::from_name(&format!("{hex}0")), None);
+        assert_eq!(Id::from_name(&format!("{hex}#1")), None);
+        assert_eq!(Id::from_name(&format!("{}g", &hex[..63])), None);
+        assert_eq!(Id::from_name(""), None);
     }
 }

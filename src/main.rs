@@ -1,4 +1,5 @@
-//! The `cairn` command: parse, run, map errors to exit codes (0 ok, 1 error, 3 partial backup).
+//! The `cairn` command: parse, run, map errors to exit codes (0 ok, 1 error, 3 partial: a backup
+//! that skipped unreadable files, or any command that skipped damaged repository objects).
 
 mod cli;
 

@@ -4,6 +4,7 @@ mod util;
 
 mod at;
 mod cache;
+mod damaged;
 mod dedup;
 mod errors;
 mod excludes;
@@ -11,6 +12,7 @@ mod incremental;
 mod interrupted;
 mod key_hardening;
 mod keys;
+mod local_files;
 mod postgres;
 mod restore_safety;
 mod roundtrip;

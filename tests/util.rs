@@ -16,9 +16,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Longest any single cairn invocation may take before the test fails (instead of hanging).
 pub const TIMEOUT: Duration = Duration::from_secs(150);
 
-/// The binary under test.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cairn")
+/// The binary under test: `$CAIRN_TEST_BIN` when set, else the one cargo built. (Worktrees
+/// that share one CARGO_TARGET_DIR also share its uplifted `release/cairn`, which is whichever
+/// worktree built last; point CAIRN_TEST_BIN at your own `release/deps/cairn-<hash>`.)
+pub fn bin() -> String {
+    std::env::var("CAIRN_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").to_string())
 }
 
 /// Whether the tests run as root.

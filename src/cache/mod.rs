@@ -9,6 +9,11 @@
 //!
 //! Everything here is derived from the repository, so deleting the cache is always safe: the
 //! next open rebuilds it. Nothing about the repository needs to fit in memory.
+//!
+//! Trust: cached trees and snapshots are used without recomputing their ids, so whoever can
+//! write the cache could change what a restore writes. The cache is therefore only ever opened
+//! in private folders ([`ensure_private_dir`]: ours, not a symlink, no group or other access),
+//! and a cache that others can write is refused rather than trusted (format.md §16, §17).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobKind;
@@ -82,9 +87,11 @@ impl BlobLocation {
 
 /// The cache of one repository.
 pub struct Cache {
+    // Declared before `temp`: the database closes before its temporary folder is removed.
     db: DB,
     path: PathBuf,
-    temporary: bool,
+    /// The private temporary folder of a fallback cache, removed when the cache is dropped.
+    temp: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -97,53 +104,135 @@ fn db_err(e: rocksdb::Error) -> Error {
     Error::new(ErrorKind::Io, "local cache error").with_source(e)
 }
 
-/// The default cache folder: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
-pub fn default_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
-        return d.into();
+/// The default cache folder: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else
+/// `$HOME/.cache/cairn` (empty or relative values of `XDG_CACHE_HOME` and `HOME` are ignored).
+/// Without any of them there is no private place to put it, and this is a usage error: a
+/// shared temporary folder is never used (format.md §17).
+pub fn default_dir() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(d) = var("CAIRN_CACHE_DIR") {
+        return Ok(d.into());
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("cairn");
+    let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(d) = absolute("XDG_CACHE_HOME") {
+        return Ok(d.join("cairn"));
     }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".cache/cairn")
+    if let Some(h) = absolute("HOME") {
+        return Ok(h.join(".cache/cairn"));
+    }
+    Err(Error::usage(
+        "no cache folder: HOME and XDG_CACHE_HOME are not set; set CAIRN_CACHE_DIR (or --cache-dir) \
+         to a folder only this user can access",
+    ))
+}
+
+/// Make sure `dir` is a private folder: create it (and missing parents) with mode 0700, then
+/// check with `lstat` that it is a real folder (not a symlink) owned by the effective uid,
+/// with no group or other write access. A folder of ours with only group/other *read* access
+/// (the parent cache folder of earlier versions, made with the default mode) is tightened to
+/// 0700, since nobody else could have written into it; anything else is refused.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let shown = dir.display();
+    match std::fs::DirBuilder::new()
+        .recursive(false)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io(format!("cannot create cache folder {shown}"), e))?;
+        }
+        Err(e) => return Err(Error::io(format!("cannot create cache folder {shown}"), e)),
+    }
+    let m = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::io(format!("cannot inspect cache folder {shown}"), e))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let refuse = |why: String| {
+        Err(Error::usage(format!(
+            "refusing to use cache folder {shown}: {why}; remove it or choose another with \
+             --cache-dir or CAIRN_CACHE_DIR"
+        )))
+    };
+    if m.file_type().is_symlink() {
+        return refuse("it is a symbolic link".into());
+    }
+    if !m.is_dir() {
+        return refuse("it is not a folder".into());
+    }
+    if m.uid() != euid {
+        return refuse(format!("it belongs to uid {}, not to uid {euid}", m.uid()));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!("others may write into it (mode {mode:04o})"));
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("cannot make cache folder {shown} private"), e))?;
+    }
+    Ok(())
+}
+
+/// Whether a RocksDB error is the "another process has this database open" error: the
+/// `LOCK` file could not be locked (`IO error: While lock file: <dir>/LOCK: <errno text>`), or
+/// this process holds it already (`IO error: lock hold by current process, …: <dir>/LOCK: …`).
+/// Nothing else (for example "Corruption: block checksum mismatch") counts.
+fn is_lock_busy(msg: &str) -> bool {
+    (msg.starts_with("IO error: While lock file: ")
+        || msg.starts_with("IO error: lock hold by current process"))
+        && msg.contains("/LOCK: ")
 }
 
 impl Cache {
-    /// Open (or create) the cache of repository `repo_id` under `dir`. When another process
-    /// holds it, a private temporary cache is used instead (correct, only slower).
+    /// Open (or create) the cache of repository `repo_id` under `dir`. Both `dir` and its
+    /// per-repository folder must be private ([`ensure_private_dir`]); otherwise this refuses.
+    /// When another process holds the database, a fresh cache in a random private folder
+    /// inside `dir` is used instead (correct, only slower) and removed when dropped.
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        ensure_private_dir(dir)?;
         let path = dir.join(repo_id.to_hex());
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::io(format!("cannot create cache {}", path.display()), e))?;
-        // The cache holds decrypted trees and snapshots: file names, sizes, owners. Owner only.
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+        ensure_private_dir(&path)?;
         match Self::open_at(&path) {
             Ok(db) => Ok(Cache {
                 db,
                 path,
-                temporary: false,
+                temp: None,
             }),
-            Err(e) if e.to_string().contains("lock") => {
-                let tmp = std::env::temp_dir().join(format!(
-                    "cairn-cache-{}-{}",
-                    repo_id.short(),
-                    std::process::id()
-                ));
-                let db = Self::open_at(&tmp).map_err(db_err)?;
+            Err(e) if is_lock_busy(e.as_ref()) => {
                 use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700));
+                let temp = tempfile::Builder::new()
+                    .prefix(&format!(".tmp-{}-", repo_id.short()))
+                    .permissions(std::fs::Permissions::from_mode(0o700))
+                    .tempdir_in(dir)
+                    .map_err(|e| {
+                        Error::io(
+                            format!("cannot create a temporary cache in {}", dir.display()),
+                            e,
+                        )
+                    })?;
+                ensure_private_dir(temp.path())?;
+                let path = temp.path().to_path_buf();
+                let db = Self::open_at(&path).map_err(db_err)?;
                 Ok(Cache {
                     db,
-                    path: tmp,
-                    temporary: true,
+                    path,
+                    temp: Some(temp),
                 })
             }
             Err(e) => Err(db_err(e)),
         }
+    }
+
+    /// Whether this is a temporary cache (the regular one was busy).
+    pub fn is_temporary(&self) -> bool {
+        self.temp.is_some()
     }
 
     fn open_at(path: &Path) -> std::result::Result<DB, rocksdb::Error> {
@@ -341,9 +430,9 @@ impl Cache {
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        let _ = self.flush();
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.path);
+        // A temporary cache is removed with its folder (the `temp` field) right after.
+        if self.temp.is_none() {
+            let _ = self.flush();
         }
     }
 }
@@ -351,6 +440,81 @@ impl Drop for Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn only_the_lock_error_means_busy() {
+        assert!(is_lock_busy(
+            "IO error: While lock file: /c/x/LOCK: Resource temporarily unavailable"
+        ));
+        assert!(is_lock_busy(
+            "IO error: lock hold by current process, acquire time 1 acquiring thread 2: \
+             /c/x/LOCK: No locks available"
+        ));
+        assert!(!is_lock_busy(
+            "Corruption: block checksum mismatch: expected 1, got 2"
+        ));
+        assert!(!is_lock_busy(
+            "IO error: No space left on device: /c/x/000012.log"
+        ));
+        assert!(!is_lock_busy(
+            "IO error: while open a file for lock: /c/x/LOCK: Permission denied"
+        ));
+    }
+
+    #[test]
+    fn cache_folders_are_private_or_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Id::of_stored(b"repo");
+        // Created here: 0700, parents included.
+        let dir = tmp.path().join("a/b/cache");
+        drop(Cache::open(&dir, &repo).unwrap());
+        for p in [tmp.path().join("a"), dir.clone(), dir.join(repo.to_hex())] {
+            assert_eq!(mode(&p), 0o700, "{}", p.display());
+        }
+        // Ours and only readable by others (an older version's default): tightened.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Cache::open(&dir, &repo).unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        // Writable by others: refused, for the parent and for the repository's folder.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Cache::open(&dir, &repo).unwrap_err();
+        assert!(e.to_string().contains("others may write"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let sub = dir.join(repo.to_hex());
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(Cache::open(&dir, &repo).is_err());
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A symlink in place of the folder: refused, even to a private folder of ours.
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let e = Cache::open(&link, &repo).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_busy_cache_falls_back_to_a_private_temporary_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Id::of_stored(b"repo");
+        let first = Cache::open(tmp.path(), &repo).unwrap();
+        assert!(!first.is_temporary());
+        let second = Cache::open(tmp.path(), &repo).unwrap();
+        assert!(second.is_temporary());
+        let temp = second.path.clone();
+        assert_eq!(temp.parent(), Some(tmp.path()));
+        assert_eq!(mode(&temp), 0o700);
+        drop(second);
+        assert!(!temp.exists(), "the temporary cache was not removed");
+        drop(first);
+    }
 
     #[test]
     fn locations_round_trip_and_survive_reopen() {

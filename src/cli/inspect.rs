@@ -1,6 +1,6 @@
 //! `snapshots`, `ls`, `cat`, `dump`: reading the repository.
 
-use super::{Global, print_json};
+use super::{Global, escape, print_json};
 use anyhow::{Result, bail};
 use cairn::Id;
 use cairn::format::snapshot::Snapshot;
@@ -94,19 +94,29 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         "id", "time", "host", "type", "tags"
     );
     println!("{}", "-".repeat(90));
+    // Host, tags and paths come from the repository: escaped, never raw to the terminal.
     for (id, s) in &list {
         println!(
             "{:<9} {:<19} {:<14} {:<12} {:<16} {}",
             id.short(),
             format_time(s.time_ns),
-            s.host,
+            escape::text(&s.host),
             s.kind.name(),
-            s.tags.join(","),
-            s.path_strings().join(" ")
+            escape::text(&s.tags.join(",")),
+            escaped_paths(s)
         );
     }
     println!("{} snapshots", list.len());
     Ok(0)
+}
+
+/// A snapshot's paths for a human, escaped and separated by spaces.
+fn escaped_paths(s: &Snapshot) -> String {
+    s.paths
+        .iter()
+        .map(|p| escape::bytes(p))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,15 +182,17 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
             w,
             "snapshot {} of {} at {}:",
             id.short(),
-            snap.path_strings().join(" "),
+            escaped_paths(&snap),
             format_time(snap.time_ns)
         )?;
     }
     let json = g.json;
     let long = a.long;
+    // Names, link targets, users and groups come from the repository: the human forms are
+    // escaped (crate::cli::escape), JSON keeps its own escaping.
     let mut print = |p: &[u8], n: &Node| -> Result<()> {
-        let ps = String::from_utf8_lossy(p);
         if json {
+            let ps = String::from_utf8_lossy(p);
             writeln!(
                 w,
                 "{}",
@@ -188,20 +200,21 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
                     "user": n.user, "group": n.group, "size": n.size, "mtime_ns": n.mtime_ns, "link_target": String::from_utf8_lossy(&n.link_target)})
             )?;
         } else if long {
+            let ps = escape::bytes(p);
             let link = if n.kind == NodeKind::Symlink {
-                format!(" -> {}", String::from_utf8_lossy(&n.link_target))
+                format!(" -> {}", escape::bytes(&n.link_target))
             } else {
                 String::new()
             };
             let owner = if n.user.is_empty() {
                 n.uid.to_string()
             } else {
-                n.user.clone()
+                escape::text(&n.user)
             };
             let group = if n.group.is_empty() {
                 n.gid.to_string()
             } else {
-                n.group.clone()
+                escape::text(&n.group)
             };
             writeln!(
                 w,
@@ -213,7 +226,7 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<i32> {
                 format_time(n.mtime_ns)
             )?;
         } else {
-            writeln!(w, "{ps}")?;
+            writeln!(w, "{}", escape::bytes(p))?;
         }
         Ok(())
     };

@@ -146,7 +146,7 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
         bail!("empty password refused");
     }
     let backend = Backend::open(&g.repo, true)?;
-    let repo = Repository::init(backend, &pw, &opts, &g.cache_dir())?;
+    let repo = Repository::init(backend, &pw, &opts, &g.cache_dir()?)?;
     if g.json {
         print_json(
             &serde_json::json!({"message_type": "initialized", "id": repo.config().repository_id.to_hex(), "repository": g.repo}),

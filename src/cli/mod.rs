@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// cairn: deduplicating, encrypted backups to any object store.
 #[derive(Parser, Debug)]
@@ -79,9 +80,27 @@ pub enum Command {
     Restore(restore::RestoreArgs),
 }
 
-/// Parse the command line and run the command; returns the exit code.
+/// Exit code of a command that did its work but skipped damaged repository objects (the same
+/// code as a backup that skipped unreadable files: done, but not everything was there).
+pub const EXIT_PARTIAL: i32 = 3;
+
+/// Objects the repository skipped with a warning in this process (see [`Global::open`]).
+static REPO_WARNINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// Parse the command line and run the command; returns the exit code. A command that succeeded
+/// but skipped damaged or missing repository objects (each warned about on stderr) exits with
+/// [`EXIT_PARTIAL`].
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
+    let code = run_command(&cli)?;
+    Ok(if code == 0 && REPO_WARNINGS.load(Ordering::Relaxed) > 0 {
+        EXIT_PARTIAL
+    } else {
+        code
+    })
+}
+
+fn run_command(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     match &cli.command {
         Command::Init(a) => keys::init(g, a),
@@ -105,11 +124,15 @@ impl Global {
         })
     }
 
-    /// The cache folder.
-    pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir
-            .clone()
-            .unwrap_or_else(cairn::cache::default_dir)
+    /// The cache folder, created private or checked to be (refused otherwise), before any
+    /// repository object is written.
+    pub fn cache_dir(&self) -> Result<PathBuf> {
+        let dir = match &self.cache_dir {
+            Some(d) => d.clone(),
+            None => cairn::cache::default_dir()?,
+        };
+        cairn::cache::ensure_private_dir(&dir)?;
+        Ok(dir)
     }
 
     /// How progress is shown.
@@ -160,11 +183,19 @@ impl Global {
         }
     }
 
-    /// Open the repository.
+    /// Open the repository. Warnings about damaged objects it skips (now and later) go to
+    /// stderr as `warning: …` lines, also with `--json` (stdout stays the command's JSON), and
+    /// make a successful command exit with [`EXIT_PARTIAL`].
     pub fn open(&self) -> Result<Arc<Repository>> {
+        let cache = self.cache_dir()?;
         let backend = Backend::open(&self.repo, false)?;
         let pw = self.password()?;
-        Ok(Repository::open(backend, &pw, &self.cache_dir())?)
+        let repo = Repository::open(backend, &pw, &cache)?;
+        repo.set_warning_handler(|w| {
+            REPO_WARNINGS.fetch_add(1, Ordering::Relaxed);
+            eprintln!("warning: {}", escape::text(&w.to_string()));
+        });
+        Ok(repo)
     }
 }
 

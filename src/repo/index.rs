@@ -2,6 +2,7 @@
 //! into the local cache on open.
 
 use super::Repository;
+use super::warnings::{self, Warning};
 use crate::backend::FileType;
 use crate::cache::BlobLocation;
 use crate::crypto::label;
@@ -40,6 +41,8 @@ pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
         supersedes: Vec::new(),
         packs,
     };
+    // What every reader would refuse must not be written: fail the backup instead.
+    file.validate(&"new index file")?;
     let plain = format::encode(&file)?;
     let id = repo.save_sealed(FileType::Index, label::INDEX, &plain)?;
     repo.cache().add_index_file(&id, &locations(&file.packs))?;
@@ -48,38 +51,48 @@ pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
 
 /// Bring the cache in line with the repository's index files: merge the ones it has not seen;
 /// when one it merged has disappeared (a prune replaced it), rebuild from scratch.
+///
+/// An index file that is damaged (fails a check, has an invalid entry, is too large) or gone
+/// is skipped with a warning and not recorded as merged, so the next open tries it again; the
+/// blobs it lists are then unknown (a backup stores them again, a restore that needs them
+/// fails naming them). A failure of the store itself stops the merge.
 pub fn sync_cache(repo: &Repository) -> Result<()> {
-    let listed: Vec<Id> = repo
-        .backend()
-        .list(FileType::Index)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let listed_set: HashSet<Id> = listed.iter().copied().collect();
+    let listed: Vec<(Id, u64)> = repo.backend().list(FileType::Index)?;
+    let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
     let mut known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
     if known.iter().any(|k| !listed_set.contains(k)) {
         repo.cache().clear_index()?;
         known.clear();
     }
-    let new: Vec<Id> = listed
+    let new: Vec<(Id, u64)> = listed
         .into_iter()
-        .filter(|id| !known.contains(id))
+        .filter(|(id, _)| !known.contains(id))
         .collect();
     if new.is_empty() {
         return Ok(());
     }
+    let mut merged = 0;
     // Decode in parallel, a bounded number at a time, so memory stays flat however many there are.
     for batch in new.chunks(64) {
-        let files: Vec<(Id, IndexFile)> = batch
+        let files: Vec<(Id, Result<IndexFile>)> = batch
             .par_iter()
-            .map(|id| repo.load_index_file(id).map(|f| (*id, f)))
-            .collect::<Result<_>>()?;
+            .map(|(id, size)| (*id, repo.load_index_file_sized(id, Some(*size))))
+            .collect();
         for (id, f) in files {
-            repo.cache().add_index_file(&id, &locations(&f.packs))?;
+            match f {
+                Ok(f) => {
+                    repo.cache().add_index_file(&id, &locations(&f.packs))?;
+                    merged += 1;
+                }
+                Err(e) if warnings::skippable(&e) => {
+                    repo.warn(Warning::skipped(FileType::Index, id, &e));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     repo.cache().flush()?;
-    if new.len() >= COMPACT_AFTER {
+    if merged >= COMPACT_AFTER {
         repo.cache().compact_blobs()?;
     }
     Ok(())

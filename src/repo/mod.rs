@@ -6,6 +6,7 @@
 pub mod index;
 pub mod keys;
 pub mod reader;
+pub mod warnings;
 pub mod writer;
 
 use crate::backend::{Backend, FileType};
@@ -22,6 +23,7 @@ use crate::id::Id;
 use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
+use warnings::{Warning, Warnings};
 
 /// Options for `init`.
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ pub struct Repository {
     chunker: Chunker,
     key_id: Id,
     key_hint: keys::KeyHint,
+    warnings: Warnings,
 }
 
 impl std::fmt::Debug for Repository {
@@ -151,6 +154,7 @@ impl Repository {
             chunker,
             key_id,
             key_hint,
+            warnings: Warnings::default(),
         }))
     }
 
@@ -180,6 +184,24 @@ impl Repository {
     }
     pub(crate) fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    /// Send each warning about a skipped object (see [`warnings`]) to `handler` as it happens,
+    /// starting with those collected so far (for example during the index merge of `open`).
+    pub fn set_warning_handler(&self, handler: impl Fn(&Warning) + Send + Sync + 'static) {
+        self.warnings.set_handler(Box::new(handler));
+    }
+    /// The warnings collected so far that no handler has received; they are handed out once.
+    pub fn take_warnings(&self) -> Vec<Warning> {
+        self.warnings.take()
+    }
+    /// How many objects this session skipped with a warning.
+    pub fn warning_count(&self) -> usize {
+        self.warnings.count()
+    }
+    /// Report a skipped object.
+    pub(crate) fn warn(&self, w: Warning) {
+        self.warnings.push(w);
     }
 
     /// Add a key file for another password. The parameters and the password are checked
@@ -258,10 +280,24 @@ impl Repository {
         Ok(id)
     }
 
-    /// Fetch an object named by its content hash, check the name, open it.
-    pub(crate) fn load_sealed(&self, t: FileType, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
+    /// Fetch an object named by its content hash, check the name, open it. With the size a
+    /// listing gave (`listed_size`), an object over its type's size limit is refused as corrupt
+    /// before it is fetched; the fetch checks the size again before reading either way.
+    pub(crate) fn load_sealed(
+        &self,
+        t: FileType,
+        id: &Id,
+        aad: &[u8],
+        listed_size: Option<u64>,
+    ) -> Result<Vec<u8>> {
         let what = format!("{} {}", t.noun(), id.short());
-        let bytes = self.backend.get(t, &id.to_hex()).map_err(|e| {
+        let max = t.max_whole_size();
+        if let Some(size) = listed_size.filter(|&s| s > max) {
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: {size} bytes, over the limit of {max} for its type"
+            )));
+        }
+        let bytes = self.backend.get_max(t, &id.to_hex(), max).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
                 Error::not_found(format!("{what} not found"))
             } else {
@@ -284,29 +320,42 @@ impl Repository {
         Ok(id)
     }
 
-    /// Read one snapshot (cache first).
+    /// Read one snapshot. The cached copy is used only while the repository holds an object of
+    /// the matching size (one size request), so a damaged or deleted object is noticed.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        self.load_snapshot_sized(id, None)
+        let size = self
+            .backend
+            .size(FileType::Snapshot, &id.to_hex())
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Error::not_found(format!("snapshot {} not found", id.short()))
+                } else {
+                    e
+                }
+            })?;
+        self.load_snapshot_sized(id, size)
     }
 
     /// Read one snapshot; the cached copy is used only when it matches the stored object's
-    /// size (`stored_size`, from a listing), so a truncated or replaced object is noticed.
-    fn load_snapshot_sized(&self, id: &Id, stored_size: Option<u64>) -> Result<Snapshot> {
+    /// size (`stored_size`, from a listing or a size request), so a truncated or replaced
+    /// object is noticed.
+    fn load_snapshot_sized(&self, id: &Id, stored_size: u64) -> Result<Snapshot> {
         let what = format!("snapshot {}", id.short());
         if let Some(plain) = self.cache.snapshot(id)? {
-            let size_ok = stored_size
-                .is_none_or(|s| s == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64);
+            let size_ok = stored_size == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64;
             if let (true, Ok(s)) = (size_ok, Snapshot::decode(&plain, &what)) {
                 return Ok(s);
             }
         }
-        let plain = self.load_sealed(FileType::Snapshot, id, label::SNAPSHOT)?;
+        let plain = self.load_sealed(FileType::Snapshot, id, label::SNAPSHOT, Some(stored_size))?;
         let s = Snapshot::decode(&plain, &what)?;
         self.cache.put_snapshot(id, &plain)?;
         Ok(s)
     }
 
-    /// All snapshots with their ids, oldest first.
+    /// All readable snapshots with their ids, oldest first. A snapshot that is damaged (or
+    /// listed, then gone) is skipped with a warning ([`Self::set_warning_handler`]); a failure
+    /// of the store itself still stops the listing.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let listed = self.backend.list(FileType::Snapshot)?;
         for cached in self.cache.snapshot_ids()? {
@@ -316,7 +365,13 @@ impl Repository {
         }
         let mut out = Vec::with_capacity(listed.len());
         for (id, size) in listed {
-            out.push((id, self.load_snapshot_sized(&id, Some(size))?));
+            match self.load_snapshot_sized(&id, size) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if warnings::skippable(&e) => {
+                    self.warn(Warning::skipped(FileType::Snapshot, id, &e));
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(out)
@@ -336,10 +391,25 @@ impl Repository {
         Ok(t)
     }
 
-    /// Read the raw config plaintext decoded (for `cat config`).
+    /// Read, decode and validate an index file: every entry must fit its pack
+    /// ([`IndexFile::validate`](crate::format::index::IndexFile::validate)), else the whole
+    /// file is corrupt.
     pub fn load_index_file(&self, id: &Id) -> Result<crate::format::index::IndexFile> {
-        let plain = self.load_sealed(FileType::Index, id, label::INDEX)?;
-        crate::format::index::IndexFile::decode(&plain, &format!("index file {}", id.short()))
+        self.load_index_file_sized(id, None)
+    }
+
+    /// [`Self::load_index_file`] with the size a listing gave (an oversized file is refused
+    /// before it is fetched).
+    pub(crate) fn load_index_file_sized(
+        &self,
+        id: &Id,
+        listed_size: Option<u64>,
+    ) -> Result<crate::format::index::IndexFile> {
+        let what = format!("index file {}", id.short());
+        let plain = self.load_sealed(FileType::Index, id, label::INDEX, listed_size)?;
+        let f = crate::format::index::IndexFile::decode(&plain, &what)?;
+        f.validate(&what)?;
+        Ok(f)
     }
 }
 
