@@ -3,6 +3,7 @@
 mod util;
 
 mod at;
+mod backup_race;
 mod cache;
 mod dedup;
 mod errors;
