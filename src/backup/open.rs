@@ -131,9 +131,10 @@ pub fn open_scanned(path: &Path, want: &Scanned) -> Result<(File, Metadata), Ope
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(OpenError::Changed("now a symlink".into()));
         }
-        // O_NONBLOCK on a fifo without a writer opened for writing only; not ours anyway.
+        // A unix socket (or a device without a driver) cannot be opened: ENXIO. A fifo opens
+        // at once, read-only and non-blocking, and fstat tells.
         Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            return Err(OpenError::Changed("now a fifo or socket".into()));
+            return Err(OpenError::Changed("now a socket or a device".into()));
         }
         Err(e) => return Err(OpenError::Io(e)),
     };
@@ -221,6 +222,17 @@ mod tests {
         assert_eq!(changed(open_scanned(&p, &want)), "now a fifo");
         // Even when the fifo's inode is the one expected.
         assert_eq!(changed(open_scanned(&p, &scanned(&p))), "now a fifo");
+    }
+
+    #[test]
+    fn refuses_a_socket() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").expect("write");
+        let want = scanned(&p);
+        std::fs::remove_file(&p).expect("rm");
+        let _l = std::os::unix::net::UnixListener::bind(&p).expect("bind");
+        assert_eq!(changed(open_scanned(&p, &want)), "now a socket or a device");
     }
 
     #[test]
