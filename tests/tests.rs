@@ -3,6 +3,7 @@
 mod util;
 
 mod at;
+mod backup_race;
 mod cache;
 mod damaged;
 mod dedup;

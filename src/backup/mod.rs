@@ -8,6 +8,7 @@
 pub mod count;
 pub mod exclude;
 pub mod node;
+pub mod open;
 pub mod scan;
 pub mod stdin;
 
@@ -25,6 +26,7 @@ use crate::snapshot::builder::{DirHandle, TreeBuilder, TreeSink};
 use crate::snapshot::select::Filter;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use exclude::Patterns;
+use open::{OpenError, Scanned};
 use scan::{ScanConfig, Scanner};
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
@@ -155,6 +157,7 @@ struct Trie {
 
 enum FileOutcome {
     Done(Vec<Id>, u64),
+    /// Not stored; the warning (whole line).
     Unreadable(String),
     Fatal(Error),
 }
@@ -163,6 +166,8 @@ struct FileJob {
     dir: DirHandle,
     slot: usize,
     path: PathBuf,
+    /// What the scan saw; the opened file must match it.
+    want: Scanned,
     link: Option<LinkKey>,
 }
 
@@ -217,18 +222,26 @@ struct Walker<'a> {
     links: HashMap<LinkKey, Link>,
 }
 
-fn read_file(writer: &BlobWriter, path: &Path, progress: &Progress) -> FileOutcome {
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => return FileOutcome::Unreadable(format!("{}: {e}", path.display())),
+/// Read the file at `path` that the scan saw as `want` (see [`open`]: never through a
+/// symlink, never blocking on a fifo, never another inode than the scanned one).
+fn read_file(writer: &BlobWriter, path: &Path, want: &Scanned, progress: &Progress) -> FileOutcome {
+    let (f, m) = match open::open_scanned(path, want) {
+        Ok(x) => x,
+        Err(e @ OpenError::Changed(_)) => {
+            return FileOutcome::Unreadable(format!("{}: {e}", path.display()));
+        }
+        Err(OpenError::Io(e)) => {
+            return FileOutcome::Unreadable(format!("cannot read {}: {e}", path.display()));
+        }
     };
     let mut ids = Vec::new();
     let mut size = 0u64;
-    let hint = f.metadata().ok().map(|m| m.len());
-    for chunk in writer.repo().chunker().stream_sized(f, hint) {
+    for chunk in writer.repo().chunker().stream_sized(f, Some(m.len())) {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return FileOutcome::Unreadable(format!("{}: {e}", path.display())),
+            Err(e) => {
+                return FileOutcome::Unreadable(format!("cannot read {}: {e}", path.display()));
+            }
         };
         size += chunk.len() as u64;
         progress.add_bytes(chunk.len() as u64);
@@ -285,12 +298,9 @@ impl Walker<'_> {
             }
             FileOutcome::Unreadable(msg) => {
                 if waiters.is_empty() {
-                    self.warn(format!("cannot read {msg}"));
+                    self.warn(msg);
                 } else {
-                    self.warn(format!(
-                        "cannot read {msg} (nor {} other links to it)",
-                        waiters.len()
-                    ));
+                    self.warn(format!("{msg} (nor {} other links to it)", waiters.len()));
                     self.summary.errors += waiters.len() as u64;
                 }
                 for (d, slot) in waiters {
@@ -489,12 +499,20 @@ impl Walker<'_> {
                     }
                 }
                 let path = parent.join(std::ffi::OsStr::from_bytes(&node.name));
+                let want = Scanned {
+                    dev: node.device,
+                    ino: node.inode,
+                    mode: node.mode,
+                    uid: node.uid,
+                    gid: node.gid,
+                };
                 let slot = self.builder.push(dir, node, true)?;
                 self.outstanding += 1;
                 let job = FileJob {
                     dir,
                     slot,
                     path,
+                    want,
                     link,
                 };
                 let tx = self
@@ -698,7 +716,7 @@ pub fn backup_sources(
             let (jrx, rtx, writer) = (jrx.clone(), rtx.clone(), &writer);
             s.spawn(move || {
                 for job in jrx {
-                    let outcome = read_file(writer, &job.path, progress);
+                    let outcome = read_file(writer, &job.path, &job.want, progress);
                     if rtx
                         .send(FileResult {
                             dir: job.dir,

@@ -88,6 +88,40 @@ pub fn backup_stream(
     )
 }
 
+/// Environment variables that hold a password or say where to get one. A command whose
+/// output is backed up (`pg_dump`, a script) has no business with the repository's password:
+/// these are removed from its environment.
+const SECRET_VARS: &[&str] = &[
+    "CAIRN_PASSWORD",
+    "CAIRN_PASSWORD_FILE",
+    "CAIRN_PASSWORD_COMMAND",
+    "CAIRN_NEW_PASSWORD",
+    "CAIRN_NEW_PASSWORD_FILE",
+    "CAIRN_NEW_PASSWORD_COMMAND",
+    "CAIRN_FROM_PASSWORD",
+    "CAIRN_FROM_PASSWORD_FILE",
+    "CAIRN_FROM_PASSWORD_COMMAND",
+];
+
+/// The names among `present` (and the fixed list) to remove from a child's environment: the
+/// fixed list, and any other name starting with one of the password prefixes (a variant added
+/// later is covered too).
+fn secret_vars(present: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const PREFIXES: &[&[u8]] = &[
+        b"CAIRN_PASSWORD",
+        b"CAIRN_NEW_PASSWORD",
+        b"CAIRN_FROM_PASSWORD",
+    ];
+    use std::os::unix::ffi::OsStrExt;
+    let mut out: Vec<std::ffi::OsString> = SECRET_VARS.iter().map(|v| (*v).into()).collect();
+    for k in present {
+        if PREFIXES.iter().any(|p| k.as_bytes().starts_with(p)) && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
 /// Run `argv` and back up its standard output as `name`; fails (no snapshot) when it exits
 /// non-zero or cannot be started.
 pub fn backup_command(
@@ -100,7 +134,11 @@ pub fn backup_command(
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::usage("--stdin-from-command needs a command after --"))?;
-    let mut child = std::process::Command::new(prog)
+    let mut cmd = std::process::Command::new(prog);
+    for v in secret_vars(std::env::vars_os().map(|(k, _)| k)) {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -123,4 +161,27 @@ pub fn backup_command(
         }
     };
     backup_stream(repo, stdout, name, opts, progress, &mut finish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_variables_are_all_named() {
+        let present = [
+            "PATH",
+            "CAIRN_PASSWORD_X",
+            "CAIRN_REPOSITORY",
+            "CAIRN_FROM_PASSWORD2",
+        ];
+        let v = secret_vars(present.iter().map(|s| (*s).into()));
+        for want in SECRET_VARS
+            .iter()
+            .chain(&["CAIRN_PASSWORD_X", "CAIRN_FROM_PASSWORD2"])
+        {
+            assert!(v.iter().any(|k| k == want), "{want} not removed");
+        }
+        assert!(!v.iter().any(|k| k == "PATH" || k == "CAIRN_REPOSITORY"));
+    }
 }
