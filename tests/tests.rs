@@ -9,6 +9,7 @@ mod damaged;
 mod dedup;
 mod errors;
 mod excludes;
+mod hostile_trees;
 mod incremental;
 mod interrupted;
 mod key_hardening;

@@ -1,0 +1,177 @@
+//! Trees another key holder could write (sealed with the real keys through the library's own
+//! encoder): a chain of 100 000 nested folders, and a "billion laughs" of 2^20 paths over 21
+//! tree blobs. Neither may crash a command or make its memory grow with the paths.
+
+use crate::util::*;
+use bytes::Bytes;
+use cairn::Id;
+use cairn::backend::Backend;
+use cairn::format::VERSION;
+use cairn::format::pack::BlobKind;
+use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
+use cairn::format::tree::{Node, NodeKind, Tree};
+use cairn::repo::Repository;
+use cairn::repo::writer::{BlobWriter, WriterOptions};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Write the trees `build` makes (bottom-up, returning the root) and a snapshot of them.
+fn craft(env: &Env, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
+    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
+    let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
+    let w = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: 2,
+            dry_run: false,
+        },
+    )
+    .unwrap();
+    let add = |t: Tree| -> Id {
+        w.add(BlobKind::Tree, Bytes::from(t.encode().unwrap()))
+            .unwrap()
+            .0
+    };
+    let root = build(&add);
+    w.finish().unwrap();
+    let snap = Snapshot {
+        version: VERSION,
+        time_ns: 1_700_000_000_000_000_000,
+        host: "hostile".into(),
+        user: "mallory".into(),
+        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
+        tags: vec![],
+        tree: root,
+        parent: None,
+        kind: SnapshotKind::Full,
+        summary: Summary::default(),
+        program: "crafted".into(),
+    };
+    repo.save_snapshot(&snap).unwrap();
+}
+
+fn dir(name: &[u8], sub: Id) -> Node {
+    let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+    n.subtree = Some(sub);
+    n.mode = 0o40755;
+    n
+}
+
+/// Run cairn with `args`; returns (exit code, stdout, stderr, peak RSS in KiB read from
+/// /proc while it ran).
+fn run_measured(env: &Env, args: &[&str]) -> (Option<i32>, Vec<u8>, String, u64) {
+    let mut c = env.command();
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::copy(&mut out, &mut v).unwrap();
+        v
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut v = String::new();
+        std::io::Read::read_to_string(&mut err, &mut v).unwrap();
+        v
+    });
+    let start = Instant::now();
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < TIMEOUT, "cairn {args:?} hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code(),
+        reader.join().unwrap(),
+        err_reader.join().unwrap(),
+        peak,
+    )
+}
+
+#[test]
+fn a_chain_of_100k_nested_folders_is_refused_without_crashing() {
+    let env = Env::new();
+    craft(&env, |add| {
+        let mut t = add(Tree {
+            version: VERSION,
+            nodes: vec![],
+        });
+        for _ in 0..100_000 {
+            t = add(Tree {
+                version: VERSION,
+                nodes: vec![dir(b"d", t)],
+            });
+        }
+        t
+    });
+    let o = env.cairn(&["ls", "latest"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nested deeper than"), "{err}");
+    let target = env.path("target");
+    let o = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nested deeper than"), "{err}");
+    assert!(!err.contains("overflow"), "{err}");
+}
+
+#[test]
+fn two_to_the_twenty_paths_over_21_trees_plan_in_flat_memory() {
+    let env = Env::new();
+    let k = 20;
+    craft(&env, |add| {
+        let mut f = Node::new(b"f".to_vec(), NodeKind::File);
+        f.mode = 0o100644;
+        let mut t = add(Tree {
+            version: VERSION,
+            nodes: vec![f],
+        });
+        for _ in 0..k {
+            t = add(Tree {
+                version: VERSION,
+                nodes: vec![dir(b"a", t), dir(b"b", t)],
+            });
+        }
+        t
+    });
+    let target = env.path("target");
+    let (code, out, err, peak_kib) = run_measured(
+        &env,
+        &[
+            "restore",
+            "latest",
+            "--dry-run",
+            "--json",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let s = json_lines(&out)
+        .into_iter()
+        .find(|v| v["message_type"] == "summary")
+        .expect("summary");
+    assert_eq!(num(&s["summary"], "files"), 1 << k);
+    // The old restore held one entry per path (~1.1 KB each: over 1 GB here).
+    assert!(
+        peak_kib < 200 << 10,
+        "planning 2^{k} paths peaked at {} MiB",
+        peak_kib >> 10
+    );
+}
