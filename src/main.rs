@@ -28,7 +28,8 @@ fn main() {
                 Some(ce) => ce.to_string(),
                 None => format!("{e:#}"),
             };
-            eprintln!("error: {}", msg.replace('\n', " "));
+            // One line, and nothing an untrusted name could use to drive the terminal.
+            eprintln!("error: {}", cli::escape::text(&msg.replace('\n', " ")));
             1
         }
     };

@@ -133,7 +133,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
                 serde_json::json!({"message_type": "error", "error": m})
             );
         } else {
-            eprintln!("warning: {m}");
+            eprintln!("warning: {}", super::escape::text(m));
         }
     };
     let outcome = if a.stdin {
