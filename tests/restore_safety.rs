@@ -325,6 +325,7 @@ fn untrusted_snapshots_restore_without_owners_setuid_or_devices() {
     write(&src.join("suid"), b"#!/bin/sh\n");
     std::os::unix::fs::chown(src.join("suid"), Some(1000), Some(1000)).unwrap();
     chmod(&src.join("suid"), 0o4755);
+    xattr::set(src.join("suid"), "trusted.cairn-test", b"privileged").unwrap();
     let null = std::ffi::CString::new(src.join("null").to_str().unwrap()).unwrap();
     // SAFETY: valid path; makes a character device like /dev/null.
     let r = unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
@@ -337,6 +338,11 @@ fn untrusted_snapshots_restore_without_owners_setuid_or_devices() {
     let f = restored(&faithful, &src);
     let m = std::fs::metadata(f.join("suid")).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o7777), (1000, 0o4755));
+    assert!(
+        xattr::get(f.join("suid"), "trusted.cairn-test")
+            .unwrap()
+            .is_some()
+    );
     assert!(std::fs::symlink_metadata(f.join("null")).is_ok());
 
     let cautious = env.path("cautious");
@@ -345,7 +351,17 @@ fn untrusted_snapshots_restore_without_owners_setuid_or_devices() {
     let c = restored(&cautious, &src);
     let m = std::fs::metadata(c.join("suid")).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o755));
+    assert!(
+        xattr::get(c.join("suid"), "trusted.cairn-test")
+            .unwrap()
+            .is_none()
+    );
     assert!(std::fs::symlink_metadata(c.join("null")).is_err());
+    // --no-owner alone makes no devices either.
+    let alone = env.path("alone");
+    let o = restore(&env, &alone, &["--no-owner"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(std::fs::symlink_metadata(restored(&alone, &src).join("null")).is_err());
 }
 
 /// A folder the restore cannot write into (an existing read-only folder in the target) costs

@@ -43,8 +43,8 @@ pub struct RestoreArgs {
     /// it (by default its content is compared with the snapshot)
     #[arg(long)]
     pub trust_mtime: bool,
-    /// Do not restore owners; also drop setuid/setgid bits and file capabilities (for snapshots
-    /// from hosts you do not trust)
+    /// For snapshots from hosts you do not trust: do not restore owners, drop setuid/setgid
+    /// bits and security.*/trusted.* attributes, make no device nodes
     #[arg(long)]
     pub no_owner: bool,
     /// Do not create device nodes

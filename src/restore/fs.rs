@@ -52,6 +52,10 @@ pub struct Stat {
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Number of hard links.
+    pub nlink: u64,
 }
 
 impl Stat {
@@ -65,6 +69,8 @@ impl Stat {
                 .saturating_add(st.st_mtime_nsec),
             dev: st.st_dev,
             ino: st.st_ino,
+            uid: st.st_uid,
+            nlink: st.st_nlink,
         }
     }
     /// The file type bits.
@@ -193,7 +199,11 @@ impl DirFd {
             libc::openat(
                 self.raw(),
                 name.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                libc::O_RDONLY
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY
+                    | libc::O_CLOEXEC,
             )
         })?);
         if !fstat(f.as_fd())?.is_file() {
@@ -243,6 +253,22 @@ impl DirFd {
         check(unsafe { libc::linkat(from.raw(), from_name.as_ptr(), self.raw(), name.as_ptr(), 0) })
     }
 
+    /// Hard link `name` in this folder to the very inode `from` holds (an `O_PATH` handle
+    /// checked by the caller), through its `/proc/self/fd` link: no name is looked up again.
+    pub fn link_fd_at(&self, name: &CStr, from: BorrowedFd<'_>) -> io::Result<()> {
+        let p = cname(format!("/proc/self/fd/{}", from.as_raw_fd()).as_bytes())?;
+        // SAFETY: valid path and name, open descriptor.
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                self.raw(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })
+    }
+
     /// Remove a non-folder `name`.
     pub fn unlink_at(&self, name: &CStr) -> io::Result<()> {
         // SAFETY: open descriptor, valid name.
@@ -262,8 +288,15 @@ impl DirFd {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => {}
             Err(e) => return Err(e),
         }
-        // (folder, its name in the folder below it in the stack)
-        let mut stack: Vec<(DirFd, CString)> = vec![(self.open_dir_at(name)?, name.to_owned())];
+        // (folder, its name in the folder below it in the stack). Never crosses into another
+        // file system: a mount point inside is an error, not something to empty.
+        let first = self.open_dir_at(name)?;
+        let dev = fstat(self.as_fd())?.dev;
+        let other_fs = || io::Error::other("a mount point is in the way");
+        if fstat(first.as_fd())?.dev != dev {
+            return Err(other_fs());
+        }
+        let mut stack: Vec<(DirFd, CString)> = vec![(first, name.to_owned())];
         while let Some((dir, _)) = stack.last() {
             let mut sub = None;
             for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.raw()))? {
@@ -283,6 +316,9 @@ impl DirFd {
             match sub {
                 Some(n) => {
                     let d = dir.open_dir_at(&n)?;
+                    if fstat(d.as_fd())?.dev != dev {
+                        return Err(other_fs());
+                    }
                     stack.push((d, n));
                 }
                 None => {

@@ -55,9 +55,19 @@ pub struct MetaOptions {
     /// Set owners (only root can; off with `--no-owner`).
     pub owner: bool,
     /// `--no-owner`: a file that keeps the restoring user as owner must not keep the privileges
-    /// the snapshot gave its real owner, so setuid/setgid bits of non-folders and file
-    /// capabilities (`security.capability`) are dropped.
+    /// the snapshot gave its real owner, so setuid/setgid bits of non-folders and the
+    /// `security.*` and `trusted.*` attributes (file capabilities, SELinux labels) are dropped.
+    /// The same happens to one file whose owner could not be set.
     pub strip_privileges: bool,
+}
+
+impl MetaOptions {
+    fn stripped(self) -> MetaOptions {
+        MetaOptions {
+            strip_privileges: true,
+            ..self
+        }
+    }
 }
 
 /// The permission bits to restore for `node`.
@@ -71,7 +81,7 @@ pub fn mode_of(node: &Node, o: MetaOptions) -> u32 {
 }
 
 fn xattr_wanted(name: &[u8], o: MetaOptions) -> bool {
-    !(o.strip_privileges && name == b"security.capability")
+    !(o.strip_privileges && (name.starts_with(b"security.") || name.starts_with(b"trusted.")))
 }
 
 /// One failure, worded for a warning.
@@ -91,9 +101,12 @@ pub fn apply_fd(
     skip: Skip,
 ) -> Result<(), String> {
     let mut first: Option<String> = None;
+    let mut o = o;
     if o.owner && !skip.owner {
         if let Err(e) = fs::chown_fd(fd, node.uid, node.gid) {
             note(&mut first, "owner", path, e);
+            // Still owned by whoever restores (root, say): never with the snapshot's setuid.
+            o = o.stripped();
         }
     }
     for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
@@ -140,10 +153,12 @@ pub fn apply_at(
     o: MetaOptions,
 ) -> Result<(), String> {
     let mut first: Option<String> = None;
+    let mut o = o;
     let symlink = node.kind == NodeKind::Symlink;
     if o.owner {
         if let Err(e) = fs::chown_at(dir, name, node.uid, node.gid) {
             note(&mut first, "owner", path, e);
+            o = o.stripped();
         }
     }
     if !node.xattrs.is_empty() {

@@ -58,8 +58,9 @@ pub struct RestoreOptions {
     /// Keep an existing file whose size and mtime match without reading it (the default reads
     /// it and compares its chunks with the snapshot's blob ids).
     pub trust_mtime: bool,
-    /// Do not restore owners; also drop setuid/setgid bits and file capabilities, which would
-    /// otherwise be granted to the restoring user.
+    /// Do not restore owners; also drop setuid/setgid bits and `security.*`/`trusted.*`
+    /// attributes, which would otherwise grant the snapshot's privileges to the restoring user,
+    /// and make no device nodes.
     pub no_owner: bool,
     /// Do not create device nodes.
     pub no_devices: bool,
@@ -119,6 +120,9 @@ struct Ctx<'a> {
     /// (uid, gid, umask) a new file gets, when that is known (fresh target, no inheritance).
     creator: Option<(u32, u32, u32)>,
     n: Counters,
+    /// (device, inode) in the snapshot of each multiply linked file → (device, inode) of the
+    /// file restored for its first link; later links are made to that very inode only.
+    first_inodes: std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, u64)>>,
 }
 
 impl Ctx<'_> {
@@ -186,6 +190,7 @@ pub fn restore(
         fresh,
         creator: None,
         n: Counters::default(),
+        first_inodes: Default::default(),
     };
     if let Some((f, b)) = opts.totals {
         progress.set_totals(f, b);
@@ -263,23 +268,6 @@ fn summary(ctx: &Ctx<'_>) -> RestoreSummary {
         files_damaged: n.files_damaged.load(Relaxed),
         skipped: n.skipped.load(Relaxed),
         errors: n.errors.load(Relaxed),
-    }
-}
-
-/// Re-read a restored file and check its chunks against the snapshot's blob ids.
-pub fn verify_file(
-    repo: &Repository,
-    path: &std::path::Path,
-    node: &Node,
-) -> std::result::Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("verify {}: {e}", path.display()))?;
-    if same_content(repo, &f, node).map_err(|e| format!("verify {}: {e}", path.display()))? {
-        Ok(())
-    } else {
-        Err(format!(
-            "verify {}: content differs from the snapshot",
-            path.display()
-        ))
     }
 }
 

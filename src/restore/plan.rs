@@ -30,6 +30,9 @@ pub(super) struct FileJob<'a> {
     pub content_len: u64,
     /// Why some content is missing (a blob not in the index), when it is.
     pub missing: Option<String>,
+    /// For the first link of a multiply linked inode: its (device, inode) in the snapshot, so
+    /// the writer can record which inode it created for the later links.
+    pub link_key: Option<(u64, u64)>,
 }
 
 /// A hard link to a file restored earlier (in this batch or a previous one).
@@ -39,6 +42,8 @@ pub(super) struct LinkJob<'a> {
     pub path: PathBuf,
     /// Names leading from the target to the first link of the inode.
     pub first: Vec<Vec<u8>>,
+    /// (device, inode) in the snapshot: finds the inode the first link was restored as.
+    pub key: (u64, u64),
 }
 
 /// Work for the writer; links are made after the batch's files.
@@ -242,7 +247,12 @@ impl<'a> Planner<'a> {
                                 dir: d,
                                 name,
                                 first: first.clone(),
+                                key,
                             });
+                            // Links hold descriptors too: they count toward the batch.
+                            if self.batch_full() {
+                                emit(std::mem::take(&mut self.batch))?;
+                            }
                         }
                         return Ok(());
                     }
@@ -256,17 +266,20 @@ impl<'a> Planner<'a> {
                 let Some(d) = dir.clone() else {
                     return Ok(());
                 };
-                let job = self.file_job(d, path(&dir), n)?;
+                let mut job = self.file_job(d, path(&dir), n)?;
+                job.link_key = linked.then_some(key);
                 self.batch.bytes += job.content_len;
                 self.batch.files.push(job);
-                if self.batch.files.len() >= BATCH_FILES || self.batch.bytes >= BATCH_BYTES {
+                if self.batch_full() {
                     emit(std::mem::take(&mut self.batch))?;
                 }
             }
             NodeKind::Socket => {
                 ctx.n.skipped.fetch_add(1, Relaxed);
             }
-            NodeKind::CharDevice | NodeKind::BlockDevice if ctx.opts.no_devices => {
+            NodeKind::CharDevice | NodeKind::BlockDevice
+                if ctx.opts.no_devices || ctx.opts.no_owner =>
+            {
                 ctx.n.skipped.fetch_add(1, Relaxed);
             }
             NodeKind::CharDevice | NodeKind::BlockDevice if !meta::is_root() => {
@@ -285,6 +298,11 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(())
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.files.len() + self.batch.links.len() >= BATCH_FILES
+            || self.batch.bytes >= BATCH_BYTES
     }
 
     fn file_job(&self, dir: Arc<Dir<'a>>, path: PathBuf, node: Node) -> Result<FileJob<'a>> {
@@ -320,6 +338,7 @@ impl<'a> Planner<'a> {
             blobs,
             content_len: off,
             missing,
+            link_key: None,
         })
     }
 }
@@ -330,7 +349,21 @@ fn make_dir(ctx: &Ctx<'_>, parent: &DirFd, name: &[u8]) -> std::io::Result<DirFd
     let c = fs::cname(name)?;
     if !ctx.fresh {
         match parent.stat_at(&c)? {
-            Some(st) if st.is_dir() => return parent.open_dir_at(&c),
+            Some(st) if st.is_dir() => {
+                // An existing folder is made ours and private until its own metadata is
+                // applied, like a new one: nobody else can add, rename or swap entries in it
+                // while the restore works there.
+                // Best effort: only root can take another user's folder, and a folder we cannot
+                // make private is still used (creations in it stay O_EXCL|O_NOFOLLOW).
+                let d = parent.open_dir_at(&c)?;
+                let fd = std::os::fd::AsFd::as_fd(&d);
+                let me = meta::euid();
+                let owner = fs::fstat(fd)?.uid;
+                if owner == me || fs::chown_fd(fd, me, meta::egid()).is_ok() {
+                    let _ = fs::chmod_fd(fd, 0o700);
+                }
+                return Ok(d);
+            }
             Some(_) => parent.remove_at(&c)?,
             None => {}
         }

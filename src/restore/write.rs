@@ -162,6 +162,11 @@ fn prepare(ctx: &Ctx<'_>, j: &FileJob<'_>) -> Option<Open> {
             return None;
         }
     };
+    if let Some(key) = j.link_key {
+        if let (Ok(st), Ok(mut m)) = (fs::fstat(file.as_fd()), ctx.first_inodes.lock()) {
+            m.insert(key, (st.dev, st.ino));
+        }
+    }
     let placements = j.blobs.len();
     let o = Open {
         file,
@@ -180,7 +185,9 @@ fn prepare(ctx: &Ctx<'_>, j: &FileJob<'_>) -> Option<Open> {
 }
 
 /// In a non-empty target: whether the existing entry already is the file (then its metadata is
-/// applied and the file counts as unchanged). Anything else there is removed.
+/// applied and the file counts as unchanged). Anything else there is removed. The file is opened
+/// once; its size, link count and content are checked, and its metadata set, through that one
+/// descriptor (a file with other links is replaced, never changed under them).
 fn keep_existing(ctx: &Ctx<'_>, j: &FileJob<'_>) -> std::result::Result<bool, String> {
     let dir = &j.dir.fd;
     let st = dir
@@ -188,28 +195,33 @@ fn keep_existing(ctx: &Ctx<'_>, j: &FileJob<'_>) -> std::result::Result<bool, St
         .map_err(|e| format!("cannot look at {}: {e}", j.path.display()))?;
     let Some(st) = st else { return Ok(false) };
     if st.is_file() && st.size == j.node.size && j.missing.is_none() {
-        let same = if ctx.opts.trust_mtime {
-            st.mtime_ns == j.node.mtime_ns
-        } else {
-            dir.open_file_at(&j.name)
-                .ok()
-                .and_then(|f| same_content(ctx.repo, &f, &j.node).ok())
-                .unwrap_or(false)
-        };
-        if same {
-            // Metadata through a fresh descriptor of that very file (not a path).
-            let f = dir
-                .open_file_at(&j.name)
-                .map_err(|e| format!("cannot open {}: {e}", j.path.display()))?;
-            if let Err(m) =
-                meta::apply_fd(f.as_fd(), &j.path, &j.node, ctx.meta, meta::Skip::default())
-            {
-                ctx.problem(&m);
+        if let Ok(f) = dir.open_file_at(&j.name) {
+            let same = fs::fstat(f.as_fd()).is_ok_and(|now| {
+                now.is_file()
+                    && now.nlink == 1
+                    && now.size == j.node.size
+                    && if ctx.opts.trust_mtime {
+                        now.mtime_ns == j.node.mtime_ns
+                    } else {
+                        same_content(ctx.repo, &f, &j.node).unwrap_or(false)
+                    }
+            });
+            if same {
+                if let Some(key) = j.link_key {
+                    if let (Ok(now), Ok(mut m)) = (fs::fstat(f.as_fd()), ctx.first_inodes.lock()) {
+                        m.insert(key, (now.dev, now.ino));
+                    }
+                }
+                if let Err(m) =
+                    meta::apply_fd(f.as_fd(), &j.path, &j.node, ctx.meta, meta::Skip::default())
+                {
+                    ctx.problem(&m);
+                }
+                ctx.n.files_unchanged.fetch_add(1, Relaxed);
+                ctx.progress.add_file();
+                ctx.progress.add_bytes(j.node.size);
+                return Ok(true);
             }
-            ctx.n.files_unchanged.fetch_add(1, Relaxed);
-            ctx.progress.add_file();
-            ctx.progress.add_bytes(j.node.size);
-            return Ok(true);
         }
     }
     dir.remove_at(&j.name)
@@ -303,7 +315,11 @@ fn place(ctx: &Ctx<'_>, jobs: &[FileJob<'_>], open: &[Option<Open>], want: &Want
 
 /// One placement of file `j` is done; the last one finishes the file.
 fn done_one(ctx: &Ctx<'_>, j: &FileJob<'_>, o: &Open) {
-    if o.remaining.fetch_sub(1, Relaxed) == 1 {
+    // AcqRel: the thread that finishes sees every other placement's writes and flags.
+    if o.remaining
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+        == 1
+    {
         let damaged = o.damage.lock().map(|d| d.is_some()).unwrap_or(true);
         if !damaged {
             finish(ctx, j, o);
@@ -379,13 +395,20 @@ fn is_zero(b: &[u8]) -> bool {
     pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
 }
 
-/// Hard link `l` to the first link of its inode, reached from the target by descriptors.
+/// Hard link `l` to the first link of its inode, reached from the target by descriptors, and
+/// only if that name still holds the inode this restore made for it.
 fn make_link(
     ctx: &Ctx<'_>,
     top: &Arc<Dir<'_>>,
     l: &super::plan::LinkJob<'_>,
 ) -> std::result::Result<(), String> {
     let msg = |e: std::io::Error| format!("cannot link {}: {e}", l.path.display());
+    let expected = ctx
+        .first_inodes
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&l.key).copied())
+        .ok_or_else(|| msg(std::io::Error::other("its first link was not restored")))?;
     let (first_name, dirs) = l
         .first
         .split_last()
@@ -402,12 +425,19 @@ fn make_link(
     }
     let from = held.as_ref().unwrap_or(&top.fd);
     let from_name = fs::cname(first_name).map_err(msg)?;
+    let h = from.open_path_at(&from_name).map_err(msg)?;
+    let st = fs::fstat(h.as_fd()).map_err(msg)?;
+    if !st.is_file() || (st.dev, st.ino) != expected {
+        return Err(msg(std::io::Error::other(
+            "its first link was replaced during the restore",
+        )));
+    }
     if !ctx.fresh {
         if let Some(_st) = l.dir.fd.stat_at(&l.name).map_err(msg)? {
             l.dir.fd.remove_at(&l.name).map_err(msg)?;
         }
     }
-    l.dir.fd.link_at(&l.name, from, &from_name).map_err(msg)
+    l.dir.fd.link_fd_at(&l.name, h.as_fd()).map_err(msg)
 }
 
 #[cfg(test)]
