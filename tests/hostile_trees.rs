@@ -175,3 +175,34 @@ fn two_to_the_twenty_paths_over_21_trees_plan_in_flat_memory() {
         peak_kib >> 10
     );
 }
+
+/// A snapshot dated in the future (planted by another key holder, or a clock gone wrong) is
+/// never taken as the parent of a backup: it would decide which files count as unchanged.
+#[test]
+fn a_future_dated_snapshot_is_never_a_parent() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"real content\n");
+    env.backup(&[src.to_str().unwrap()]);
+    let real = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    {
+        let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
+        let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
+        let (_, mut snap) = repo.snapshots().unwrap().remove(0);
+        snap.time_ns = 4_102_444_800_000_000_000; // 2100-01-01
+        repo.save_snapshot(&snap).unwrap();
+    }
+    assert_eq!(env.snapshots().len(), 2);
+    env.backup(&[src.to_str().unwrap()]);
+    let snaps = env.snapshots();
+    let newest_real = snaps
+        .iter()
+        .filter(|s| s["id"] != real && !s["time"].as_str().unwrap_or("").starts_with("2100"))
+        .last()
+        .expect("the new snapshot");
+    assert_eq!(
+        newest_real["parent"].as_str(),
+        Some(real.as_str()),
+        "{newest_real}"
+    );
+}

@@ -117,6 +117,10 @@ pub fn choose_parent(
     };
     let mut want: Vec<&[u8]> = abs.iter().map(|p| p.as_slice()).collect();
     want.sort();
+    // A snapshot dated in the future (a wrong clock, or another key holder's planted one) is
+    // never a parent: it would decide which files are taken as unchanged. Costs a full read at
+    // worst.
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     Ok(repo
         .snapshots()?
         .into_iter()
@@ -124,6 +128,7 @@ pub fn choose_parent(
             let mut have: Vec<&[u8]> = s.paths.iter().map(|p| p.as_slice()).collect();
             have.sort();
             filter.matches(s)
+                && s.time_ns <= now
                 && have == want
                 && (opts.kind != SnapshotKind::Differential || s.kind == SnapshotKind::Full)
         })
