@@ -8,6 +8,7 @@ mod cache;
 mod damaged;
 mod dedup;
 mod errors;
+mod everyday;
 mod excludes;
 mod hostile_trees;
 mod incremental;

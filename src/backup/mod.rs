@@ -807,7 +807,13 @@ pub(crate) fn commit_snapshot(
         tags: opts.tags.clone(),
         tree,
         parent,
-        kind: opts.kind,
+        // What the snapshot really is: without a parent everything was read, so it is full
+        // whatever was asked for (the first incremental of a set of paths, a stream).
+        kind: if parent.is_none() {
+            SnapshotKind::Full
+        } else {
+            opts.kind
+        },
         summary: summary.clone(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };

@@ -90,18 +90,19 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         return print_json(&v).map(|_| 0);
     }
     println!(
-        "{:<9} {:<19} {:<14} {:<12} {:<16} paths",
-        "id", "time", "host", "type", "tags"
+        "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} paths",
+        "id", "time", "host", "type", "parent", "tags"
     );
-    println!("{}", "-".repeat(90));
+    println!("{}", "-".repeat(100));
     // Host, tags and paths come from the repository: escaped, never raw to the terminal.
     for (id, s) in &list {
         println!(
-            "{:<9} {:<19} {:<14} {:<12} {:<16} {}",
+            "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} {}",
             id.short(),
             format_time(s.time_ns),
             escape::text(&s.host),
             s.kind.name(),
+            s.parent.map(|p| p.short()).unwrap_or_else(|| "-".into()),
             escape::text(&s.tags.join(",")),
             escaped_paths(s)
         );

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// cairn: deduplicating, encrypted backups to any object store.
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about, max_term_width = 100)]
+#[command(name = "cairn", version, long_version = LONG_VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -78,6 +78,34 @@ pub enum Command {
     Dump(inspect::DumpArgs),
     /// Restore a snapshot (or part of it) into a folder
     Restore(restore::RestoreArgs),
+    /// Show the version, the repository format it reads and writes, and what it was built with
+    Version,
+}
+
+/// `cairn --version` and `cairn version`: the program, the versions of the repository
+/// structures it reads and writes (docs/format.md §15), and what this build can do.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nrepository format: config 2, key files 2, packs, index files, trees and snapshots 1",
+    "\nstores: local folders (path or file://)",
+    "\nbuilt with: FastCDC (keyed gear table), keyed BLAKE3, zstd, AES-256-GCM-SIV, argon2id, RocksDB cache",
+);
+
+fn version(g: &Global) -> Result<i32> {
+    if g.json {
+        print_json(&serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "formats": {
+                "config": cairn::format::config::CONFIG_VERSION,
+                "key_file": cairn::format::keyfile::KEY_FILE_VERSION,
+                "objects": cairn::format::VERSION,
+            },
+            "stores": ["local"],
+        }))?;
+    } else {
+        println!("cairn {LONG_VERSION}");
+    }
+    Ok(0)
 }
 
 /// Exit code of a command that did its work but skipped damaged repository objects (the same
@@ -111,6 +139,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Cat(a) => inspect::cat(g, a),
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Version => version(g),
     }
 }
 
@@ -289,5 +318,19 @@ pub fn human(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.2} {}", U[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_version_names_the_format_versions_in_use() {
+        let v = super::LONG_VERSION;
+        assert!(v.contains(&format!("config {}", cairn::format::config::CONFIG_VERSION)));
+        assert!(v.contains(&format!(
+            "key files {}",
+            cairn::format::keyfile::KEY_FILE_VERSION
+        )));
+        assert!(v.contains(&format!("snapshots {}", cairn::format::VERSION)));
     }
 }
