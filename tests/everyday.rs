@@ -63,3 +63,51 @@ fn version_names_the_repository_format() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["formats"]["objects"], 1);
 }
+
+#[test]
+fn completion_scripts_load_and_man_pages_render() {
+    let env = Env::uninit();
+    let o = env.ok(&["completion", "bash"]);
+    let script = env.path("cairn.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "bash -n {p} && source {p} && complete -p cairn",
+            p = script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", describe(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("_cairn cairn"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = env.ok(&["completion", shell]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("cairn") && out.contains("restore"),
+            "{shell}: {out}"
+        );
+    }
+    let dir = env.path("man");
+    env.ok(&["generate-man", dir.to_str().unwrap()]);
+    for page in [
+        "cairn.1",
+        "cairn-restore.1",
+        "cairn-key-passwd.1",
+        "cairn-backup.1",
+    ] {
+        let o = std::process::Command::new("man")
+            .arg("-l")
+            .arg(dir.join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{page}: {}", describe(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("NAME") && text.contains("SYNOPSIS"),
+            "{page}: {text}"
+        );
+    }
+}

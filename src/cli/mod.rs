@@ -2,6 +2,7 @@
 
 mod backup;
 pub(crate) mod escape;
+mod generate;
 mod inspect;
 mod keys;
 mod restore;
@@ -80,6 +81,10 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Show the version, the repository format it reads and writes, and what it was built with
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(generate::CompletionArgs),
+    /// Write man pages (cairn.1 and one per command) into a folder
+    GenerateMan(generate::ManArgs),
 }
 
 /// `cairn --version` and `cairn version`: the program, the versions of the repository
@@ -140,6 +145,8 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Version => version(g),
+        Command::Completion(a) => generate::completion(a),
+        Command::GenerateMan(a) => generate::man(a),
     }
 }
 
