@@ -33,6 +33,8 @@ pub mod backup;
 pub mod cache;
 pub mod chunker;
 pub mod crypto;
+#[cfg(feature = "engine")]
+pub mod dump;
 pub mod error;
 pub mod format;
 pub mod id;

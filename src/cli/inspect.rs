@@ -302,23 +302,45 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
 pub struct DumpArgs {
     /// Snapshot id, prefix, or latest
     pub snapshot: String,
-    /// Path of a file in the snapshot
+    /// Path of a file or folder in the snapshot
     pub path: String,
+    /// Write a folder (or a file) as this kind of archive; a file alone is written as its bytes
+    #[arg(long, value_enum)]
+    pub archive: Option<Archive>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// Archive formats of `dump`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Archive {
+    /// POSIX pax tar (names, owners, ns times, links, devices, xattrs)
+    Tar,
 }
 
 pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
     let repo = g.open()?;
     let (_, snap) = find(&repo, &a.snapshot, &a.filter.filter(), None)?;
     let node = find_node(&repo, snap.tree, a.path.as_bytes())?;
-    if node.kind != NodeKind::File {
-        bail!("{} is not a file in the snapshot", a.path);
-    }
     let stdout = std::io::stdout();
-    let mut w = stdout.lock();
-    for id in &node.content {
-        w.write_all(&repo.read_blob(id)?)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let archive = match (a.archive, node.kind) {
+        (Some(x), _) => Some(x),
+        (None, NodeKind::Dir) => Some(Archive::Tar),
+        (None, NodeKind::File) => None,
+        (None, _) => bail!(
+            "{} is neither a file nor a folder in the snapshot (use --archive tar)",
+            a.path
+        ),
+    };
+    let spath = format!("/{}", a.path.trim_matches('/'));
+    match archive {
+        None => {
+            cairn::dump::write_content(&repo, &node, &mut w)?;
+        }
+        Some(Archive::Tar) => {
+            cairn::dump::tar(&repo, &node, spath.trim_end_matches('/').as_bytes(), &mut w)?;
+        }
     }
     w.flush()?;
     Ok(0)
