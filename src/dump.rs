@@ -1,6 +1,9 @@
 //! `dump`: a file of a snapshot as its bytes, or a folder as a tar stream (POSIX pax: raw-byte
 //! names of any length, nanosecond times, owners by id and name, symlinks, hard links, fifos,
-//! devices, extended attributes as `SCHILY.xattr.*`), written in walk order with bounded memory.
+//! devices, extended attributes as `SCHILY.xattr.*`) or a zip stream (deflate; modes, mtimes to
+//! two seconds, symlinks; names as UTF-8 with invalid bytes replaced, hard links as copies, no
+//! owners, xattrs or special files: zip has no place for them), written in walk order with
+//! bounded memory.
 //!
 //! Content is read a window of blobs at a time, in parallel, and written in order, so memory is
 //! at most a window of blobs whatever the size of the folder.
@@ -257,6 +260,76 @@ pub fn tar(
     }
     w.out.finish().map_err(io_err)?;
     Ok(w.summary)
+}
+
+/// Write folder (or file) `node`, found at snapshot path `spath`, as a zip archive to `out`
+/// (streamed: no seeking, so sizes go into data descriptors). Names as in [`tar`].
+pub fn zip(
+    repo: &Repository,
+    node: &Node,
+    spath: &[u8],
+    out: &mut dyn Write,
+) -> Result<DumpSummary> {
+    use zip::write::SimpleFileOptions;
+    let zerr =
+        |e: zip::result::ZipError| Error::io("cannot write the dump", std::io::Error::other(e));
+    let mut z = zip::ZipWriter::new_stream(out);
+    let mut summary = DumpSummary::default();
+    let mut one = |z: &mut zip::ZipWriter<_>, path: &[u8], n: &Node| -> Result<()> {
+        let name = String::from_utf8_lossy(path).into_owned();
+        let secs = n.mtime_ns.div_euclid(1_000_000_000);
+        let when = chrono::DateTime::from_timestamp(secs, 0)
+            .map(|t| t.with_timezone(&chrono::Local).naive_local())
+            .and_then(|t| {
+                use chrono::{Datelike, Timelike};
+                zip::DateTime::from_date_and_time(
+                    u16::try_from(t.year()).ok()?,
+                    t.month() as u8,
+                    t.day() as u8,
+                    t.hour() as u8,
+                    t.minute() as u8,
+                    t.second() as u8,
+                )
+                .ok()
+            })
+            .unwrap_or_default();
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(n.mode & 0o7777)
+            .last_modified_time(when)
+            .large_file(n.size >= u64::from(u32::MAX));
+        match n.kind {
+            NodeKind::Dir => z.add_directory(format!("{name}/"), opts).map_err(zerr)?,
+            NodeKind::File => {
+                z.start_file(name, opts).map_err(zerr)?;
+                summary.bytes += write_content(repo, n, z)?;
+            }
+            NodeKind::Symlink => z
+                .add_symlink(name, String::from_utf8_lossy(&n.link_target), opts)
+                .map_err(zerr)?,
+            _ => return Ok(()),
+        }
+        summary.entries += 1;
+        Ok(())
+    };
+    let rel = |p: &[u8]| -> Vec<u8> { p.iter().skip_while(|&&b| b == b'/').copied().collect() };
+    let top = rel(spath);
+    if !top.is_empty() {
+        one(&mut z, &top, node)?;
+    }
+    if let (NodeKind::Dir, Some(tree)) = (node.kind, node.subtree) {
+        let mut walk = TreeWalk::new(repo, &tree, spath)?;
+        while let Some(step) = walk.next_step() {
+            if let Step::Node(n) = step {
+                one(&mut z, &rel(&walk.child_path(&n.name)), &n)?;
+                if n.kind == NodeKind::Dir {
+                    walk.enter(&n)?;
+                }
+            }
+        }
+    }
+    z.finish().map_err(zerr)?;
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -173,3 +173,43 @@ fn a_dumped_folder_extracts_like_a_restore() {
 fn same_content_bytes(p: &std::path::Path, bytes: &[u8]) -> bool {
     std::fs::read(p).unwrap() == bytes
 }
+
+/// `--archive zip` lists every file, directory and symlink of the folder.
+#[test]
+fn a_folder_dumps_as_zip_with_every_file() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"a\n");
+    write(&src.join("sub/b.txt"), b"b\n");
+    write_random(&src.join("sub/big.bin"), 5, 9 << 20);
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    env.backup(&[src.to_str().unwrap()]);
+    let o = env.ok(&["dump", "--archive", "zip", "latest", src.to_str().unwrap()]);
+    let zip = env.path("out.zip");
+    std::fs::write(&zip, &o.stdout).unwrap();
+    let out = env.path("unzipped");
+    let x = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print('\\n'.join(z.namelist())); z.extractall(sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", describe(&x));
+    let names = String::from_utf8_lossy(&x.stdout);
+    let base = src.to_str().unwrap().trim_start_matches('/');
+    for n in ["a.txt", "sub/", "sub/b.txt", "sub/big.bin", "link"] {
+        assert!(
+            names.lines().any(|l| l == format!("{base}/{n}")),
+            "{n} missing from {names}"
+        );
+    }
+    let r = restored(&out, &src);
+    assert!(same_content(
+        &src.join("sub/big.bin"),
+        &r.join("sub/big.bin")
+    ));
+    assert_eq!(std::fs::read(r.join("sub/b.txt")).unwrap(), b"b\n");
+}

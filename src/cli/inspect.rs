@@ -316,6 +316,8 @@ pub struct DumpArgs {
 pub enum Archive {
     /// POSIX pax tar (names, owners, ns times, links, devices, xattrs)
     Tar,
+    /// zip (deflate; modes, mtimes, symlinks; hard links as copies)
+    Zip,
 }
 
 pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
@@ -340,6 +342,9 @@ pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
         }
         Some(Archive::Tar) => {
             cairn::dump::tar(&repo, &node, spath.trim_end_matches('/').as_bytes(), &mut w)?;
+        }
+        Some(Archive::Zip) => {
+            cairn::dump::zip(&repo, &node, spath.trim_end_matches('/').as_bytes(), &mut w)?;
         }
     }
     w.flush()?;
