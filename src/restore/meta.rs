@@ -110,22 +110,9 @@ pub fn apply_fd(
         }
     }
     for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
-        let r = fs::cname(&x.name).and_then(|n| {
+        let r = set_xattr(&x.name, &x.value, |n, v, len| {
             // SAFETY: open descriptor, valid name, value pointer and length from one slice.
-            let r = unsafe {
-                libc::fsetxattr(
-                    fd.as_raw_fd(),
-                    n.as_ptr(),
-                    x.value.as_ptr().cast(),
-                    x.value.len(),
-                    0,
-                )
-            };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+            unsafe { libc::fsetxattr(fd.as_raw_fd(), n, v, len, 0) }
         });
         if let Err(e) = r {
             note(&mut first, "extended attributes", path, e);
@@ -168,23 +155,11 @@ pub fn apply_at(
                 .as_ref()
                 .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
                 .and_then(|p| {
-                    let n = fs::cname(&x.name)?;
-                    // SAFETY: valid path and name; value pointer and length from one slice;
-                    // lsetxattr does not follow a symlink in the last component.
-                    let r = unsafe {
-                        libc::lsetxattr(
-                            p.as_ptr(),
-                            n.as_ptr(),
-                            x.value.as_ptr().cast(),
-                            x.value.len(),
-                            0,
-                        )
-                    };
-                    if r == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
+                    set_xattr(&x.name, &x.value, |n, v, len| {
+                        // SAFETY: valid path and name; value pointer and length from one slice;
+                        // lsetxattr does not follow a symlink in the last component.
+                        unsafe { libc::lsetxattr(p.as_ptr(), n, v, len, 0) }
+                    })
                 });
             // Symlinks refuse user.* attributes: expected, not worth a warning.
             if let (Err(e), false) = (r, symlink) {
@@ -223,5 +198,19 @@ pub fn type_bits(kind: NodeKind) -> u32 {
         NodeKind::CharDevice => libc::S_IFCHR,
         NodeKind::BlockDevice => libc::S_IFBLK,
         NodeKind::Socket => libc::S_IFSOCK,
+    }
+}
+
+/// One `*setxattr` call: `call(name, value pointer, value length)` returns the C result.
+fn set_xattr(
+    name: &[u8],
+    value: &[u8],
+    call: impl FnOnce(*const libc::c_char, *const libc::c_void, usize) -> libc::c_int,
+) -> std::io::Result<()> {
+    let n = fs::cname(name)?;
+    if call(n.as_ptr(), value.as_ptr().cast(), value.len()) == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
