@@ -81,6 +81,8 @@ pub(super) fn run<'a>(
     let opts = ctx.opts;
     let top_included =
         !opts.includes.is_empty() && opts.includes.matches(Path::new(OsStr::from_bytes(spath)));
+    // A single file named on the command line is restored whatever the patterns say.
+    let top_included = top_included || node.kind != NodeKind::Dir;
     let mut walk = match (node.kind, node.subtree) {
         (NodeKind::Dir, Some(tree)) => TreeWalk::new(ctx.repo, &tree, spath)?,
         _ => {
