@@ -87,7 +87,9 @@ fn try_noatime(owner: u32) -> bool {
 }
 
 fn open_flags(path: &Path, noatime: bool) -> io::Result<File> {
-    let mut flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // `path` is the `/proc/self/fd` link of an `O_PATH` handle already checked to be the scanned
+    // file (see `open_scanned`): following that one link reaches exactly that inode.
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
     if noatime {
         flags |= libc::O_NOATIME;
     }
@@ -115,6 +117,46 @@ fn describe_type(mode: u32) -> &'static str {
 /// Open the regular file at `path` that the scan saw as `want`, without following a symlink
 /// in its last component and without blocking; returns it with its `fstat`, in blocking mode.
 pub fn open_scanned(path: &Path, want: &Scanned) -> Result<(File, Metadata), OpenError> {
+    // First an `O_PATH|O_NOFOLLOW` handle, which opens nothing (no device driver, no fifo), and
+    // its `fstat`: only the very inode the scan saw is then opened for reading, through the
+    // handle. A folder on the way swapped for a symlink to /dev can make the path reach a
+    // device, but never makes us open one.
+    let handle = {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| OpenError::Io(io::Error::other("path holds a NUL byte")))?;
+        // SAFETY: valid NUL-terminated path.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(OpenError::Io(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor owned by nobody else.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    };
+    {
+        // SAFETY: `st` is written by fstat before it is read; the handle is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&handle), &mut st) };
+        if r != 0 {
+            return Err(OpenError::Io(io::Error::last_os_error()));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(OpenError::Changed(describe_type(st.st_mode).into()));
+        }
+        if (st.st_dev, st.st_ino) != (want.dev, want.ino) {
+            return Err(OpenError::Changed("another file".into()));
+        }
+    }
+    let via = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&handle)
+    ));
+    let path = via.as_path();
     let noatime = try_noatime(want.uid);
     let opened = match open_flags(path, noatime) {
         Err(e) if noatime && e.raw_os_error() == Some(libc::EPERM) => {
@@ -232,7 +274,7 @@ mod tests {
         let want = scanned(&p);
         std::fs::remove_file(&p).expect("rm");
         let _l = std::os::unix::net::UnixListener::bind(&p).expect("bind");
-        assert_eq!(changed(open_scanned(&p, &want)), "now a socket or a device");
+        assert_eq!(changed(open_scanned(&p, &want)), "now a socket");
     }
 
     #[test]
