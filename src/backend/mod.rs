@@ -125,7 +125,12 @@ impl LocalDirs {
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     if let Some(parent) = dir.parent() {
-                        std::fs::File::open(parent)?.sync_all()?;
+                        // Some file systems cannot fsync a folder (EINVAL): nothing to make
+                        // durable there, as PostgreSQL also concludes.
+                        match std::fs::File::open(parent)?.sync_all() {
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                            r => r?,
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -136,14 +141,27 @@ impl LocalDirs {
         Ok(())
     }
 
-    /// Make the object `rel`, just created, readable and writable by its owner only.
+    /// Make the object `rel`, just created, readable and writable by its owner only. Best
+    /// effort: the object is already stored whole, and a file system that cannot hold modes
+    /// (FAT, some network or FUSE shares) or refuses the change must not fail the write.
     fn finish(&self, rel: &str) -> std::io::Result<()> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let f = std::fs::OpenOptions::new()
+        let r = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(self.root.join(rel))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .open(self.root.join(rel))
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)));
+        match r {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM | libc::EACCES | libc::ENOTSUP | libc::ENOSYS)
+                ) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 

@@ -106,7 +106,7 @@ const SECRET_VARS: &[&str] = &[
 /// The names among `present` (and the fixed list) to remove from a child's environment: the
 /// fixed list, and any other name starting with one of the password prefixes (a variant added
 /// later is covered too).
-fn secret_vars(present: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn secret_vars(present: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     const PREFIXES: &[&[u8]] = &[
         b"CAIRN_PASSWORD",
         b"CAIRN_NEW_PASSWORD",

@@ -120,10 +120,40 @@ pub fn default_dir() -> Result<PathBuf> {
     if let Some(h) = absolute("HOME") {
         return Ok(h.join(".cache/cairn"));
     }
+    // No HOME (a systemd unit without User=, `env -i` in cron): the user's home folder from the
+    // password database, which is private to them, as HOME would have been.
+    if let Some(h) = passwd_home().filter(|p| p.is_absolute() && p != Path::new("/")) {
+        return Ok(h.join(".cache/cairn"));
+    }
     Err(Error::usage(
         "no cache folder: HOME and XDG_CACHE_HOME are not set; set CAIRN_CACHE_DIR (or --cache-dir) \
          to a folder only this user can access",
     ))
+}
+
+/// The effective user's home folder from the password database (`getpwuid_r`).
+fn passwd_home() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: zeroed passwd is a valid out value; getpwuid_r writes into `pw` and `buf` only.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf.len()` is its real size.
+    let r = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    if r != 0 || out.is_null() || pw.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_dir points to a NUL-terminated string inside `buf`.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
 }
 
 /// Make sure `dir` is a private folder: create it (and missing parents) with mode 0700, then

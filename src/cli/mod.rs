@@ -264,7 +264,12 @@ impl PasswordSource {
                 Ok(s)
             }
             PasswordSource::Command(cmd) => {
-                let out = std::process::Command::new("sh")
+                let mut c = std::process::Command::new("sh");
+                // The command gets no password of ours from the environment either.
+                for v in cairn::backup::stdin::secret_vars(std::env::vars_os().map(|(k, _)| k)) {
+                    c.env_remove(v);
+                }
+                let out = c
                     .arg("-c")
                     .arg(&cmd)
                     .stderr(std::process::Stdio::inherit())

@@ -274,6 +274,19 @@ impl Repository {
 
     /// Seal and store an object of a type named by its content hash.
     pub(crate) fn save_sealed(&self, t: FileType, aad: &[u8], plain: &[u8]) -> Result<Id> {
+        // What every reader refuses by size (backend::max_size) is never written.
+        let sealed_len = (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64;
+        let limit = match t {
+            FileType::Index => crate::backend::MAX_INDEX_SIZE,
+            FileType::Snapshot => crate::backend::MAX_SNAPSHOT_SIZE,
+            _ => u64::MAX,
+        };
+        if sealed_len > limit {
+            return Err(Error::usage(format!(
+                "refusing to write a {} of {sealed_len} bytes: readers accept at most {limit}",
+                t.noun()
+            )));
+        }
         let sealed = self.sealer.seal(aad, plain)?;
         let id = Id::of_stored(&sealed);
         self.backend.create_named(t, &id, Bytes::from(sealed))?;

@@ -32,6 +32,12 @@ use std::thread::JoinHandle;
 
 /// Packs per index file written during a backup.
 const INDEX_BATCH: usize = 8;
+/// Blob entries per index file, at most (about 45 bytes each: ~45 MB, far below what a reader
+/// accepts, `backend::MAX_INDEX_SIZE`), however small the blobs and large the packs.
+const INDEX_MAX_BLOBS: usize = 1 << 20;
+/// Blobs per pack, at most: a pack of tiny blobs closes early, so its header and its index
+/// entry stay small whatever the pack size target.
+const PACK_MAX_BLOBS: usize = 1 << 18;
 /// Data packs open at once; new blobs are spread over them at random so that pack sizes and
 /// order do not reveal the sequence of chunk sizes.
 const OPEN_DATA_PACKS: usize = 2;
@@ -388,7 +394,9 @@ fn packer(
         shared
             .bytes_stored
             .fetch_add(b.data.len() as u64, Ordering::Relaxed);
-        if pack.buf.len() >= target && !emit(std::mem::take(pack)) {
+        if (pack.buf.len() >= target || pack.entries.len() >= PACK_MAX_BLOBS)
+            && !emit(std::mem::take(pack))
+        {
             return;
         }
     }
@@ -424,7 +432,7 @@ fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry
                     marked_ns: None,
                     blobs: p.entries,
                 });
-                g.len() >= INDEX_BATCH
+                g.len() >= INDEX_BATCH || pending_blobs(&g) >= INDEX_MAX_BLOBS
             }
             Err(_) => false,
         };
@@ -436,11 +444,15 @@ fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry
     }
 }
 
+fn pending_blobs(packs: &[IndexPack]) -> usize {
+    packs.iter().map(|p| p.blobs.len()).sum()
+}
+
 /// Write the pending packs into an index file (when a batch is full, or at the end).
 fn flush_index(repo: &Repository, shared: &Shared, all: bool) -> Result<()> {
     let packs: Vec<IndexPack> = {
         let mut g = lock(&shared.pending)?;
-        if g.is_empty() || (!all && g.len() < INDEX_BATCH) {
+        if g.is_empty() || (!all && g.len() < INDEX_BATCH && pending_blobs(&g) < INDEX_MAX_BLOBS) {
             return Ok(());
         }
         std::mem::take(&mut *g)
