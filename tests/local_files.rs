@@ -103,20 +103,27 @@ fn without_home_there_is_no_cache_in_a_shared_temporary_folder() {
     chmod(&tmp, 0o1777);
     let shared = Path::new("/tmp/.cache/cairn");
     let existed = shared.exists();
-    let o = env.cairn_with(&["snapshots"], |c| {
-        c.env_remove("CAIRN_CACHE_DIR")
-            .env_remove("HOME")
-            .env_remove("XDG_CACHE_HOME")
-            .env("TMPDIR", &tmp);
-    });
     // Without HOME, the user's home from the password database (as a cron job or a systemd
     // unit without User= expects); failing that, a usage error naming CAIRN_CACHE_DIR.
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        o.status.code() == Some(0) || err.contains("CAIRN_CACHE_DIR"),
-        "{}",
-        describe(&o)
-    );
+    let without_home = |xdg: Option<&str>| {
+        let o = env.cairn_with(&["snapshots"], |c| {
+            c.env_remove("CAIRN_CACHE_DIR")
+                .env_remove("HOME")
+                .env_remove("XDG_CACHE_HOME")
+                .env("TMPDIR", &tmp);
+            if let Some(x) = xdg {
+                c.env("XDG_CACHE_HOME", x);
+            }
+        });
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            o.status.code() == Some(0) || err.contains("CAIRN_CACHE_DIR"),
+            "{}",
+            describe(&o)
+        );
+        o
+    };
+    without_home(None);
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
@@ -125,18 +132,7 @@ fn without_home_there_is_no_cache_in_a_shared_temporary_folder() {
     assert!(existed || !shared.exists(), "created {}", shared.display());
 
     // A relative XDG_CACHE_HOME is not a location either (XDG base directory spec).
-    let o = env.cairn_with(&["snapshots"], |c| {
-        c.env_remove("CAIRN_CACHE_DIR")
-            .env_remove("HOME")
-            .env("XDG_CACHE_HOME", "rel")
-            .env("TMPDIR", &tmp);
-    });
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        o.status.code() == Some(0) || err.contains("CAIRN_CACHE_DIR"),
-        "{}",
-        describe(&o)
-    );
+    let o = without_home(Some("rel"));
     assert!(!env.path("rel").exists());
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     // Leave the password-database home as it was (only this repository's cache was added).
