@@ -3,10 +3,15 @@
 //! and misses) and the process's peak RSS. RSS must stay flat as N grows: the index lives on
 //! disk, not in memory (restic and borg hold it all in RAM).
 //!
+//! At the end, prune's reachability machinery at full size: every blob into an on-disk
+//! [`BlobSet`] (the walk's "used" set), then one pass over every location merged with the set
+//! in id order (prune's classification), with time and peak RSS.
+//!
 //! Run: `cargo bench --bench index_scale` (CAIRN_SCALE_BLOBS=10000000 by default).
 
-use cairn::cache::{BlobLocation, Cache};
-use cairn::format::pack::BlobKind;
+use cairn::cache::{BlobSet, Cache};
+use cairn::format::index::{IndexFile, IndexPack};
+use cairn::format::pack::{BlobKind, PackEntry};
 use cairn::id::Id;
 use std::time::Instant;
 
@@ -43,14 +48,6 @@ fn main() {
     )
     .expect("tmp");
     let cache = Cache::open(dir.path(), &Id::of_stored(b"scale")).expect("cache");
-    let loc = BlobLocation {
-        pack: id(u64::MAX),
-        offset: 1,
-        length: 2,
-        raw_length: 3,
-        kind: BlobKind::Data,
-        marked: false,
-    };
     let steps = [total / 100, total / 10, total / 4, total / 2, total];
     let mut filled = 0u64;
     let mut file = 0u64;
@@ -61,12 +58,32 @@ fn main() {
     for &step in &steps {
         let t = Instant::now();
         while filled < step {
+            // One index file of 50 packs of 1000 blobs (a backup's batch of small-file packs).
             let n = (step - filled).min(50_000);
-            let batch: Vec<(Id, BlobLocation)> =
-                (filled..filled + n).map(|i| (id(i), loc)).collect();
-            cache
-                .add_index_file(&id(1 << 62 | file), &batch)
-                .expect("add");
+            let packs = (filled..filled + n)
+                .step_by(1000)
+                .map(|first| IndexPack {
+                    id: id(1 << 63 | first),
+                    size: 1 << 30,
+                    marked_ns: None,
+                    blobs: (first..(first + 1000).min(filled + n))
+                        .enumerate()
+                        .map(|(k, i)| PackEntry {
+                            kind: BlobKind::Data,
+                            id: id(i),
+                            offset: k as u32 * 100,
+                            length: 100,
+                            raw_length: 90,
+                        })
+                        .collect(),
+                })
+                .collect();
+            let f = IndexFile {
+                version: 1,
+                supersedes: vec![],
+                packs,
+            };
+            cache.add_index_file(&id(1 << 62 | file), &f).expect("add");
             file += 1;
             filled += n;
         }
@@ -95,4 +112,37 @@ fn main() {
             rss_kib("VmHWM:") as f64 / 1024.0
         );
     }
+    // Prune's reachability set and classification pass at full size.
+    let t = Instant::now();
+    let mut used = BlobSet::new(dir.path()).expect("set");
+    for i in 0..filled {
+        used.insert(&id(i)).expect("insert");
+    }
+    let fill = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut it = used.iter().peekable();
+    let (mut matched, mut locations) = (0u64, 0u64);
+    cache
+        .for_each_location(|blob, _| {
+            locations += 1;
+            while let Some(Ok(u)) = it.peek() {
+                if u < blob {
+                    it.next();
+                } else {
+                    if u == blob {
+                        matched += 1;
+                    }
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .expect("pass");
+    assert_eq!(matched, filled);
+    assert_eq!(locations, filled);
+    println!(
+        "reachability set of {filled} blobs: fill {fill:.1} s, merge pass {:.1} s, peak RSS {:.1} MiB",
+        t.elapsed().as_secs_f64(),
+        rss_kib("VmHWM:") as f64 / 1024.0
+    );
 }

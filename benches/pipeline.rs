@@ -6,7 +6,7 @@ use bytes::Bytes;
 use cairn::backend::Backend;
 use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, backup};
-use cairn::cache::{BlobLocation, Cache};
+use cairn::cache::Cache;
 use cairn::chunker::Chunker;
 use cairn::crypto::MasterKey;
 use cairn::crypto::kdf::KdfParams;
@@ -151,18 +151,29 @@ fn bench_cache(c: &mut Criterion) {
     let cache = Cache::open(dir.path(), &Id::of_stored(b"bench")).expect("cache");
     let n = 200_000u32;
     let ids: Vec<Id> = (0..n).map(|i| Id::of_stored(&i.to_le_bytes())).collect();
-    let loc = BlobLocation {
-        pack: Id::of_stored(b"p"),
-        offset: 0,
-        length: 1,
-        raw_length: 1,
-        kind: BlobKind::Data,
-        marked: false,
-    };
     for (k, chunk) in ids.chunks(10_000).enumerate() {
-        let v: Vec<(Id, BlobLocation)> = chunk.iter().map(|i| (*i, loc)).collect();
+        let f = cairn::format::index::IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![cairn::format::index::IndexPack {
+                id: Id::of_stored(&(k as u64 | 1 << 32).to_le_bytes()),
+                size: 1 << 30,
+                marked_ns: None,
+                blobs: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, i)| cairn::format::pack::PackEntry {
+                        kind: BlobKind::Data,
+                        id: *i,
+                        offset: j as u32 * 40,
+                        length: 40,
+                        raw_length: 30,
+                    })
+                    .collect(),
+            }],
+        };
         cache
-            .add_index_file(&Id::of_stored(&(k as u64).to_le_bytes()), &v)
+            .add_index_file(&Id::of_stored(&(k as u64).to_le_bytes()), &f)
             .expect("add");
     }
     cache.flush().expect("flush");

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Io,
     /// An object that must be created already exists.
     AlreadyExists,
+    /// There is no repository at the location (no config object).
+    NoRepository,
+    /// A bug or an impossible state inside cairn (a thread panicked, an encoder failed).
+    Internal,
 }
 
 /// The library's error: a kind and a one-line message.

@@ -31,6 +31,8 @@ pub mod backend;
 pub mod backup;
 #[cfg(feature = "engine")]
 pub mod cache;
+#[cfg(feature = "engine")]
+pub mod check;
 pub mod chunker;
 pub mod crypto;
 #[cfg(feature = "engine")]
@@ -40,6 +42,10 @@ pub mod format;
 pub mod id;
 #[cfg(feature = "engine")]
 pub mod progress;
+#[cfg(feature = "engine")]
+pub mod prune;
+#[cfg(feature = "engine")]
+pub mod repair;
 #[cfg(feature = "engine")]
 pub mod repo;
 #[cfg(feature = "engine")]

@@ -86,10 +86,11 @@ fn a_corrupt_index_file_is_skipped_with_a_fresh_cache() {
     let bad_short = short(bad);
     std::fs::remove_dir_all(&env.cache).unwrap();
 
+    // Listing snapshots reads no index file (opened, not indexed).
     let o = env.cairn(&["snapshots", "--json"]);
-    assert_partial(&o, &[&bad_short], "snapshots with a corrupt index file");
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(snapshot_ids(&o).len(), 2, "{}", describe(&o));
-    assert!(stderr(&o).contains("corrupt"), "{}", describe(&o));
+    assert!(warnings(&o).is_empty(), "{}", describe(&o));
 
     // Snapshot b's blobs are all in intact index files: it restores completely.
     let target = env.path("t");
@@ -105,8 +106,16 @@ fn a_corrupt_index_file_is_skipped_with_a_fresh_cache() {
     assert_same_tree(&b, &restored(&target, &b), true);
 
     // Not recorded as merged: every run says so again, until the file is repaired.
-    let o = env.cairn(&["ls", "latest", "--path", b.to_str().unwrap()]);
-    assert_partial(&o, &[&bad_short], "ls, second run");
+    // (`ls` would not notice: it reads only trees, cached by the restore above.)
+    let o = env.cairn(&[
+        "restore",
+        "latest",
+        "--path",
+        b.to_str().unwrap(),
+        "--target",
+        env.path("t1").to_str().unwrap(),
+    ]);
+    assert_partial(&o, &[&bad_short], "restore, second run");
     // Snapshot a needs the skipped file: a clean error, not a panic.
     let o = env.cairn(&[
         "restore",
@@ -227,14 +236,10 @@ fn an_index_entry_past_its_pack_is_refused_not_a_panic() {
     }
     std::fs::remove_dir_all(&env.cache).unwrap();
 
-    let shorts: Vec<&str> = crafted.iter().map(String::as_str).collect();
-    let o = env.cairn(&["snapshots"]);
-    assert_partial(&o, &shorts, "snapshots with a crafted index file");
-    assert!(stderr(&o).contains("exceeds the pack"), "{}", describe(&o));
-
     let target = env.path("t");
     let o = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(stderr(&o).contains("exceeds the pack"), "{}", describe(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", describe(&o));
     assert_eq!(warnings(&o).len(), crafted.len(), "{}", describe(&o));
 
@@ -273,12 +278,15 @@ fn oversized_objects_are_refused_without_reading_them() {
 
     let started = std::time::Instant::now();
     let o = env.cairn(&["snapshots", "--json"]);
+    assert_partial(&o, &[&big_snap[..8]], "planted huge snapshot");
+    assert_eq!(snapshot_ids(&o).len(), 1);
+    assert!(stderr(&o).contains("over the limit"), "{}", describe(&o));
+    let o = env.cairn(&["ls", "latest"]);
     assert_partial(
         &o,
         &[&big_snap[..8], &big_index[..8]],
         "planted huge objects",
     );
-    assert_eq!(snapshot_ids(&o).len(), 1);
     assert!(stderr(&o).contains("over the limit"), "{}", describe(&o));
     assert!(
         started.elapsed().as_secs() < 60,

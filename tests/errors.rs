@@ -23,7 +23,7 @@ fn wrong_password() {
         let o = env.cairn_with(cmd, |c| {
             c.env("CAIRN_PASSWORD", "not the password");
         });
-        let line = assert_fails_one_line(&o, 1, &format!("{cmd:?} with a wrong password"));
+        let line = assert_fails_one_line(&o, 12, &format!("{cmd:?} with a wrong password"));
         assert!(line.contains("wrong password"), "message: {line}");
     }
     assert_eq!(
@@ -38,7 +38,7 @@ fn missing_repository() {
     let env = Env::uninit();
     let missing = env.path("no/such/repo");
     let o = env.cairn(&["-r", missing.to_str().unwrap(), "snapshots"]);
-    let line = assert_fails_one_line(&o, 1, "snapshots of a repository that does not exist");
+    let line = assert_fails_one_line(&o, 10, "snapshots of a repository that does not exist");
     assert!(
         line.contains(missing.to_str().unwrap()),
         "the message should name the path: {line}"
@@ -49,7 +49,7 @@ fn missing_repository() {
     let src = env.path("src");
     write(&src.join("f"), b"f");
     let o = env.cairn(&["backup", src.to_str().unwrap()]);
-    assert_fails_one_line(&o, 1, "backup to a repository that does not exist");
+    assert_fails_one_line(&o, 10, "backup to a repository that does not exist");
     assert!(!env.repo.exists(), "backup created the missing repository");
 }
 

@@ -142,7 +142,7 @@ fn oversized_key_file_is_skipped_unread() {
     let o = env.cairn_with(&["snapshots", "--json"], |c| {
         c.env("CAIRN_CACHE_DIR", &fresh);
     });
-    let line = assert_fails_one_line(&o, 1, "open with only an oversized key file");
+    let line = assert_fails_one_line(&o, 12, "open with only an oversized key file");
     let short = &big.file_name().unwrap().to_str().unwrap()[..8];
     assert!(line.contains(short) && line.contains("bytes"), "{line}");
     // Back with the real key next to it, it is listed as unusable and does not get in the way.
@@ -177,7 +177,7 @@ fn stray_and_unreadable_key_files_do_not_abort_unlocking() {
     assert!(out.contains("unusable"), "{out}");
     // A wrong password still says so, and names what was skipped.
     let o = opens(&env, "wrong");
-    let line = assert_fails_one_line(&o, 1, "wrong password with junk key files");
+    let line = assert_fails_one_line(&o, 12, "wrong password with junk key files");
     assert!(line.contains("wrong password"), "{line}");
     assert!(line.contains("corrupt"), "{line}");
     assert!(
@@ -451,7 +451,7 @@ fn old_format_key_file_gives_a_clear_error() {
     let old = plant_key(&env, &bytes);
     std::fs::remove_file(&orig).unwrap();
     let o = opens(&env, PASSWORD);
-    let line = assert_fails_one_line(&o, 1, "a repository with a format-1 key file");
+    let line = assert_fails_one_line(&o, 12, "a repository with a format-1 key file");
     assert!(line.contains("format version 1"), "{line}");
     assert!(!line.contains("wrong password"), "{line}");
     let short = &old.file_name().unwrap().to_str().unwrap()[..8];

@@ -69,7 +69,7 @@ fn add_list_remove_passwd() {
     });
     assert_eq!(o.status.code(), Some(0), "key passwd\n{}", describe(&o));
     let o = opens(&env, PASSWORD);
-    let line = assert_fails_one_line(&o, 1, "the password replaced by key passwd");
+    let line = assert_fails_one_line(&o, 12, "the password replaced by key passwd");
     assert!(line.contains("wrong password"), "{line}");
     assert_eq!(opens(&env, "third password").status.code(), Some(0));
     assert_eq!(opens(&env, "second password").status.code(), Some(0));
@@ -98,6 +98,6 @@ fn add_list_remove_passwd() {
         "key remove by prefix\n{}",
         describe(&o)
     );
-    assert_eq!(opens(&env, "second password").status.code(), Some(1));
+    assert_eq!(opens(&env, "second password").status.code(), Some(12));
     assert_eq!(keys(&env, "third password").len(), 1);
 }

@@ -34,6 +34,30 @@ pub const MAX_INDEX_SIZE: u64 = 256 << 20;
 /// Largest lock object read whole.
 pub const MAX_LOCK_SIZE: u64 = 1 << 20;
 
+/// Crash tests: with `CAIRN_TEST_KILL_AFTER_WRITES=N` in the environment, the process kills
+/// itself with SIGKILL just before its N+1-th object write or delete, so a test can stop a
+/// backup, prune or repair at every step it takes and then check what is left. Unset (always,
+/// outside tests), this costs one atomic load per write.
+fn fault_point() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("CAIRN_TEST_KILL_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(n) = *limit {
+        if COUNT.fetch_add(1, Ordering::SeqCst) >= n {
+            // SAFETY: kill and getpid have no preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// The kinds of object in a repository, each under its own prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileType {
@@ -243,9 +267,10 @@ impl Backend {
             create_private_root(&local)
                 .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
         } else if !local.is_dir() {
-            return Err(Error::not_found(format!(
-                "repository {location} does not exist"
-            )));
+            return Err(Error::new(
+                ErrorKind::NoRepository,
+                format!("repository {location} does not exist"),
+            ));
         }
         let store = object_store::local::LocalFileSystem::new_with_prefix(&local)
             .map_err(|e| map_err(e, "repository folder"))?
@@ -307,6 +332,7 @@ impl Backend {
 
     /// Create an object; fails with `AlreadyExists` if it is there.
     pub fn create(&self, t: FileType, name: &str, data: Bytes) -> Result<()> {
+        fault_point();
         let path = self.path(t, name);
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -397,6 +423,16 @@ impl Backend {
     /// child of the type's folder, and for packs exactly `data/<first 2 hex>/<64 hex>`.
     /// Anything else (sub-folders, upper-case copies, temporary `#` files) is ignored.
     pub fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>> {
+        Ok(self
+            .list_meta(t)?
+            .into_iter()
+            .map(|(id, size, _)| (id, size))
+            .collect())
+    }
+
+    /// [`Self::list`] with each object's last-modified time (ns since the epoch): how old an
+    /// unindexed pack or a lock object is.
+    pub fn list_meta(&self, t: FileType) -> Result<Vec<(Id, u64, i64)>> {
         let dir = self.prefix.clone().join(t.dir());
         let metas: Vec<object_store::ObjectMeta> = if t == FileType::Pack {
             self.rt
@@ -409,9 +445,12 @@ impl Backend {
                 .map_err(|e| map_err(e, t.dir()))?
                 .objects
         };
-        let mut out: Vec<(Id, u64)> = metas
+        let mut out: Vec<(Id, u64, i64)> = metas
             .into_iter()
-            .filter_map(|m| listed_id(t, &dir, &m.location).map(|id| (id, m.size)))
+            .filter_map(|m| {
+                let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0);
+                listed_id(t, &dir, &m.location).map(|id| (id, m.size, modified))
+            })
             .collect();
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
@@ -420,6 +459,7 @@ impl Backend {
 
     /// Delete an object (missing is fine).
     pub fn delete(&self, t: FileType, name: &str) -> Result<()> {
+        fault_point();
         let path = self.path(t, name);
         if let Some(l) = &self.local {
             // Automatic cleanup may remove the emptied folder: forget what was made.

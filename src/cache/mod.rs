@@ -1,9 +1,9 @@
 //! The local cache: a RocksDB database per repository that remembers what the repository holds.
 //!
 //! Column families:
-//! - `blobs`: blob id → [`BlobLocation`] (46 bytes), with a bloom filter (most lookups of a
-//!   first backup are misses);
-//! - `index_files`: ids of the index files already merged;
+//! - the repository index ([`index`]): `blobs` (blob id → preferred [`BlobLocation`], with a
+//!   bloom filter: most lookups of a first backup are misses), `locations` (every location of
+//!   every blob), `pack_blobs`, `packs`, `index_files`;
 //! - `trees`: tree id → decrypted, verified tree plaintext;
 //! - `snapshots`: snapshot id → decrypted snapshot plaintext.
 //!
@@ -16,73 +16,30 @@
 //! and a cache that others can write is refused rather than trusted (format.md §16, §17).
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::BlobKind;
 use crate::id::Id;
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options, WriteBatch};
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options};
 use std::path::{Path, PathBuf};
 
-const CF_BLOBS: &str = "blobs";
-const CF_INDEX_FILES: &str = "index_files";
+pub mod blobset;
+pub mod index;
+
+pub use blobset::BlobSet;
+pub use index::{BlobLocation, PackInfo};
+use index::{CF_BLOBS, CF_INDEX_FILES, CF_LOCATIONS, CF_PACK_BLOBS, CF_PACKS};
+
 const CF_TREES: &str = "trees";
 const CF_SNAPSHOTS: &str = "snapshots";
 /// Default column family: the index generation (see [`Cache::generation`]).
 const KEY_GENERATION: &[u8] = b"generation";
+/// Default column family: the layout of the index column families (format.md §17). A cache
+/// with another (or no) value has its index rebuilt on open.
+const KEY_SCHEMA: &[u8] = b"index-schema";
+const SCHEMA: u64 = 2;
 
 fn complete_key(snapshot: &Id) -> Vec<u8> {
     let mut k = b"complete/".to_vec();
     k.extend_from_slice(&snapshot.0);
     k
-}
-
-/// Where a blob lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobLocation {
-    /// Pack holding it.
-    pub pack: Id,
-    /// Offset of the sealed blob in the pack.
-    pub offset: u32,
-    /// Sealed length.
-    pub length: u32,
-    /// Raw length.
-    pub raw_length: u32,
-    /// Blob kind.
-    pub kind: BlobKind,
-    /// The pack is marked for deletion by a prune: do not deduplicate against it.
-    pub marked: bool,
-}
-
-impl BlobLocation {
-    fn encode(&self) -> [u8; 46] {
-        let mut b = [0u8; 46];
-        b[..32].copy_from_slice(&self.pack.0);
-        b[32..36].copy_from_slice(&self.offset.to_le_bytes());
-        b[36..40].copy_from_slice(&self.length.to_le_bytes());
-        b[40..44].copy_from_slice(&self.raw_length.to_le_bytes());
-        b[44] = match self.kind {
-            BlobKind::Data => 0,
-            BlobKind::Tree => 1,
-        };
-        b[45] = u8::from(self.marked);
-        b
-    }
-    fn decode(v: &[u8]) -> Option<BlobLocation> {
-        if v.len() != 46 {
-            return None;
-        }
-        let u = |r: std::ops::Range<usize>| u32::from_le_bytes(v[r].try_into().unwrap_or([0; 4]));
-        Some(BlobLocation {
-            pack: Id(v[..32].try_into().ok()?),
-            offset: u(32..36),
-            length: u(36..40),
-            raw_length: u(40..44),
-            kind: if v[44] == 1 {
-                BlobKind::Tree
-            } else {
-                BlobKind::Data
-            },
-            marked: v[45] == 1,
-        })
-    }
 }
 
 /// The cache of one repository.
@@ -226,6 +183,55 @@ impl Cache {
     /// When another process holds the database, a fresh cache in a random private folder
     /// inside `dir` is used instead (correct, only slower) and removed when dropped.
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        let c = Self::open_shared(dir, repo_id)?;
+        c.check_schema()?;
+        Ok(c)
+    }
+
+    /// A fresh cache in a random private folder inside `dir`, removed when dropped: for
+    /// commands that must not trust (or disturb) the regular cache, such as `check`.
+    pub fn open_temporary(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        ensure_private_dir(dir)?;
+        let c = Self::temporary(dir, repo_id)?;
+        c.check_schema()?;
+        Ok(c)
+    }
+
+    /// An index left half-updated by a crash, or written by an earlier layout, is dropped
+    /// (the next sync merges every index file again).
+    fn check_schema(&self) -> Result<()> {
+        if self.get_u64(KEY_SCHEMA)? != Some(SCHEMA) || self.is_dirty()? {
+            self.clear_index()?;
+            self.db
+                .put(KEY_SCHEMA, SCHEMA.to_le_bytes())
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn temporary(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".tmp-{}-", repo_id.short()))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(dir)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot create a temporary cache in {}", dir.display()),
+                    e,
+                )
+            })?;
+        ensure_private_dir(temp.path())?;
+        let path = temp.path().to_path_buf();
+        let db = Self::open_at(&path).map_err(db_err)?;
+        Ok(Cache {
+            db,
+            path,
+            temp: Some(temp),
+        })
+    }
+
+    fn open_shared(dir: &Path, repo_id: &Id) -> Result<Cache> {
         ensure_private_dir(dir)?;
         let path = dir.join(repo_id.to_hex());
         ensure_private_dir(&path)?;
@@ -235,27 +241,7 @@ impl Cache {
                 path,
                 temp: None,
             }),
-            Err(e) if is_lock_busy(e.as_ref()) => {
-                use std::os::unix::fs::PermissionsExt;
-                let temp = tempfile::Builder::new()
-                    .prefix(&format!(".tmp-{}-", repo_id.short()))
-                    .permissions(std::fs::Permissions::from_mode(0o700))
-                    .tempdir_in(dir)
-                    .map_err(|e| {
-                        Error::io(
-                            format!("cannot create a temporary cache in {}", dir.display()),
-                            e,
-                        )
-                    })?;
-                ensure_private_dir(temp.path())?;
-                let path = temp.path().to_path_buf();
-                let db = Self::open_at(&path).map_err(db_err)?;
-                Ok(Cache {
-                    db,
-                    path,
-                    temp: Some(temp),
-                })
-            }
+            Err(e) if is_lock_busy(e.as_ref()) => Self::temporary(dir, repo_id),
             Err(e) => Err(db_err(e)),
         }
     }
@@ -282,6 +268,13 @@ impl Cache {
         blobs_opts.set_block_based_table_factory(&bb);
         blobs_opts.set_compression_type(rocksdb::DBCompressionType::None);
         blobs_opts.set_write_buffer_size(16 << 20);
+        // Scanned more than probed (a blob's locations, a pack's rows): no bloom filter.
+        let mut plain_opts = Options::default();
+        let mut pb = BlockBasedOptions::default();
+        pb.set_block_cache(&cache);
+        plain_opts.set_block_based_table_factory(&pb);
+        plain_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        plain_opts.set_write_buffer_size(8 << 20);
         let mut tree_opts = Options::default();
         let mut tb = BlockBasedOptions::default();
         tb.set_block_cache(&cache);
@@ -295,7 +288,10 @@ impl Cache {
         tree_opts.set_write_buffer_size(8 << 20);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_BLOBS, blobs_opts),
-            ColumnFamilyDescriptor::new(CF_INDEX_FILES, Options::default()),
+            ColumnFamilyDescriptor::new(CF_LOCATIONS, plain_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_PACK_BLOBS, plain_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_PACKS, plain_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_INDEX_FILES, plain_opts),
             ColumnFamilyDescriptor::new(CF_TREES, tree_opts.clone()),
             ColumnFamilyDescriptor::new(CF_SNAPSHOTS, tree_opts),
         ];
@@ -306,62 +302,6 @@ impl Cache {
         self.db
             .cf_handle(name)
             .ok_or_else(|| Error::new(ErrorKind::Io, format!("cache lacks column family {name}")))
-    }
-
-    /// Where a blob is, if the cache knows it.
-    pub fn blob(&self, id: &Id) -> Result<Option<BlobLocation>> {
-        let v = self
-            .db
-            .get_pinned_cf(self.cf(CF_BLOBS)?, id.0)
-            .map_err(db_err)?;
-        Ok(v.and_then(|v| BlobLocation::decode(&v)))
-    }
-
-    /// Index files already merged.
-    pub fn known_index_files(&self) -> Result<Vec<Id>> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_INDEX_FILES)?, rocksdb::IteratorMode::Start)
-        {
-            let (k, _) = item.map_err(db_err)?;
-            if let Ok(a) = <[u8; 32]>::try_from(&k[..]) {
-                out.push(Id(a));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Record an index file's blobs and mark the file as merged, atomically.
-    pub fn add_index_file(&self, index_id: &Id, blobs: &[(Id, BlobLocation)]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        let cf = self.cf(CF_BLOBS)?;
-        for (id, loc) in blobs {
-            batch.put_cf(cf, id.0, loc.encode());
-        }
-        batch.put_cf(self.cf(CF_INDEX_FILES)?, index_id.0, []);
-        if blobs.iter().any(|(_, l)| l.marked) {
-            // Blobs marked for deletion no longer count as present.
-            batch.put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes());
-        }
-        self.db.write(batch).map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Forget every blob and index file (before a full re-merge).
-    pub fn clear_index(&self) -> Result<()> {
-        // The generation moves first: a crash between the writes must not leave the cache
-        // rebuilt under the old generation.
-        self.db
-            .put(KEY_GENERATION, (self.generation()? + 1).to_le_bytes())
-            .map_err(db_err)?;
-        for name in [CF_BLOBS, CF_INDEX_FILES] {
-            let cf = self.cf(name)?;
-            self.db
-                .delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 33][..])
-                .map_err(db_err)?;
-        }
-        Ok(())
     }
 
     /// The index generation: it grows whenever the cache may have lost a blob (an index file
@@ -548,6 +488,8 @@ mod tests {
 
     #[test]
     fn locations_round_trip_and_survive_reopen() {
+        use crate::format::index::{IndexFile, IndexPack};
+        use crate::format::pack::{BlobKind, PackEntry};
         let dir = tempfile::tempdir().unwrap();
         let repo = Id::of_stored(b"repo");
         let loc = BlobLocation {
@@ -559,11 +501,26 @@ mod tests {
             marked: false,
         };
         let blob = Id::of_stored(b"b");
+        let file = IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack {
+                id: loc.pack,
+                size: 1000,
+                marked_ns: None,
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Tree,
+                    id: blob,
+                    offset: 7,
+                    length: 100,
+                    raw_length: 90,
+                }],
+            }],
+        };
         {
             let c = Cache::open(dir.path(), &repo).unwrap();
             assert_eq!(c.blob(&blob).unwrap(), None);
-            c.add_index_file(&Id::of_stored(b"i"), &[(blob, loc)])
-                .unwrap();
+            c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
             assert_eq!(c.blob(&blob).unwrap(), Some(loc));
         }
         let c = Cache::open(dir.path(), &repo).unwrap();
@@ -572,5 +529,11 @@ mod tests {
         c.clear_index().unwrap();
         assert_eq!(c.blob(&blob).unwrap(), None);
         assert!(c.known_index_files().unwrap().is_empty());
+        // An index left dirty by a crash is dropped on the next open.
+        c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
+        c.db.put(b"dirty", [1]).unwrap();
+        drop(c);
+        let c = Cache::open(dir.path(), &repo).unwrap();
+        assert_eq!(c.blob(&blob).unwrap(), None);
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod escape;
 mod generate;
 mod inspect;
 mod keys;
+mod maintain;
 mod restore;
 
 use anyhow::{Context, Result, bail};
@@ -79,6 +80,14 @@ pub enum Command {
     Dump(inspect::DumpArgs),
     /// Restore a snapshot (or part of it) into a folder
     Restore(restore::RestoreArgs),
+    /// Reclaim space: delete what no snapshot needs (two-phase: mark, delete after a grace period)
+    Prune(maintain::PruneArgs),
+    /// Verify the repository: snapshots, trees, index and packs (with --read-data, every blob)
+    Check(maintain::CheckArgs),
+    /// Rebuild the index from pack headers, or rewrite snapshots that lost blobs
+    Repair(maintain::RepairArgs),
+    /// Remove stale locks (all locks with --remove-all)
+    Unlock(maintain::UnlockArgs),
     /// Show the version, the repository format it reads and writes, and what it was built with
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -144,6 +153,10 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Cat(a) => inspect::cat(g, a),
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Prune(a) => maintain::prune(g, a),
+        Command::Check(a) => maintain::check(g, a),
+        Command::Repair(a) => maintain::repair(g, a),
+        Command::Unlock(a) => maintain::unlock(g, a),
         Command::Version => version(g),
         Command::Completion(a) => generate::completion(a),
         Command::GenerateMan(a) => generate::man(a),
@@ -223,15 +236,26 @@ impl Global {
     /// stderr as `warning: …` lines, also with `--json` (stdout stays the command's JSON), and
     /// make a successful command exit with [`EXIT_PARTIAL`].
     pub fn open(&self) -> Result<Arc<Repository>> {
-        let cache = self.cache_dir()?;
-        let backend = Backend::open(&self.repo, false)?;
-        let pw = self.password()?;
-        let repo = Repository::open(backend, &pw, &cache)?;
+        self.open_with(cairn::repo::CacheMode::Shared)
+    }
+
+    /// [`Self::open`] with a choice of cache (`check` uses a throwaway one).
+    pub fn open_with(&self, mode: cairn::repo::CacheMode) -> Result<Arc<Repository>> {
+        let repo = self.open_quiet(mode)?;
         repo.set_warning_handler(|w| {
             REPO_WARNINGS.fetch_add(1, Ordering::Relaxed);
             eprintln!("warning: {}", escape::text(&w.to_string()));
         });
         Ok(repo)
+    }
+
+    /// Open the repository without a warning handler: the command collects the warnings
+    /// itself (`check` reports them as problems).
+    pub fn open_quiet(&self, mode: cairn::repo::CacheMode) -> Result<Arc<Repository>> {
+        let cache = self.cache_dir()?;
+        let backend = Backend::open(&self.repo, false)?;
+        let pw = self.password()?;
+        Ok(Repository::open_with(backend, &pw, &cache, mode)?)
     }
 }
 

@@ -33,6 +33,8 @@ pub mod label {
     pub const SNAPSHOT: &[u8] = b"cairn/snapshot";
     /// The master keys inside a key file.
     pub const KEY: &[u8] = b"cairn/key";
+    /// Lock objects.
+    pub const LOCK: &[u8] = b"cairn/lock";
 }
 
 /// Fill `buf` with random bytes from the operating system.

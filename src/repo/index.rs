@@ -4,7 +4,6 @@
 use super::Repository;
 use super::warnings::{self, Warning};
 use crate::backend::FileType;
-use crate::cache::BlobLocation;
 use crate::crypto::label;
 use crate::error::Result;
 use crate::format::index::{IndexFile, IndexPack};
@@ -13,61 +12,67 @@ use crate::id::Id;
 use rayon::prelude::*;
 use std::collections::HashSet;
 
-fn locations(packs: &[IndexPack]) -> Vec<(Id, BlobLocation)> {
-    let mut out = Vec::new();
-    for p in packs {
-        for b in &p.blobs {
-            out.push((
-                b.id,
-                BlobLocation {
-                    pack: p.id,
-                    offset: b.offset,
-                    length: b.length,
-                    raw_length: b.raw_length,
-                    kind: b.kind,
-                    marked: p.marked_ns.is_some(),
-                },
-            ));
-        }
-    }
-    out
-}
-
 /// Write an index file listing `packs` (already uploaded), then record it in the cache.
 /// Returns the index file's id.
 pub fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<Id> {
-    let file = IndexFile {
-        version: VERSION,
-        supersedes: Vec::new(),
-        packs,
-    };
+    write_index_file(
+        repo,
+        IndexFile {
+            version: VERSION,
+            supersedes: Vec::new(),
+            packs,
+        },
+    )
+}
+
+/// Write an index file (every pack it lists already stored), then record it in the cache,
+/// including what it supersedes.
+pub fn write_index_file(repo: &Repository, file: IndexFile) -> Result<Id> {
     // What every reader would refuse must not be written: fail the backup instead.
     file.validate(&"new index file")?;
     let plain = format::encode(&file)?;
     let id = repo.save_sealed(FileType::Index, label::INDEX, &plain)?;
-    repo.cache().add_index_file(&id, &locations(&file.packs))?;
+    merge(repo, &id, &file)?;
     Ok(id)
 }
 
-/// Bring the cache in line with the repository's index files: merge the ones it has not seen;
-/// when one it merged has disappeared (a prune replaced it), rebuild from scratch.
+/// Merge one index file into the cache: first forget the files it supersedes (and remember
+/// them as superseded, so they are never merged again), then add it.
+fn merge(repo: &Repository, id: &Id, file: &IndexFile) -> Result<()> {
+    let cache = repo.cache();
+    for s in &file.supersedes {
+        cache.record_superseded(s)?;
+        cache.remove_index_file(s)?;
+    }
+    if cache.is_superseded(id)? {
+        return Ok(());
+    }
+    cache.add_index_file(id, file)
+}
+
+/// Bring the cache in line with the repository's index files: forget the ones that have
+/// disappeared (a prune replaced them), merge the ones it has not seen, honouring
+/// `supersedes`. An index file that a merged one supersedes is never merged again, even when
+/// it is listed (a prune that has not deleted it yet, or a store serving an old file again:
+/// format.md §16, rollback).
 ///
 /// An index file that is damaged (fails a check, has an invalid entry, is too large) or gone
-/// is skipped with a warning and not recorded as merged, so the next open tries it again; the
+/// is skipped with a warning and not recorded as merged, so the next sync tries it again; the
 /// blobs it lists are then unknown (a backup stores them again, a restore that needs them
 /// fails naming them). A failure of the store itself stops the merge.
 pub fn sync_cache(repo: &Repository) -> Result<()> {
     let listed: Vec<(Id, u64)> = repo.backend().list(FileType::Index)?;
     let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
-    let mut known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
-    if known.iter().any(|k| !listed_set.contains(k)) {
-        repo.cache().clear_index()?;
-        known.clear();
+    let known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
+    for gone in known.iter().filter(|k| !listed_set.contains(k)) {
+        repo.cache().remove_index_file(gone)?;
     }
-    let new: Vec<(Id, u64)> = listed
-        .into_iter()
-        .filter(|(id, _)| !known.contains(id))
-        .collect();
+    let mut new = Vec::new();
+    for (id, size) in listed {
+        if !known.contains(&id) && !repo.cache().is_superseded(&id)? {
+            new.push((id, size));
+        }
+    }
     if new.is_empty() {
         return Ok(());
     }
@@ -81,7 +86,7 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
         for (id, f) in files {
             match f {
                 Ok(f) => {
-                    repo.cache().add_index_file(&id, &locations(&f.packs))?;
+                    merge(repo, &id, &f)?;
                     merged += 1;
                 }
                 Err(e) if warnings::skippable(&e) => {

@@ -5,6 +5,7 @@
 
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod reader;
 pub mod warnings;
 pub mod writer;
@@ -60,6 +61,21 @@ pub struct Repository {
     key_id: Id,
     key_hint: keys::KeyHint,
     warnings: Warnings,
+    /// Whether the cache's index has been brought up to date in this session (see
+    /// [`Repository::ensure_index`]).
+    indexed: std::sync::atomic::AtomicBool,
+    index_lock: std::sync::Mutex<()>,
+}
+
+/// Which cache an open repository uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// The regular cache under the cache folder (a private temporary one when another process
+    /// holds it).
+    Shared,
+    /// A fresh temporary cache, removed at the end: nothing already cached is trusted
+    /// (`check`), and the regular cache is left alone.
+    Throwaway,
 }
 
 impl std::fmt::Debug for Repository {
@@ -105,16 +121,39 @@ impl Repository {
         verify_key(&backend, &key_id, password, &master, &config.repository_id)?;
         let hint = keys::KeyHint::new(cache_dir, backend.location());
         hint.set(&key_id);
-        Self::assemble(backend, master, config, key_id, cache_dir, hint)
+        Self::assemble(
+            backend,
+            master,
+            config,
+            key_id,
+            cache_dir,
+            hint,
+            CacheMode::Shared,
+        )
     }
 
-    /// Open a repository with a password and bring the cache up to date with its index.
+    /// Open a repository with a password: unlock a key and read the config. The index is
+    /// merged into the cache only when a command first needs it ([`Self::ensure_index`]), so
+    /// `snapshots`, `forget`, `key` and `cat` never read index files.
     pub fn open(backend: Backend, password: &[u8], cache_dir: &Path) -> Result<Arc<Repository>> {
+        Self::open_with(backend, password, cache_dir, CacheMode::Shared)
+    }
+
+    /// [`Self::open`] with a choice of cache.
+    pub fn open_with(
+        backend: Backend,
+        password: &[u8],
+        cache_dir: &Path,
+        mode: CacheMode,
+    ) -> Result<Arc<Repository>> {
         if !backend.exists(FileType::Config, "config")? {
-            return Err(Error::not_found(format!(
-                "{} is not a cairn repository (no config)",
-                backend.location()
-            )));
+            return Err(Error::new(
+                ErrorKind::NoRepository,
+                format!(
+                    "{} is not a cairn repository (no config)",
+                    backend.location()
+                ),
+            ));
         }
         let sealed = backend.get(FileType::Config, "config")?;
         let opens = |rid: &Id, mk: &MasterKey| {
@@ -129,9 +168,38 @@ impl Repository {
         hint.set(&key_id);
         let plain = master.sealer().open(label::CONFIG, &sealed, &"config")?;
         let config = Config::decode(&plain)?;
-        let repo = Self::assemble(backend, master, config, key_id, cache_dir, hint)?;
-        index::sync_cache(&repo)?;
-        Ok(repo)
+        Self::assemble(backend, master, config, key_id, cache_dir, hint, mode)
+    }
+
+    /// Bring the cache's index up to date with the repository's index files, once per
+    /// session: every lookup of a blob goes through here first.
+    pub fn ensure_index(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.indexed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _g = self
+            .index_lock
+            .lock()
+            .map_err(|_| Error::usage("internal error: an index sync panicked"))?;
+        if !self.indexed.load(Ordering::Acquire) {
+            index::sync_cache(self)?;
+            self.indexed.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Merge the repository's index files again now (after taking a lock, or to see what
+    /// other processes added since the first sync).
+    pub fn refresh_index(&self) -> Result<()> {
+        let _g = self
+            .index_lock
+            .lock()
+            .map_err(|_| Error::usage("internal error: an index sync panicked"))?;
+        index::sync_cache(self)?;
+        self.indexed
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     fn assemble(
@@ -141,8 +209,12 @@ impl Repository {
         key_id: Id,
         cache_dir: &Path,
         key_hint: keys::KeyHint,
+        mode: CacheMode,
     ) -> Result<Arc<Repository>> {
-        let cache = Cache::open(cache_dir, &config.repository_id)?;
+        let cache = match mode {
+            CacheMode::Shared => Cache::open(cache_dir, &config.repository_id)?,
+            CacheMode::Throwaway => Cache::open_temporary(cache_dir, &config.repository_id)?,
+        };
         let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
         Ok(Arc::new(Repository {
@@ -155,6 +227,8 @@ impl Repository {
             key_id,
             key_hint,
             warnings: Warnings::default(),
+            indexed: Default::default(),
+            index_lock: Default::default(),
         }))
     }
 
@@ -323,6 +397,12 @@ impl Repository {
             )));
         }
         self.sealer.open(aad, &bytes, &what)
+    }
+
+    /// Delete a snapshot object (forget). Its blobs stay until a prune.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.delete(FileType::Snapshot, &id.to_hex())?;
+        self.cache.delete_snapshot(id)
     }
 
     /// Write a snapshot (always the last object of a backup).

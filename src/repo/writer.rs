@@ -124,6 +124,8 @@ pub struct BlobWriter {
     repo: Arc<Repository>,
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
+    /// Straight to the packer: blobs sealed already (repack).
+    sealed_tx: Option<Sender<SealedBlob>>,
     threads: Vec<JoinHandle<()>>,
     dry_run: bool,
     generation: u64,
@@ -143,6 +145,7 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 impl BlobWriter {
     /// Start the pipeline's threads.
     pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> Result<BlobWriter> {
+        repo.ensure_index()?;
         let generation = repo.cache().generation()?;
         let n = opts.threads.max(1);
         let shared = Arc::new(Shared::default());
@@ -156,7 +159,7 @@ impl BlobWriter {
                 compressor(&repo, &shared, &rx, &ptx)
             }));
         }
-        drop(ptx);
+        let sealed_tx = ptx;
         {
             let (repo, shared) = (repo.clone(), shared.clone());
             threads.push(spawn("cairn-packer", move || {
@@ -174,6 +177,7 @@ impl BlobWriter {
             repo,
             shared,
             tx: Some(tx),
+            sealed_tx: Some(sealed_tx),
             threads,
             dry_run: opts.dry_run,
             generation,
@@ -231,6 +235,42 @@ impl BlobWriter {
         Ok(true)
     }
 
+    /// Add a blob that is sealed already (cut from a pack as stored: compression tag, payload,
+    /// seal, with the blob id as associated data), so it moves without being decompressed,
+    /// recompressed or sealed again (repack, design.md §14). Only the in-flight set is
+    /// consulted: the caller decides which copies to move. Returns whether it was added.
+    pub fn add_sealed(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        sealed: Vec<u8>,
+        raw_len: u32,
+    ) -> Result<bool> {
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        if !lock(&self.shared.in_flight)?.insert(id) {
+            return Ok(false);
+        }
+        let tx = self
+            .sealed_tx
+            .as_ref()
+            .ok_or_else(|| Error::usage("writer already finished"))?;
+        let b = SealedBlob {
+            kind,
+            id,
+            data: sealed,
+            raw_len,
+        };
+        if tx.send(b).is_err() {
+            return Err(self
+                .shared
+                .take_error()
+                .unwrap_or_else(|| Error::usage("blob pipeline stopped")));
+        }
+        Ok(true)
+    }
+
     /// Whether a blob is known to the repository or in flight (for reusing a parent's lists).
     pub fn has(&self, id: &Id) -> Result<bool> {
         if lock(&self.shared.in_flight)?.contains(id) {
@@ -242,6 +282,7 @@ impl BlobWriter {
     /// Flush every pack, write the last index file, and stop the threads.
     pub fn finish(mut self) -> Result<WriterStats> {
         self.tx.take();
+        self.sealed_tx.take();
         for t in self.threads.drain(..) {
             if t.join().is_err() {
                 self.shared
@@ -270,6 +311,7 @@ impl BlobWriter {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         self.tx.take();
+        self.sealed_tx.take();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -4,6 +4,8 @@
 #[cfg(feature = "engine")]
 pub mod builder;
 #[cfg(feature = "engine")]
+pub mod reach;
+#[cfg(feature = "engine")]
 pub mod select;
 pub mod walk;
 

@@ -1,0 +1,450 @@
+//! `check`: is everything the snapshots need really in the repository?
+//!
+//! Run on a repository opened with a throwaway cache (`CacheMode::Throwaway`), so nothing
+//! cached earlier is trusted: the index is merged afresh from the index files and every tree
+//! is read from its pack and verified. Checks, in order:
+//! 1. every index file opens and decodes (the sync's warnings become problems);
+//! 2. every pack the index lists exists with the listed size; every pack in the store is listed
+//!    (a recent unlisted one is only noted: a backup may not have written its index yet);
+//! 3. every snapshot opens, every tree it reaches decodes, every data blob it references is in
+//!    the index (each tree and blob once, in an on-disk set);
+//! 4. with `--read-data[-subset]`: every chosen pack is read whole, its name must be the hash
+//!    of its bytes, its header must agree with the index, and every blob in it is decrypted,
+//!    decompressed and hashed.
+
+use crate::backend::FileType;
+use crate::cache::{BlobLocation, BlobSet};
+use crate::crypto::label;
+use crate::error::{Error, Result};
+use crate::format::pack::{PackHeader, TRAILER_LEN, header_range};
+use crate::format::tree::Tree;
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::repo::keys::now_ns;
+use crate::snapshot::reach::{self, Visitor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Which packs `--read-data` reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// Every pack.
+    All,
+    /// Part `n` of `t` (1-based): the packs whose id's first byte modulo `t` is `n − 1`, so
+    /// runs with `1/t` … `t/t` together read every pack once.
+    Part(u32, u32),
+    /// A random share of the packs, in percent.
+    Percent(f64),
+    /// Random packs up to this many bytes.
+    Bytes(u64),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Subset> {
+        let bad = |why: &str| Error::usage(format!("--read-data-subset {s:?}: {why}"));
+        let t = s.trim();
+        if let Some((n, d)) = t.split_once('/') {
+            let n: u32 = n.trim().parse().map_err(|_| bad("not n/t"))?;
+            let d: u32 = d.trim().parse().map_err(|_| bad("not n/t"))?;
+            if d == 0 || n == 0 || n > d {
+                return Err(bad("n/t needs 1 ≤ n ≤ t"));
+            }
+            return Ok(Subset::Part(n, d));
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| bad("not a percentage"))?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(bad("a percentage must be above 0 and at most 100"));
+            }
+            return Ok(Subset::Percent(v));
+        }
+        crate::prune::plan::parse_size(t)
+            .map(Subset::Bytes)
+            .map_err(|e| bad(&e))
+    }
+}
+
+/// Options of a check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Read and verify pack contents (`None`: structure only).
+    pub read_data: Option<Subset>,
+}
+
+/// What kind of problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// An index file cannot be read.
+    IndexFile,
+    /// A snapshot cannot be read.
+    Snapshot,
+    /// A tree cannot be read or decoded.
+    Tree,
+    /// A referenced data blob is not in the index.
+    MissingBlob,
+    /// A pack the index lists is not in the store.
+    MissingPack,
+    /// A pack's size differs from the index.
+    PackSize,
+    /// A pack no index file lists.
+    UnindexedPack,
+    /// A pack's content does not match its name, or its header cannot be read.
+    PackCorrupt,
+    /// A pack's header and the index disagree.
+    IndexMismatch,
+    /// A blob fails to decrypt, decompress or hash to its id.
+    BadBlob,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// What kind.
+    pub kind: ProblemKind,
+    /// The object concerned (`pack 1a2b3c4d`, `snapshot …`).
+    pub object: String,
+    /// One line.
+    pub message: String,
+}
+
+/// Figures of a check.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckStats {
+    /// Index files merged.
+    pub index_files: u64,
+    /// Packs the index lists.
+    pub packs: u64,
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Trees read.
+    pub trees: u64,
+    /// Data blobs referenced.
+    pub data_blobs: u64,
+    /// Packs read with `--read-data`.
+    pub packs_read: u64,
+    /// Bytes read with `--read-data`.
+    pub bytes_read: u64,
+    /// Blobs verified with `--read-data`.
+    pub blobs_verified: u64,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Problems: the repository is not clean when there is one.
+    pub problems: Vec<Problem>,
+    /// Things worth knowing that are not problems (recent unindexed packs).
+    pub notes: Vec<String>,
+    /// Figures.
+    pub stats: CheckStats,
+}
+
+/// A pack in the store younger than this and not in the index is only noted: a running backup
+/// writes its index within minutes of its packs.
+const UNINDEXED_GRACE_NS: i64 = 3600 * 1_000_000_000;
+
+struct Collect<'a> {
+    repo: &'a Repository,
+    snapshot: Id,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Visitor for Collect<'_> {
+    fn tree_error(&mut self, id: &Id, error: Error) -> Result<()> {
+        if error.kind() == crate::ErrorKind::Backend {
+            return Err(error);
+        }
+        self.problems.push(Problem {
+            kind: ProblemKind::Tree,
+            object: format!("tree {}", id.short()),
+            message: format!("snapshot {}: {error}", self.snapshot.short()),
+        });
+        Ok(())
+    }
+    fn new_data_blob(&mut self, id: &Id) -> Result<()> {
+        if self.repo.cache().blob(id)?.is_none() {
+            self.problems.push(Problem {
+                kind: ProblemKind::MissingBlob,
+                object: format!("blob {}", id.short()),
+                message: format!(
+                    "snapshot {} references data blob {} that is not in the index",
+                    self.snapshot.short(),
+                    id.short()
+                ),
+            });
+        }
+        Ok(())
+    }
+    fn new_tree(&mut self, _id: &Id, _tree: &Tree) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn take_warnings(repo: &Repository, kind: ProblemKind, problems: &mut Vec<Problem>) {
+    for w in repo.take_warnings() {
+        problems.push(Problem {
+            kind,
+            object: format!("{} {}", w.file_type.noun(), w.id.short()),
+            message: w.message,
+        });
+    }
+}
+
+/// Check `repo` (opened with a throwaway cache, and no warning handler: its warnings become
+/// problems). `scratch` is a private folder for the on-disk set.
+pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    let problems = &mut r.problems;
+
+    // 1. The index.
+    repo.ensure_index()?;
+    take_warnings(repo, ProblemKind::IndexFile, problems);
+    r.stats.index_files = repo.cache().known_index_files()?.len() as u64;
+
+    // 2. Packs: the index against the store.
+    let mut stored: HashMap<Id, (u64, i64)> = repo
+        .backend()
+        .list_meta(FileType::Pack)?
+        .into_iter()
+        .map(|(id, size, modified)| (id, (size, modified)))
+        .collect();
+    let mut packs = Vec::new();
+    repo.cache().for_each_pack(|p| {
+        packs.push((p.id, p.size));
+        Ok(())
+    })?;
+    r.stats.packs = packs.len() as u64;
+    for (id, size) in &packs {
+        match stored.remove(id) {
+            None => problems.push(Problem {
+                kind: ProblemKind::MissingPack,
+                object: format!("pack {}", id.short()),
+                message: format!("pack {} is listed in the index but missing", id.to_hex()),
+            }),
+            Some((s, _)) if s != *size => problems.push(Problem {
+                kind: ProblemKind::PackSize,
+                object: format!("pack {}", id.short()),
+                message: format!("pack {} has {s} bytes, the index says {size}", id.to_hex()),
+            }),
+            Some(_) => {}
+        }
+    }
+    let now = now_ns();
+    let mut unindexed: Vec<(Id, u64, i64)> =
+        stored.into_iter().map(|(id, (s, m))| (id, s, m)).collect();
+    unindexed.sort();
+    for (id, size, modified) in unindexed {
+        if now.saturating_sub(modified) < UNINDEXED_GRACE_NS {
+            r.notes.push(format!(
+                "pack {} ({size} bytes) is in no index file yet: a backup in progress?",
+                id.to_hex()
+            ));
+        } else {
+            problems.push(Problem {
+                kind: ProblemKind::UnindexedPack,
+                object: format!("pack {}", id.short()),
+                message: format!(
+                    "pack {} ({size} bytes) is in no index file (`cairn repair index` adds it, \
+                     `cairn prune` deletes it when nothing needs it)",
+                    id.to_hex()
+                ),
+            });
+        }
+    }
+
+    // 3. Snapshots and everything they reach.
+    let snapshots = repo.snapshots()?;
+    take_warnings(repo, ProblemKind::Snapshot, problems);
+    r.stats.snapshots = snapshots.len() as u64;
+    let mut set = BlobSet::new(scratch)?;
+    for (id, s) in &snapshots {
+        let mut v = Collect {
+            repo,
+            snapshot: *id,
+            problems,
+        };
+        let st = reach::walk(repo, [s.tree], &mut set, &mut v)?;
+        r.stats.trees += st.trees;
+        r.stats.data_blobs += st.data_blobs;
+    }
+    take_warnings(repo, ProblemKind::Tree, problems);
+
+    // 4. Data.
+    if let Some(subset) = opts.read_data {
+        let chosen = choose(&packs, subset)?;
+        let found = Mutex::new(Vec::new());
+        let counts = Mutex::new((0u64, 0u64, 0u64));
+        chosen.par_iter().try_for_each(|(id, _)| -> Result<()> {
+            let (bytes, blobs, ps) = read_pack(repo, id)?;
+            if let Ok(mut c) = counts.lock() {
+                c.0 += 1;
+                c.1 += bytes;
+                c.2 += blobs;
+            }
+            if !ps.is_empty() {
+                if let Ok(mut f) = found.lock() {
+                    f.extend(ps);
+                }
+            }
+            Ok(())
+        })?;
+        let mut found = found.into_inner().unwrap_or_default();
+        found.sort_by(|a, b| a.object.cmp(&b.object));
+        problems.extend(found);
+        let (n, b, bl) = counts.into_inner().unwrap_or_default();
+        r.stats.packs_read = n;
+        r.stats.bytes_read = b;
+        r.stats.blobs_verified = bl;
+    }
+    Ok(r)
+}
+
+/// The packs `subset` selects, in id order.
+fn choose(packs: &[(Id, u64)], subset: Subset) -> Result<Vec<(Id, u64)>> {
+    let mut packs = packs.to_vec();
+    packs.sort();
+    Ok(match subset {
+        Subset::All => packs,
+        Subset::Part(n, t) => packs
+            .into_iter()
+            .filter(|(id, _)| u32::from(id.0[0]) % t == n - 1)
+            .collect(),
+        Subset::Percent(p) => {
+            let want = ((packs.len() as f64) * p / 100.0).ceil() as usize;
+            shuffle(&mut packs)?;
+            packs.truncate(want);
+            packs.sort();
+            packs
+        }
+        Subset::Bytes(max) => {
+            shuffle(&mut packs)?;
+            let mut total = 0u64;
+            let mut out = Vec::new();
+            for p in packs {
+                if total >= max {
+                    break;
+                }
+                total += p.1;
+                out.push(p);
+            }
+            out.sort();
+            out
+        }
+    })
+}
+
+/// Fisher–Yates with the OS's randomness (a different sample each run).
+fn shuffle<T>(v: &mut [T]) -> Result<()> {
+    let mut seed = [0u8; 8];
+    crate::crypto::random_bytes(&mut seed)?;
+    let mut s = u64::from_le_bytes(seed) | 1;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let j = (s % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    Ok(())
+}
+
+/// Read one pack whole and verify it: name = hash, header = index, every blob opens.
+/// Returns (bytes read, blobs verified, problems).
+fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
+    let mut ps = Vec::new();
+    let object = format!("pack {}", id.short());
+    let problem = |kind, message: String| Problem {
+        kind,
+        object: object.clone(),
+        message,
+    };
+    let bytes = match repo.backend().get(FileType::Pack, &id.to_hex()) {
+        Ok(b) => b,
+        // Reported as missing already.
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok((0, 0, ps)),
+        Err(e) => return Err(e),
+    };
+    let len = bytes.len() as u64;
+    if Id::of_stored(&bytes) != *id {
+        ps.push(problem(
+            ProblemKind::PackCorrupt,
+            format!("pack {}: content does not match its name", id.to_hex()),
+        ));
+    }
+    let what = format!("pack {}", id.short());
+    let header = (|| -> Result<PackHeader> {
+        if bytes.len() < TRAILER_LEN {
+            return Err(Error::corrupt(format!("{what} is corrupt: truncated")));
+        }
+        let range = header_range(len, &bytes[bytes.len() - TRAILER_LEN..], &what)?;
+        let (a, b) = (range.start as usize, range.end as usize);
+        let sealed = bytes
+            .get(a..b)
+            .ok_or_else(|| Error::corrupt(format!("{what} is corrupt: truncated")))?;
+        let plain = repo.sealer().open(label::PACK_HEADER, sealed, &what)?;
+        PackHeader::decode(&plain, range.start, &what)
+    })();
+    let indexed = repo.cache().blobs_in(id)?;
+    let mut verified = 0u64;
+    match header {
+        Err(e) => ps.push(problem(ProblemKind::PackCorrupt, e.to_string())),
+        Ok(h) => {
+            let mut from_header: Vec<(Id, u32, u32, u32)> = h
+                .entries
+                .iter()
+                .map(|e| (e.id, e.offset, e.length, e.raw_length))
+                .collect();
+            let mut from_index: Vec<(Id, u32, u32, u32)> = indexed
+                .iter()
+                .map(|(b, l)| (*b, l.offset, l.length, l.raw_length))
+                .collect();
+            from_header.sort();
+            from_index.sort();
+            if from_header != from_index {
+                ps.push(problem(
+                    ProblemKind::IndexMismatch,
+                    format!(
+                        "pack {}: its header lists {} blobs, the index {} (or they differ)",
+                        id.to_hex(),
+                        from_header.len(),
+                        from_index.len()
+                    ),
+                ));
+            }
+            for e in &h.entries {
+                let loc = BlobLocation {
+                    pack: *id,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                    kind: e.kind,
+                    marked: false,
+                };
+                let start = e.offset as usize;
+                let slice = bytes.get(start..start + e.length as usize);
+                let r = match slice {
+                    Some(s) => repo.open_blob(&e.id, &loc, s).map(|_| ()),
+                    None => Err(Error::corrupt("truncated")),
+                };
+                match r {
+                    Ok(()) => verified += 1,
+                    Err(err) => ps.push(Problem {
+                        kind: ProblemKind::BadBlob,
+                        object: format!("blob {}", e.id.short()),
+                        message: format!(
+                            "{} blob {} in pack {}: {err}",
+                            e.kind.name(),
+                            e.id.to_hex(),
+                            id.short()
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+    Ok((len, verified, ps))
+}

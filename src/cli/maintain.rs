@@ -1,0 +1,294 @@
+//! `prune`, `check`, `repair`, `unlock`: keeping a repository lean and sound.
+
+use super::{Global, escape, human, print_json};
+use anyhow::Result;
+use cairn::check::{CheckOptions, Subset};
+use cairn::prune::{MaxUnused, PruneOptions};
+use cairn::repo::CacheMode;
+use cairn::repo::lock::LockTiming;
+
+/// `prune` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Unused space tolerated in partly used packs: a percentage of the repository (5%), a size
+    /// (500M), or `unlimited`
+    #[arg(long, default_value = "5%")]
+    pub max_unused: String,
+    /// Repack at most this many bytes of packs (e.g. 2G)
+    #[arg(long)]
+    pub max_repack_size: Option<String>,
+    /// Also repack small data packs together
+    #[arg(long)]
+    pub repack_small: bool,
+    /// Only print what would be done
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Grace period between marking an unused pack and deleting it (e.g. 24h, 7d, 0s)
+    #[arg(long, default_value = "24h")]
+    pub delete_after: String,
+    /// Delete unused packs at once instead of marking them: only when no backup runs meanwhile
+    #[arg(long)]
+    pub instant_delete: bool,
+}
+
+impl PruneArgs {
+    fn options(&self) -> Result<PruneOptions> {
+        let max_unused: MaxUnused = self.max_unused.parse()?;
+        let max_repack_bytes = match &self.max_repack_size {
+            Some(s) => Some(
+                cairn::prune::plan::parse_size(s)
+                    .map_err(|e| anyhow::anyhow!("--max-repack-size: {e}"))?,
+            ),
+            None => None,
+        };
+        let delete_after = humantime::parse_duration(&self.delete_after)
+            .map_err(|e| anyhow::anyhow!("--delete-after {:?}: {e}", self.delete_after))?;
+        Ok(PruneOptions {
+            max_unused,
+            max_repack_bytes,
+            repack_small: self.repack_small,
+            delete_after,
+            instant_delete: self.instant_delete,
+        })
+    }
+}
+
+fn tally(t: &cairn::prune::plan::Tally) -> String {
+    format!("{} ({})", t.packs, human(t.bytes))
+}
+
+/// `cairn prune`.
+pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
+    let opts = a.options()?;
+    let repo = g.open()?;
+    prune_open(g, &repo, &opts, a.dry_run)
+}
+
+/// Prune an open repository (also `forget --prune`).
+pub fn prune_open(
+    g: &Global,
+    repo: &std::sync::Arc<cairn::repo::Repository>,
+    opts: &PruneOptions,
+    dry_run: bool,
+) -> Result<i32> {
+    // A dry run changes nothing and takes no lock.
+    let lock = if dry_run {
+        None
+    } else {
+        Some(repo.lock_exclusive("prune", LockTiming::default())?)
+    };
+    repo.refresh_index()?;
+    let scratch = g.cache_dir()?;
+    let plan = cairn::prune::plan(repo, opts, &scratch)?;
+    let s = &plan.stats;
+    if !g.json {
+        println!(
+            "{} snapshots reach {} trees and {} data blobs",
+            s.snapshots, s.reach.trees, s.reach.data_blobs
+        );
+        println!(
+            "packs: {}; used {}, unused {}",
+            tally(&s.total),
+            human(s.used_bytes),
+            human(s.unused_bytes)
+        );
+        println!(
+            "plan: keep {}, repack {} (copying {}), mark {}, still marked {}, recover {}, delete {}",
+            tally(&s.keep),
+            tally(&s.repack),
+            human(s.repack_copy_bytes),
+            tally(&s.mark),
+            tally(&s.keep_marked),
+            tally(&s.recover),
+            tally(&s.delete)
+        );
+        if s.unindexed_delete.packs + s.unindexed_keep.packs > 0 {
+            println!(
+                "packs in no index file: delete {} (older than the grace period), leave {} (recent: a backup in progress?)",
+                tally(&s.unindexed_delete),
+                tally(&s.unindexed_keep)
+            );
+        }
+        println!(
+            "unused space left after the prune: {}",
+            human(s.unused_after)
+        );
+    }
+    let Some(lock) = lock else {
+        if g.json {
+            print_json(&serde_json::json!({"dry_run": true, "plan": s}))?;
+        } else {
+            println!("dry run: nothing changed");
+        }
+        return Ok(0);
+    };
+    let out = cairn::prune::execute(repo, &plan, &lock, g.threads())?;
+    lock.release()?;
+    if g.json {
+        print_json(&serde_json::json!({"dry_run": false, "plan": s, "outcome": out}))?;
+    } else if plan.is_empty() {
+        println!("nothing to do");
+    } else {
+        println!(
+            "repacked {} blobs ({}) into {} packs; wrote {} index files, deleted {}",
+            out.repacked_blobs,
+            human(out.repacked_bytes),
+            out.new_packs,
+            out.index_files_written,
+            out.index_files_deleted
+        );
+        println!(
+            "deleted {} packs: {} freed now; marked {} packs ({}): a prune after {} deletes them if still unused",
+            out.packs_deleted,
+            human(out.bytes_deleted),
+            out.packs_marked,
+            human(out.bytes_marked),
+            humantime::format_duration(opts.delete_after)
+        );
+    }
+    Ok(0)
+}
+
+/// `check` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Also read every pack and verify every blob
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only part of the packs: n/t (part n of t), a percentage (10%), or a size (2G)
+    #[arg(long, conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+/// `cairn check`: exit 1 with the list of problems, 0 when clean.
+pub fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
+    let read_data = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => Some(s.parse::<Subset>()?),
+        (None, true) => Some(Subset::All),
+        (None, false) => None,
+    };
+    let repo = g.open_quiet(CacheMode::Throwaway)?;
+    let scratch = g.cache_dir()?;
+    let report = cairn::check::check(&repo, &CheckOptions { read_data }, &scratch)?;
+    if g.json {
+        print_json(&report)?;
+    } else {
+        let s = &report.stats;
+        println!(
+            "{} index files, {} packs, {} snapshots, {} trees, {} data blobs",
+            s.index_files, s.packs, s.snapshots, s.trees, s.data_blobs
+        );
+        if read_data.is_some() {
+            println!(
+                "read {} packs ({}), verified {} blobs",
+                s.packs_read,
+                human(s.bytes_read),
+                s.blobs_verified
+            );
+        }
+        for n in &report.notes {
+            println!("note: {}", escape::text(n));
+        }
+        for p in &report.problems {
+            println!("error: {}", escape::text(&p.message));
+        }
+        if report.problems.is_empty() {
+            println!("no problems found");
+        } else {
+            println!("{} problems found", report.problems.len());
+        }
+    }
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+/// `repair` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+/// What to repair.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum RepairWhat {
+    /// Rebuild the index from the pack headers
+    Index,
+}
+
+/// `cairn repair`.
+pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
+    match a.what {
+        RepairWhat::Index => {
+            let repo = g.open_quiet(CacheMode::Shared)?;
+            let lock = repo.lock_exclusive("repair index", LockTiming::default())?;
+            let out = cairn::repair::repair_index(&repo, &lock)?;
+            lock.release()?;
+            if g.json {
+                print_json(&out)?;
+            } else {
+                for (id, why) in &out.packs_unreadable {
+                    eprintln!(
+                        "warning: pack {} left out: {}",
+                        id.to_hex(),
+                        escape::text(why)
+                    );
+                }
+                println!(
+                    "indexed {} packs ({} blobs, {} not in the old index) of {}; wrote {} index files, deleted {}",
+                    out.packs_indexed,
+                    out.blobs_indexed,
+                    out.packs_added,
+                    out.packs,
+                    out.index_files_written,
+                    out.index_files_deleted
+                );
+            }
+            Ok(if out.packs_unreadable.is_empty() {
+                0
+            } else {
+                super::EXIT_PARTIAL
+            })
+        }
+    }
+}
+
+/// `unlock` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (only when no prune is running anywhere)
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+/// `cairn unlock`.
+pub fn unlock(g: &Global, a: &UnlockArgs) -> Result<i32> {
+    let repo = g.open()?;
+    let removed = repo.unlock(a.remove_all, &LockTiming::default())?;
+    if g.json {
+        let v: Vec<_> = removed
+            .iter()
+            .map(|l| serde_json::json!({"id": l.id.to_hex(), "holder": l.describe(), "stale": l.stale}))
+            .collect();
+        print_json(&v)?;
+    } else {
+        for l in &removed {
+            println!(
+                "removed lock {} of {}{}",
+                l.id.short(),
+                escape::text(&l.describe()),
+                l.stale
+                    .as_ref()
+                    .map(|s| format!(" (stale: {})", escape::text(s)))
+                    .unwrap_or_default()
+            );
+        }
+        println!("{} locks removed", removed.len());
+    }
+    if removed.is_empty() && !a.remove_all {
+        // Nothing stale: say what is still held, if anything.
+        for l in repo.locks(&LockTiming::default())? {
+            println!("still held: {}", escape::text(&l.describe()));
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,221 @@
+//! Executing a prune plan, in an order that leaves a valid repository at every instant:
+//!
+//! 1. repack: the used blobs of repacked packs are copied, sealed as they are, into new packs
+//!    (with their own index files, like a backup's);
+//! 2. the new index: every pack that stays, with its mark (new, kept or removed), in index
+//!    files of which only the *last* lists the old index files in `supersedes`: until it is
+//!    stored the old files still count, and afterwards the new ones say everything;
+//! 3. the old index files are deleted;
+//! 4. packs are deleted: those marked for longer than the grace period and still unused, old
+//!    unindexed ones, and with `--instant-delete` the unused and repacked ones.
+//!
+//! The lock is checked before each step that deletes or replaces. Interrupted anywhere, the
+//! repository holds every blob a snapshot needs, and the next prune finishes the job.
+
+use super::plan::{PackAction, PrunePlan};
+use crate::backend::FileType;
+use crate::error::Result;
+use crate::format::VERSION;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::PackEntry;
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::repo::index::write_index_file;
+use crate::repo::lock::LockGuard;
+use crate::repo::writer::{BlobWriter, WriterOptions};
+use std::sync::Arc;
+
+/// Index entries per new index file, at most (as the writer's batches).
+const INDEX_MAX_BLOBS: usize = 1 << 20;
+
+/// What a prune did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneOutcome {
+    /// Blobs copied by the repack.
+    pub repacked_blobs: u64,
+    /// Their bytes.
+    pub repacked_bytes: u64,
+    /// New packs the repack wrote.
+    pub new_packs: u64,
+    /// New index files (repack and rewritten index).
+    pub index_files_written: u64,
+    /// Old index files deleted.
+    pub index_files_deleted: u64,
+    /// Packs deleted.
+    pub packs_deleted: u64,
+    /// Their bytes: space freed now.
+    pub bytes_deleted: u64,
+    /// Packs marked for deletion by a later prune (including repacked ones).
+    pub packs_marked: u64,
+    /// Their bytes: space a prune after the grace period frees.
+    pub bytes_marked: u64,
+}
+
+/// A test hook: called with the name of each step as it starts (`repack`, `index`,
+/// `delete-index`, `delete-packs`) and after each object it deletes (`deleted`), so a fault
+/// test can stop the process there.
+pub type StepHook = dyn Fn(&str) + Sync;
+
+fn no_hook(_: &str) {}
+
+/// Carry out `plan` while holding `lock`.
+pub fn execute(
+    repo: &Arc<Repository>,
+    plan: &PrunePlan,
+    lock: &LockGuard,
+    threads: usize,
+) -> Result<PruneOutcome> {
+    execute_with_hook(repo, plan, lock, threads, &no_hook)
+}
+
+/// [`execute`] with a step hook (tests).
+pub fn execute_with_hook(
+    repo: &Arc<Repository>,
+    plan: &PrunePlan,
+    lock: &LockGuard,
+    threads: usize,
+    hook: &StepHook,
+) -> Result<PruneOutcome> {
+    let mut out = PruneOutcome::default();
+    if plan.is_empty() {
+        return Ok(out);
+    }
+    let instant = plan.options.instant_delete;
+
+    // 1. Repack.
+    hook("repack");
+    let repack: Vec<&super::plan::PackPlan> = plan
+        .packs
+        .iter()
+        .filter(|p| p.action == PackAction::Repack)
+        .collect();
+    if !repack.is_empty() {
+        lock.check()?;
+        let writer = BlobWriter::new(
+            repo.clone(),
+            WriterOptions {
+                threads,
+                dry_run: false,
+            },
+        )?;
+        for p in &repack {
+            let mut keep = Vec::new();
+            for (blob, loc) in repo.cache().blobs_in(&p.id)? {
+                // Copied only when used, and this pack holds the copy the plan kept.
+                if plan.used.contains(&blob)?
+                    && repo.cache().blob(&blob)?.is_some_and(|b| b.pack == p.id)
+                {
+                    keep.push((blob, loc));
+                }
+            }
+            repo.read_pack_blobs(&p.id, &mut keep, |id, loc, sealed| {
+                let sealed = sealed?;
+                // Verified before it moves: a damaged blob is never copied as if it were good.
+                repo.open_blob(id, loc, sealed)?;
+                if writer.add_sealed(loc.kind, *id, sealed.to_vec(), loc.raw_length)? {
+                    out.repacked_blobs += 1;
+                    out.repacked_bytes += sealed.len() as u64;
+                }
+                Ok(())
+            })?;
+        }
+        let stats = writer.finish()?;
+        out.new_packs = stats.packs;
+        out.index_files_written += stats.index_files;
+    }
+
+    // 2. The new index.
+    hook("index");
+    lock.check()?;
+    let mut batch: Vec<IndexPack> = Vec::new();
+    let mut batch_blobs = 0usize;
+    let mut written: Vec<Id> = Vec::new();
+    let mut flush = |batch: &mut Vec<IndexPack>, supersedes: Vec<Id>| -> Result<()> {
+        if batch.is_empty() && supersedes.is_empty() {
+            return Ok(());
+        }
+        let id = write_index_file(
+            repo,
+            IndexFile {
+                version: VERSION,
+                supersedes,
+                packs: std::mem::take(batch),
+            },
+        )?;
+        written.push(id);
+        Ok(())
+    };
+    for p in &plan.packs {
+        let marked_ns = match p.action {
+            PackAction::Keep | PackAction::Recover => None,
+            PackAction::KeepMarked => p.marked_ns,
+            PackAction::Mark | PackAction::Repack => Some(plan.now_ns),
+            PackAction::Delete => continue,
+        };
+        if p.action == PackAction::Repack && instant {
+            continue;
+        }
+        if marked_ns.is_some() && p.marked_ns.is_none() {
+            out.packs_marked += 1;
+            out.bytes_marked += p.size;
+        }
+        let blobs: Vec<PackEntry> = repo
+            .cache()
+            .blobs_in(&p.id)?
+            .into_iter()
+            .map(|(id, l)| PackEntry {
+                kind: l.kind,
+                id,
+                offset: l.offset,
+                length: l.length,
+                raw_length: l.raw_length,
+            })
+            .collect();
+        if batch_blobs + blobs.len() > INDEX_MAX_BLOBS && !batch.is_empty() {
+            flush(&mut batch, Vec::new())?;
+            batch_blobs = 0;
+        }
+        batch_blobs += blobs.len();
+        batch.push(IndexPack {
+            id: p.id,
+            size: p.size,
+            marked_ns,
+            blobs,
+        });
+    }
+    // The last file carries `supersedes`: only once it is stored do the old files stop
+    // counting.
+    flush(&mut batch, plan.index_files.clone())?;
+    out.index_files_written += written.len() as u64;
+
+    // 3. The old index files.
+    hook("delete-index");
+    lock.check()?;
+    for f in &plan.index_files {
+        repo.backend().delete(FileType::Index, &f.to_hex())?;
+        out.index_files_deleted += 1;
+        hook("deleted");
+    }
+
+    // 4. Packs.
+    hook("delete-packs");
+    lock.check()?;
+    let doomed = plan
+        .packs
+        .iter()
+        .filter(|p| p.action == PackAction::Delete || (instant && p.action == PackAction::Repack))
+        .map(|p| (p.id, p.size))
+        .chain(
+            plan.unindexed
+                .iter()
+                .filter(|u| u.delete)
+                .map(|u| (u.id, u.size)),
+        );
+    for (id, size) in doomed {
+        repo.backend().delete(FileType::Pack, &id.to_hex())?;
+        out.packs_deleted += 1;
+        out.bytes_deleted += size;
+        hook("deleted");
+    }
+    Ok(out)
+}

@@ -1,0 +1,433 @@
+//! Prune, check, repair index and locks, on real repositories through the binary.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+
+/// A repository with small chunks and 1 MiB packs, so a few MiB of data make many packs.
+fn small_env() -> Env {
+    Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
+}
+
+/// Source state `i`: ten files, each rewritten in some states, one added per state.
+fn make_state(src: &Path, i: u64) {
+    for f in 0..10u64 {
+        // File f changes every (f + 1) states.
+        let version = i / (f + 1);
+        write_random(
+            &src.join(format!("f{f}.bin")),
+            f * 1000 + version,
+            (64 << 10) * (f + 1),
+        );
+    }
+    write_random(&src.join(format!("added-{i}.bin")), 50_000 + i, 300 << 10);
+    if i >= 2 {
+        let _ = std::fs::remove_file(src.join(format!("added-{}.bin", i - 2)));
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+fn dir_size(p: &Path) -> u64 {
+    walk(p)
+        .iter()
+        .filter_map(|f| std::fs::symlink_metadata(f).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Back up `n` states of a source; returns the source path, each snapshot's id and a copy of
+/// the source as it was.
+fn history(env: &Env, n: u64) -> (PathBuf, Vec<(String, PathBuf)>) {
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        make_state(&src, i);
+        let s = env.backup(&[src.to_str().unwrap()]);
+        let id = s["snapshot_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no snapshot id in {s}"))
+            .to_string();
+        let copy = env.path(&format!("states/{i}"));
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        copy_tree(&src, &copy);
+        out.push((id, copy));
+    }
+    (src, out)
+}
+
+/// Remove snapshots the way `forget ID` does.
+fn forget(env: &Env, ids: &[&str]) {
+    for id in ids {
+        std::fs::remove_file(env.repo.join("snapshots").join(id)).unwrap();
+    }
+}
+
+fn check_clean(env: &Env, args: &[&str], what: &str) {
+    let mut a = vec!["check"];
+    a.extend_from_slice(args);
+    let o = env.cairn(&a);
+    assert_eq!(o.status.code(), Some(0), "{what}: check\n{}", describe(&o));
+}
+
+fn restore_matches(env: &Env, id: &str, state: &Path, src: &Path, target: &str) {
+    let t = env.path(target);
+    let o = env.cairn(&["restore", id, "--target", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
+    assert_same_tree(state, &restored(&t, src), false);
+}
+
+fn packs(env: &Env) -> usize {
+    objects(&env.repo.join("data")).len()
+}
+
+#[test]
+fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
+    let env = small_env();
+    let (src, snaps) = history(&env, 6);
+    check_clean(&env, &["--read-data"], "after the backups");
+    let before = dir_size(&env.repo.join("data"));
+
+    // Forget every other snapshot, then prune in two phases.
+    forget(&env, &[&snaps[0].0, &snaps[2].0, &snaps[4].0]);
+    let o = env.ok(&["prune", "--max-unused", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let marked = v["outcome"]["packs_marked"].as_u64().unwrap();
+    assert!(marked > 0, "nothing marked\n{}", describe(&o));
+    assert_eq!(v["outcome"]["packs_deleted"], 0, "{}", describe(&o));
+    // Phase one deletes nothing: the repository only grows by the repacked copies.
+    assert!(dir_size(&env.repo.join("data")) >= before);
+    check_clean(&env, &["--read-data"], "after marking");
+    for (i, (id, state)) in snaps.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        restore_matches(&env, id, state, &src, &format!("r1-{i}"));
+    }
+
+    // Phase two: the grace period is over (0s), the marked packs go.
+    let o = env.ok(&["prune", "--delete-after", "0s", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["outcome"]["packs_deleted"].as_u64().unwrap(),
+        marked,
+        "{}",
+        describe(&o)
+    );
+    let after = dir_size(&env.repo.join("data"));
+    assert!(after < before, "no space freed: {before} -> {after}");
+    check_clean(&env, &["--read-data"], "after deleting");
+    for (i, (id, state)) in snaps.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        restore_matches(&env, id, state, &src, &format!("r2-{i}"));
+    }
+
+    // Nothing left to do.
+    let o = env.ok(&["prune", "--delete-after", "0s", "--max-unused", "0"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing to do"),
+        "{}",
+        describe(&o)
+    );
+
+    // Forget all but the last: the repository shrinks to what that one holds alone.
+    forget(&env, &[&snaps[1].0, &snaps[3].0]);
+    env.ok(&["prune", "--instant-delete", "--max-unused", "0"]);
+    check_clean(&env, &["--read-data"], "after the last prune");
+    restore_matches(&env, &snaps[5].0, &snaps[5].1, &src, "r3");
+    let alone = dir_size(&env.repo.join("data"));
+    let fresh = small_env();
+    let fsrc = fresh.path("src");
+    copy_tree(&snaps[5].1, &fsrc);
+    fresh.backup(&[fsrc.to_str().unwrap()]);
+    let reference = dir_size(&fresh.repo.join("data"));
+    // Same content in a fresh repository: within 10% (pack boundaries differ).
+    assert!(
+        alone <= reference + reference / 10,
+        "pruned repository holds {alone} bytes, a fresh backup of the same state {reference}"
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let env = small_env();
+    let (_, snaps) = history(&env, 3);
+    forget(&env, &[&snaps[0].0]);
+    let listing = |env: &Env| {
+        let mut v = objects(&env.repo);
+        v.sort();
+        v
+    };
+    let before = listing(&env);
+    let o = env.ok(&["prune", "--dry-run", "--instant-delete", "--max-unused", "0"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("dry run"),
+        "{}",
+        describe(&o)
+    );
+    let o = env.ok(&["prune", "-n", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert!(v["plan"]["mark"]["packs"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(listing(&env), before);
+}
+
+#[test]
+fn a_backup_never_dedups_against_a_marked_pack_and_a_used_marked_pack_is_recovered() {
+    let env = small_env();
+    let (src, snaps) = history(&env, 2);
+    // Keep the first snapshot object aside: putting it back later is what a backup that
+    // deduplicated against its packs before they were marked looks like.
+    let first = env.repo.join("snapshots").join(&snaps[0].0);
+    let saved = std::fs::read(&first).unwrap();
+    forget(&env, &[&snaps[0].0]);
+    let o = env.ok(&["prune", "--json", "--max-unused", "unlimited"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["outcome"]["packs_marked"].as_u64().unwrap() > 0, "{v}");
+
+    // A backup of state 0 again: its blobs live only in marked packs, so they are stored anew.
+    let again = env.path("again");
+    copy_tree(&snaps[0].1, &again);
+    let s = env.backup(&[again.to_str().unwrap()]);
+    assert!(
+        s["data_added"].as_u64().unwrap_or(0) > 0 || s["blobs_added"].as_u64().unwrap_or(0) > 0,
+        "nothing stored again: {s}"
+    );
+
+    // The old snapshot reappears (a slow backup that finished after the marking).
+    write(&first, &saved);
+    let o = env.ok(&["prune", "--json", "--delete-after", "0s"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["plan"]["recover"]["packs"].as_u64().unwrap() > 0,
+        "no pack recovered\n{}",
+        describe(&o)
+    );
+    check_clean(&env, &["--read-data"], "after recovering");
+    restore_matches(&env, &snaps[0].0, &snaps[0].1, &src, "r0");
+    restore_matches(&env, &snaps[1].0, &snaps[1].1, &src, "r1");
+}
+
+/// Kill a prune (SIGKILL) before each of its writes and deletes in turn; after each, the
+/// repository must check clean, keep every remaining snapshot, and the next prune must finish.
+#[test]
+fn a_prune_killed_at_any_step_leaves_a_valid_repository() {
+    let env = small_env();
+    let (src, snaps) = history(&env, 8);
+    forget(
+        &env,
+        &[&snaps[0].0, &snaps[1].0, &snaps[3].0, &snaps[4].0, &snaps[6].0],
+    );
+    // A first prune marks; the template is the state before the second, which repacks,
+    // rewrites the index and deletes.
+    env.ok(&["prune", "--max-unused", "0"]);
+    forget(&env, &[&snaps[2].0]);
+    let template = env.path("template");
+    copy_tree(&env.repo, &template);
+    let kept = [5usize, 7];
+    let mut points = 0;
+    for n in 0..200u32 {
+        std::fs::remove_dir_all(&env.repo).unwrap();
+        copy_tree(&template, &env.repo);
+        let _ = std::fs::remove_dir_all(&env.cache);
+        let o = env.cairn_with(
+            &["prune", "--delete-after", "0s", "--max-unused", "0"],
+            |c| {
+                c.env("CAIRN_TEST_KILL_AFTER_WRITES", n.to_string());
+            },
+        );
+        let killed = o.status.code().is_none();
+        if !killed {
+            assert_eq!(o.status.code(), Some(0), "prune at {n}\n{}", describe(&o));
+        }
+        // Whatever happened, the repository checks clean and holds the kept snapshots.
+        check_clean(&env, &[], &format!("killed before write {n}"));
+        let i = kept[n as usize % 2];
+        restore_matches(&env, &snaps[i].0, &snaps[i].1, &src, &format!("k{n}"));
+        // The next prune (a stale lock of a dead process does not stop it) finishes the job.
+        env.ok(&["prune", "--delete-after", "0s", "--max-unused", "0"]);
+        check_clean(&env, &["--read-data"], &format!("finished after {n}"));
+        if !killed {
+            break;
+        }
+        points += 1;
+    }
+    assert!(points >= 20, "only {points} kill points");
+}
+
+#[test]
+fn check_names_damage_and_repair_index_recovers_what_the_packs_hold() {
+    let env = small_env();
+    let (src, snaps) = history(&env, 3);
+    check_clean(&env, &["--read-data"], "fresh");
+    let data = objects(&env.repo.join("data"));
+
+    // A flipped byte in a data pack: only reading the data finds it.
+    let victim = data
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+        .clone();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&victim, &bytes).unwrap();
+    check_clean(&env, &[], "a flipped byte, structure only");
+    let o = env.cairn(&["check", "--read-data"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&name[..8]), "the pack is not named\n{}", describe(&o));
+    let o = env.cairn(&["check", "--read-data", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"pack-corrupt"), "{v}");
+    assert!(kinds.contains(&"bad-blob"), "{v}");
+    bytes[100] ^= 1;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    // A truncated pack: the size says so.
+    let f = std::fs::OpenOptions::new().write(true).open(&victim).unwrap();
+    f.set_len(bytes.len() as u64 - 10).unwrap();
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bytes, the index says"));
+    std::fs::write(&victim, &bytes).unwrap();
+
+    // A deleted pack: missing, named.
+    let gone = data[0].clone();
+    let saved = std::fs::read(&gone).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("missing"));
+    std::fs::write(&gone, &saved).unwrap();
+    check_clean(&env, &[], "pack put back");
+
+    // A deleted index file: snapshots reference blobs the index lacks.
+    let index = objects(&env.repo.join("index"));
+    std::fs::remove_file(&index[0]).unwrap();
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    // repair index reads the pack headers back into a complete index.
+    let o = env.ok(&["repair", "index"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("indexed"),
+        "{}",
+        describe(&o)
+    );
+    check_clean(&env, &["--read-data"], "after repair index");
+    for (i, (id, state)) in snaps.iter().enumerate() {
+        restore_matches(&env, id, state, &src, &format!("r{i}"));
+    }
+
+    // Every index file gone: the packs alone rebuild it.
+    for f in objects(&env.repo.join("index")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    env.ok(&["repair", "index"]);
+    check_clean(&env, &["--read-data-subset", "1/2"], "rebuilt from nothing");
+    check_clean(&env, &["--read-data-subset", "2/2"], "rebuilt from nothing");
+    restore_matches(&env, &snaps[2].0, &snaps[2].1, &src, "rlast");
+}
+
+#[test]
+fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
+    use cairn::backend::Backend;
+    use cairn::crypto::label;
+    use cairn::id::Id;
+    let env = small_env();
+    let (_, snaps) = history(&env, 2);
+    forget(&env, &[&snaps[0].0]);
+
+    // A lock held by a live process of this host.
+    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
+    let accept = |_: &Id, _: &cairn::crypto::MasterKey| true;
+    let (_, _, master) =
+        cairn::repo::keys::unlock(&backend, env.password.as_bytes(), None, &accept).unwrap();
+    let now = cairn::repo::keys::now_ns();
+    let lock = cairn::format::lock::Lock {
+        version: 1,
+        host: cairn::repo::keys::current_host(),
+        user: "tester".into(),
+        pid: holder.id(),
+        command: "prune".into(),
+        created_ns: now,
+        refreshed_ns: now,
+    };
+    let sealed = master
+        .sealer()
+        .seal(label::LOCK, &cairn::format::encode(&lock).unwrap())
+        .unwrap();
+    let lid = Id::of_stored(&sealed);
+    write(&env.repo.join("locks").join(lid.to_hex()), &sealed);
+
+    let o = env.cairn(&["prune"]);
+    let line = assert_fails_one_line(&o, 11, "prune while another holds the lock");
+    assert!(line.contains(&holder.id().to_string()), "{line}");
+    // Not stale: plain unlock leaves it.
+    env.ok(&["unlock"]);
+    assert!(env.repo.join("locks").join(lid.to_hex()).exists());
+    // Backups and checks take no lock.
+    check_clean(&env, &[], "while locked");
+    // The holder dies: the lock is stale at once.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    env.ok(&["prune"]);
+    let o = env.ok(&["unlock"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 locks removed"),
+        "{}",
+        describe(&o)
+    );
+    assert!(objects(&env.repo.join("locks")).is_empty());
+
+    // --remove-all removes a live one too.
+    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let lock = cairn::format::lock::Lock {
+        pid: holder.id(),
+        ..lock
+    };
+    let sealed = master
+        .sealer()
+        .seal(label::LOCK, &cairn::format::encode(&lock).unwrap())
+        .unwrap();
+    write(
+        &env.repo.join("locks").join(Id::of_stored(&sealed).to_hex()),
+        &sealed,
+    );
+    env.ok(&["unlock", "--remove-all"]);
+    assert!(objects(&env.repo.join("locks")).is_empty());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    env.ok(&["prune"]);
+}
+
+#[test]
+fn prune_refuses_when_a_snapshot_needs_a_missing_blob() {
+    let env = small_env();
+    let (_, snaps) = history(&env, 2);
+    // Lose the index: blobs the snapshots need are unknown, so nothing may be deleted.
+    for f in objects(&env.repo.join("index")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&env.cache);
+    let before = objects(&env.repo);
+    let o = env.cairn(&["prune", "--instant-delete"]);
+    let line = assert_fails_one_line(&o, 1, "prune with blobs missing from the index");
+    assert!(line.contains("nothing was changed"), "{line}");
+    let mut after = objects(&env.repo);
+    after.retain(|p| !p.starts_with(env.repo.join("locks")));
+    assert_eq!(after, before);
+    let _ = snaps;
+}
