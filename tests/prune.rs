@@ -164,7 +164,13 @@ fn dry_run_changes_nothing() {
         v
     };
     let before = listing(&env);
-    let o = env.ok(&["prune", "--dry-run", "--instant-delete", "--max-unused", "0"]);
+    let o = env.ok(&[
+        "prune",
+        "--dry-run",
+        "--instant-delete",
+        "--max-unused",
+        "0",
+    ]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("dry run"),
         "{}",
@@ -221,7 +227,13 @@ fn a_prune_killed_at_any_step_leaves_a_valid_repository() {
     let (src, snaps) = history(&env, 8);
     forget(
         &env,
-        &[&snaps[0].0, &snaps[1].0, &snaps[3].0, &snaps[4].0, &snaps[6].0],
+        &[
+            &snaps[0].0,
+            &snaps[1].0,
+            &snaps[3].0,
+            &snaps[4].0,
+            &snaps[6].0,
+        ],
     );
     // A first prune marks; the template is the state before the second, which repacks,
     // rewrites the index and deletes.
@@ -281,7 +293,11 @@ fn check_names_damage_and_repair_index_recovers_what_the_packs_hold() {
     let o = env.cairn(&["check", "--read-data"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains(&name[..8]), "the pack is not named\n{}", describe(&o));
+    assert!(
+        out.contains(&name[..8]),
+        "the pack is not named\n{}",
+        describe(&o)
+    );
     let o = env.cairn(&["check", "--read-data", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let kinds: Vec<&str> = v["problems"]
@@ -296,7 +312,10 @@ fn check_names_damage_and_repair_index_recovers_what_the_packs_hold() {
     std::fs::write(&victim, &bytes).unwrap();
 
     // A truncated pack: the size says so.
-    let f = std::fs::OpenOptions::new().write(true).open(&victim).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap();
     f.set_len(bytes.len() as u64 - 10).unwrap();
     let o = env.cairn(&["check"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
@@ -350,7 +369,10 @@ fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
     forget(&env, &[&snaps[0].0]);
 
     // A lock held by a live process of this host.
-    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
     let accept = |_: &Id, _: &cairn::crypto::MasterKey| true;
     let (_, _, master) =
@@ -393,7 +415,10 @@ fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
     assert!(objects(&env.repo.join("locks")).is_empty());
 
     // --remove-all removes a live one too.
-    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let lock = cairn::format::lock::Lock {
         pid: holder.id(),
         ..lock

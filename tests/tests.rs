@@ -17,6 +17,7 @@ mod key_hardening;
 mod keys;
 mod local_files;
 mod postgres;
+mod prune;
 mod restore_safety;
 mod roundtrip;
 mod stdin;

@@ -215,6 +215,8 @@ pub struct PlanStats {
     pub unindexed_keep: Tally,
     /// Unused bytes left in kept packs after the prune.
     pub unused_after: u64,
+    /// Superseded index files still in the store (an interrupted prune): deleted.
+    pub stale_index_files: u64,
 }
 
 /// A prune's plan: the decision for every pack, and what the walk reached.
@@ -247,10 +249,18 @@ impl PrunePlan {
     /// Whether executing the plan would change anything.
     pub fn is_empty(&self) -> bool {
         let s = &self.stats;
-        s.mark.packs + s.recover.packs + s.repack.packs + s.delete.packs + s.unindexed_delete.packs
+        s.mark.packs
+            + s.recover.packs
+            + s.repack.packs
+            + s.delete.packs
+            + s.unindexed_delete.packs
+            + s.stale_index_files
             == 0
     }
 }
+
+/// Unindexed packs younger than this are never deleted, whatever `--delete-after` says.
+const UNINDEXED_MIN_AGE_NS: i64 = 3600 * 1_000_000_000;
 
 /// Per-pack counters while classifying.
 struct Acc {
@@ -267,7 +277,27 @@ struct Acc {
 pub fn plan(repo: &Repository, opts: &PruneOptions, scratch: &Path) -> Result<PrunePlan> {
     let now = now_ns();
     let cache = repo.cache();
-    let index_files = cache.known_index_files()?;
+    // The index files the new index replaces: every listed one that was merged, and every
+    // listed one a merged file superseded (left behind by an interrupted prune: deleting it
+    // now keeps it from coming back). A listed file that is neither could not be read: its
+    // packs would look unindexed, so nothing is changed until it is repaired.
+    let known: std::collections::HashSet<Id> = cache.known_index_files()?.into_iter().collect();
+    let mut index_files = Vec::new();
+    let mut stale_index_files = 0u64;
+    for (id, _) in repo.backend().list(crate::backend::FileType::Index)? {
+        if known.contains(&id) {
+            index_files.push(id);
+        } else if cache.is_superseded(&id)? {
+            stale_index_files += 1;
+            index_files.push(id);
+        } else {
+            return Err(Error::corrupt(format!(
+                "index file {} cannot be read; nothing was changed: run `cairn repair index` \
+                 first",
+                id.short()
+            )));
+        }
+    }
 
     // 1. Everything the snapshots reach. A snapshot that cannot be read stops the prune: its
     //    blobs would otherwise look unused.
@@ -423,10 +453,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, scratch: &Path) -> Result<Pr
     // 4. Packs nobody indexed: left over by an interrupted backup or prune, or a backup that
     //    has not written its index yet. Only old ones go.
     let mut unindexed = Vec::new();
-    let known: std::collections::HashSet<Id> = out.iter().map(|p| p.id).collect();
+    let indexed: std::collections::HashSet<Id> = out.iter().map(|p| p.id).collect();
     for (id, size, modified) in repo.backend().list_meta(crate::backend::FileType::Pack)? {
-        if !known.contains(&id) {
-            let delete = now.saturating_sub(modified) >= grace;
+        if !indexed.contains(&id) {
+            // A backup uploads packs minutes before the index file naming them: however
+            // short the grace period, an unindexed pack younger than an hour stays.
+            let delete = now.saturating_sub(modified) >= grace.max(UNINDEXED_MIN_AGE_NS);
             unindexed.push(Unindexed { id, size, delete });
         }
     }
@@ -434,6 +466,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, scratch: &Path) -> Result<Pr
     let mut stats = PlanStats {
         snapshots: listed.len() as u64,
         reach,
+        stale_index_files,
         ..PlanStats::default()
     };
     for p in &out {
