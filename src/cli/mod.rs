@@ -2,6 +2,7 @@
 
 mod backup;
 pub(crate) mod escape;
+mod explore;
 mod generate;
 mod inspect;
 mod keys;
@@ -79,6 +80,14 @@ pub enum Command {
     Dump(inspect::DumpArgs),
     /// Restore a snapshot (or part of it) into a folder
     Restore(restore::RestoreArgs),
+    /// Count files and sizes of snapshots, or the unique data they reference
+    Stats(explore::StatsArgs),
+    /// Show what changed between two snapshots
+    Diff(explore::DiffArgs),
+    /// Find files and folders by pattern, or where blobs, trees or packs are used
+    Find(explore::FindArgs),
+    /// Add, remove or replace the tags of snapshots
+    Tag(explore::TagArgs),
     /// Show the version, the repository format it reads and writes, and what it was built with
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -144,6 +153,10 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Cat(a) => inspect::cat(g, a),
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Stats(a) => explore::run_stats(g, a),
+        Command::Diff(a) => explore::run_diff(g, a),
+        Command::Find(a) => explore::run_find(g, a),
+        Command::Tag(a) => explore::run_tag(g, a),
         Command::Version => version(g),
         Command::Completion(a) => generate::completion(a),
         Command::GenerateMan(a) => generate::man(a),

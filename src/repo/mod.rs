@@ -333,6 +333,13 @@ impl Repository {
         Ok(id)
     }
 
+    /// Delete snapshot `id` from the store (missing is fine) and from the cache. Its trees and
+    /// data stay until a prune.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.delete(FileType::Snapshot, &id.to_hex())?;
+        self.cache.delete_snapshot(id)
+    }
+
     /// Read one snapshot. The cached copy is used only while the repository holds an object of
     /// the matching size (one size request), so a damaged or deleted object is noticed.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
