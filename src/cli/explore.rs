@@ -500,11 +500,15 @@ pub fn run_tag(g: &Global, a: &TagArgs) -> Result<i32> {
         }))?;
     } else {
         for c in &out.changed {
-            println!(
-                "snapshot {} -> {} tags: {}",
-                c.old.short(),
-                c.new.short(),
+            let tags = if c.tags.is_empty() {
+                "(none)".to_string()
+            } else {
                 escape::text(&c.tags.join(","))
+            };
+            println!(
+                "snapshot {} -> {} tags: {tags}",
+                c.old.short(),
+                c.new.short()
             );
         }
         if out.changed.is_empty() {

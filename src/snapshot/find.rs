@@ -149,8 +149,9 @@ pub struct FindOutcome {
     pub nodes: u64,
 }
 
-/// Walk the tree `root` and report every entry whose path matches `q` (folders that match
-/// are reported and still searched), in walk order: path and node.
+/// Walk the tree `root` and report every entry whose path matches `q`, in walk order: path
+/// and node. As in restic, a folder that matches matches with everything inside it (the
+/// pattern `d1` finds `/src/d1` and `/src/d1/f`).
 pub fn find_paths(
     repo: &Repository,
     root: &Id,
@@ -159,18 +160,32 @@ pub fn find_paths(
 ) -> Result<FindOutcome> {
     let mut outcome = FindOutcome::default();
     let mut walk = TreeWalk::new(repo, root, b"/")?;
+    // Depth of the outermost entered folder that matched: everything below it matches too.
+    let mut matched_at: Option<usize> = None;
     while let Some(step) = walk.next_step() {
-        let Step::Node(n) = step else { continue };
+        let n = match step {
+            Step::Node(n) => n,
+            Step::Leave => {
+                if matched_at.is_some_and(|d| walk.depth() < d) {
+                    matched_at = None;
+                }
+                continue;
+            }
+        };
         outcome.nodes += 1;
         let path = walk.child_path(&n.name);
+        let hit = matched_at.is_some() || (q.matches)(&path);
         let in_time = q.oldest_ns.is_none_or(|t| n.mtime_ns >= t)
             && q.newest_ns.is_none_or(|t| n.mtime_ns <= t);
-        if in_time && (q.matches)(&path) {
+        if hit && in_time {
             outcome.hits += 1;
             out(&path, &n)?;
         }
         if n.kind == NodeKind::Dir {
             walk.enter(&n)?;
+            if hit && matched_at.is_none() {
+                matched_at = Some(walk.depth());
+            }
         }
     }
     Ok(outcome)
