@@ -12,8 +12,7 @@ use cairn::format::snapshot::Snapshot;
 use cairn::format::tree::{Node, NodeKind};
 use cairn::snapshot::diff::{DiffOptions, DiffStat, diff};
 use cairn::snapshot::find::{
-    IdHit, IdPrefix, IdQuery, IdSet, PathQuery, find_ids, find_paths, pack_blobs,
-    select_snapshots,
+    IdHit, IdPrefix, IdQuery, IdSet, PathQuery, find_ids, find_paths, pack_blobs, select_snapshots,
 };
 use cairn::snapshot::select::{find, format_time, parse_time};
 use cairn::snapshot::stats::{StatsMode, StatsOptions, stats};
@@ -180,7 +179,11 @@ pub fn run_diff(g: &Global, a: &DiffArgs) -> Result<i32> {
             ad.files, rm.files, out.changed_files
         )?;
         writeln!(w, "Dirs:        {:5} new, {:5} removed", ad.dirs, rm.dirs)?;
-        writeln!(w, "Others:      {:5} new, {:5} removed", ad.others, rm.others)?;
+        writeln!(
+            w,
+            "Others:      {:5} new, {:5} removed",
+            ad.others, rm.others
+        )?;
         writeln!(
             w,
             "Data Blobs:  {:5} new, {:5} removed",

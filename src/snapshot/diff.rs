@@ -236,7 +236,9 @@ impl Differ<'_, '_> {
                     if x.kind != y.kind {
                         m.push('T');
                     }
-                    if x.kind == NodeKind::File && y.kind == NodeKind::File && x.content != y.content
+                    if x.kind == NodeKind::File
+                        && y.kind == NodeKind::File
+                        && x.content != y.content
                     {
                         m.push('M');
                         self.outcome.changed_files += 1;

@@ -295,10 +295,7 @@ pub fn pack_blobs(repo: &Repository, packs: &[IdPrefix]) -> Result<(Vec<Id>, IdQ
         let pack = match hits.as_slice() {
             [one] => *one,
             [] => {
-                return Err(Error::not_found(format!(
-                    "pack {} not found",
-                    p.as_str()
-                )));
+                return Err(Error::not_found(format!("pack {} not found", p.as_str())));
             }
             _ => {
                 return Err(Error::usage(format!(

@@ -229,7 +229,11 @@ impl Counter<'_> {
 }
 
 /// Count `snapshots` in `opts.mode`. A blob missing from the index is an error (raw-data).
-pub fn stats(repo: &Repository, snapshots: &[(Id, Snapshot)], opts: &StatsOptions) -> Result<Stats> {
+pub fn stats(
+    repo: &Repository,
+    snapshots: &[(Id, Snapshot)],
+    opts: &StatsOptions,
+) -> Result<Stats> {
     let mut c = Counter {
         repo,
         raw: opts.mode == StatsMode::RawData,

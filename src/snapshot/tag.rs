@@ -28,9 +28,9 @@ impl TagOptions {
             Some(_) if !self.add.is_empty() || !self.remove.is_empty() => Err(Error::usage(
                 "--set cannot be combined with --add or --remove",
             )),
-            None if self.add.is_empty() && self.remove.is_empty() => Err(Error::usage(
-                "nothing to do: give --add, --remove or --set",
-            )),
+            None if self.add.is_empty() && self.remove.is_empty() => {
+                Err(Error::usage("nothing to do: give --add, --remove or --set"))
+            }
             _ => Ok(()),
         }
     }
