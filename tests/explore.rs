@@ -527,6 +527,11 @@ fn find_shows_where_blobs_trees_and_packs_are_used() {
     let text = stdout(&env.ok(&["find", "--pack", &pack[..8]]));
     assert!(text.contains(&format!("Found blob {blob}")), "{text}");
     assert!(text.contains(&p("data/two.bin")), "{text}");
+    let text = stdout(&env.ok(&["find", "--show-pack-id", "--blob", &blob[..8]]));
+    assert!(
+        text.contains(&format!("Object belongs to pack {pack}")),
+        "{text}"
+    );
 
     // Usage: one id kind at a time, ids must be hex.
     assert_eq!(

@@ -232,6 +232,9 @@ pub struct FindArgs {
     /// The arguments are pack ids: show where any of their blobs is used
     #[arg(long)]
     pub pack: bool,
+    /// With --blob, --tree or --pack: also show the pack each object found is stored in
+    #[arg(long)]
+    pub show_pack_id: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -322,9 +325,17 @@ pub fn run_find(g: &Global, a: &FindArgs) -> Result<i32> {
         write!(w, "[")?;
     }
     let mut printed_snapshots = 0usize;
+    // Ids found, in order of first use (for --show-pack-id).
+    let mut found_ids: Vec<Id> = Vec::new();
+    let mut seen_ids: std::collections::HashSet<Id> = Default::default();
     for (sid, snap) in &snaps {
         if by_id {
-            find_ids_in(&repo, sid, snap, &query, g.json, &mut first_json, &mut w)?;
+            let found = find_ids_in(&repo, sid, snap, &query, g.json, &mut first_json, &mut w)?;
+            for id in found {
+                if seen_ids.insert(id) {
+                    found_ids.push(id);
+                }
+            }
         } else {
             let matcher = |p: &[u8]| {
                 use std::os::unix::ffi::OsStrExt;
@@ -392,6 +403,24 @@ pub fn run_find(g: &Global, a: &FindArgs) -> Result<i32> {
     if g.json {
         writeln!(w, "]")?;
     }
+    if a.show_pack_id && by_id && !g.json {
+        for id in &found_ids {
+            match repo.cache().blob(id)? {
+                Some(l) => writeln!(
+                    w,
+                    "Object belongs to pack {}\n ... Pack {}: {} {} offset {} length {} raw length {}",
+                    l.pack.to_hex(),
+                    l.pack.short(),
+                    l.kind.name(),
+                    id.short(),
+                    l.offset,
+                    l.length,
+                    l.raw_length
+                )?,
+                None => writeln!(w, "Object {} not found in the index", id.short())?,
+            }
+        }
+    }
     w.flush()?;
     Ok(0)
 }
@@ -404,9 +433,11 @@ fn find_ids_in(
     json: bool,
     first_json: &mut bool,
     w: &mut dyn Write,
-) -> Result<()> {
+) -> Result<Vec<Id>> {
     let mut io_err: Option<std::io::Error> = None;
+    let mut found: Vec<Id> = Vec::new();
     let mut out = |h: &IdHit| -> cairn::Result<()> {
+        found.push(h.id);
         let r = if json {
             let mut v = json!({"object_type": if h.kind == cairn::format::pack::BlobKind::Data {"blob"} else {"tree"},
                 "id": h.id.to_hex(), "path": String::from_utf8_lossy(&h.path),
@@ -446,7 +477,7 @@ fn find_ids_in(
     if let Some(e) = io_err {
         return Err(e.into());
     }
-    Ok(())
+    Ok(found)
 }
 
 #[derive(clap::Args, Debug)]
