@@ -3,6 +3,14 @@
 //! and `latest` with host/path filters in every command that takes a snapshot.
 
 use crate::util::*;
+use cairn::Id;
+use cairn::backend::Backend;
+use cairn::format::VERSION;
+use cairn::format::pack::BlobKind;
+use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
+use cairn::format::tree::{Node, NodeKind, Tree};
+use cairn::repo::Repository;
+use cairn::repo::writer::{BlobWriter, WriterOptions};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -708,4 +716,108 @@ fn latest_with_host_and_path_filters_in_every_command() {
     // No match is an error, not an empty result.
     let o = env.cairn(&["ls", "latest", "--host", "nobody"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+}
+
+/// Write the trees `build` makes (bottom-up, returning the root) and a snapshot of them, as
+/// another key holder could.
+fn craft(env: &Env, time_ns: i64, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
+    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
+    let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
+    let w = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: 2,
+            dry_run: false,
+        },
+    )
+    .unwrap();
+    let add = |t: Tree| -> Id {
+        w.add(BlobKind::Tree, bytes::Bytes::from(t.encode().unwrap()))
+            .unwrap()
+            .0
+    };
+    let root = build(&add);
+    w.finish().unwrap();
+    repo.save_snapshot(&Snapshot {
+        version: VERSION,
+        time_ns,
+        host: "hostile".into(),
+        user: "mallory".into(),
+        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
+        tags: vec![],
+        tree: root,
+        parent: None,
+        kind: SnapshotKind::Full,
+        summary: Summary::default(),
+        program: "crafted".into(),
+    })
+    .unwrap();
+}
+
+fn dir_node(name: &[u8], sub: Id) -> Node {
+    let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+    n.subtree = Some(sub);
+    n.mode = 0o40755;
+    n
+}
+
+/// A "billion laughs" of 2^40 paths over 41 trees is counted from the trees, not path by
+/// path; chains nested deeper than the walk allows are refused by every command, no crash.
+#[test]
+fn hostile_trees_are_counted_by_tree_and_deep_ones_refused() {
+    let env = Env::new();
+    let k = 40;
+    craft(&env, 1_700_000_000_000_000_000, |add| {
+        let mut f = Node::new(b"f".to_vec(), NodeKind::File);
+        f.size = 3;
+        let mut t = add(Tree {
+            version: VERSION,
+            nodes: vec![f],
+        });
+        for _ in 0..k {
+            t = add(Tree {
+                version: VERSION,
+                nodes: vec![dir_node(b"a", t), dir_node(b"b", t)],
+            });
+        }
+        t
+    });
+    let started = std::time::Instant::now();
+    let v = json(&env.ok(&["stats", "--json"]));
+    assert_eq!(
+        num(&v, "total_file_count"),
+        (1u64 << (k + 1)) - 2 + (1u64 << k)
+    );
+    assert_eq!(num(&v, "total_size"), 3 << k);
+    let raw = json(&env.ok(&["stats", "--json", "--mode", "raw-data"]));
+    assert_eq!(num(&raw, "tree_blob_count"), k + 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    for (i, leaf) in [&b"x"[..], b"y"].into_iter().enumerate() {
+        craft(&env, 1_800_000_000_000_000_000 + i as i64, |add| {
+            let mut t = add(Tree {
+                version: VERSION,
+                nodes: vec![Node::new(leaf.to_vec(), NodeKind::File)],
+            });
+            for _ in 0..3000 {
+                t = add(Tree {
+                    version: VERSION,
+                    nodes: vec![dir_node(b"d", t)],
+                });
+            }
+            t
+        });
+    }
+    let s = ids(&env);
+    for args in [
+        vec!["stats", "latest"],
+        vec!["diff", &s[1], &s[2]],
+        vec!["find", "-s", &s[2], "x"],
+        vec!["find", "-s", &s[2], "--tree", "00"],
+    ] {
+        let o = env.cairn(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("nested deeper than"), "{args:?}: {err}");
+    }
 }
