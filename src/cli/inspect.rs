@@ -133,7 +133,7 @@ pub struct LsArgs {
     pub filter: FilterArgs,
 }
 
-fn mode_string(n: &Node) -> String {
+pub(super) fn mode_string(n: &Node) -> String {
     let t = match n.kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',

@@ -2,6 +2,7 @@
 
 mod backup;
 pub(crate) mod escape;
+mod explore;
 mod generate;
 mod inspect;
 mod keys;
@@ -88,6 +89,14 @@ pub enum Command {
     Repair(maintain::RepairArgs),
     /// Remove stale locks (all locks with --remove-all)
     Unlock(maintain::UnlockArgs),
+    /// Count files and sizes of snapshots, or the unique data they reference
+    Stats(explore::StatsArgs),
+    /// Show what changed between two snapshots
+    Diff(explore::DiffArgs),
+    /// Find files and folders by pattern, or where blobs, trees or packs are used
+    Find(explore::FindArgs),
+    /// Add, remove or replace the tags of snapshots
+    Tag(explore::TagArgs),
     /// Show the version, the repository format it reads and writes, and what it was built with
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -157,6 +166,10 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Check(a) => maintain::check(g, a),
         Command::Repair(a) => maintain::repair(g, a),
         Command::Unlock(a) => maintain::unlock(g, a),
+        Command::Stats(a) => explore::run_stats(g, a),
+        Command::Diff(a) => explore::run_diff(g, a),
+        Command::Find(a) => explore::run_find(g, a),
+        Command::Tag(a) => explore::run_tag(g, a),
         Command::Version => version(g),
         Command::Completion(a) => generate::completion(a),
         Command::GenerateMan(a) => generate::man(a),

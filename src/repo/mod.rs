@@ -399,18 +399,19 @@ impl Repository {
         self.sealer.open(aad, &bytes, &what)
     }
 
-    /// Delete a snapshot object (forget). Its blobs stay until a prune.
-    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
-        self.backend.delete(FileType::Snapshot, &id.to_hex())?;
-        self.cache.delete_snapshot(id)
-    }
-
     /// Write a snapshot (always the last object of a backup).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let plain = format::encode(snap)?;
         let id = self.save_sealed(FileType::Snapshot, label::SNAPSHOT, &plain)?;
         self.cache.put_snapshot(&id, &plain)?;
         Ok(id)
+    }
+
+    /// Delete snapshot `id` from the store (missing is fine) and from the cache. Its trees and
+    /// data stay until a prune.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.delete(FileType::Snapshot, &id.to_hex())?;
+        self.cache.delete_snapshot(id)
     }
 
     /// Read one snapshot. The cached copy is used only while the repository holds an object of

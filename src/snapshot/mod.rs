@@ -4,9 +4,17 @@
 #[cfg(feature = "engine")]
 pub mod builder;
 #[cfg(feature = "engine")]
+pub mod diff;
+#[cfg(feature = "engine")]
+pub mod find;
+#[cfg(feature = "engine")]
 pub mod reach;
 #[cfg(feature = "engine")]
 pub mod select;
+#[cfg(feature = "engine")]
+pub mod stats;
+#[cfg(feature = "engine")]
+pub mod tag;
 pub mod walk;
 
 #[cfg(feature = "engine")]
