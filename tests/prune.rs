@@ -86,10 +86,6 @@ fn restore_matches(env: &Env, id: &str, state: &Path, src: &Path, target: &str) 
     assert_same_tree(state, &restored(&t, src), false);
 }
 
-fn packs(env: &Env) -> usize {
-    objects(&env.repo.join("data")).len()
-}
-
 #[test]
 fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
     let env = small_env();

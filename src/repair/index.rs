@@ -1,4 +1,4 @@
-//! Repairs: rebuilding the index from the packs themselves.
+//! `repair index`: rebuilding the index from the packs themselves.
 //!
 //! `repair index` reads every pack's header (two ranged reads per pack: the trailer, then the
 //! sealed header), writes new index files listing every pack whose header opens, and only then
