@@ -1,8 +1,10 @@
 //! Snapshots and trees as the upper layers see them: building trees, finding a path in a
-//! snapshot, and choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters).
+//! snapshot, choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters), and
+//! grouping them by host, paths and tags.
 
 #[cfg(feature = "engine")]
 pub mod builder;
+pub mod group;
 #[cfg(feature = "engine")]
 pub mod select;
 pub mod walk;
