@@ -15,6 +15,7 @@
 //!   the only module that holds keys or touches the backend.
 //! - [`snapshot`]: building and reading trees; choosing snapshots.
 //! - [`backup`], [`restore`]: the two pipelines.
+//! - [`prune`]: retention policies (`forget`).
 //!
 //! # Glossary
 //! - **chunk**: a content-defined piece of a file (FastCDC).
@@ -40,6 +41,7 @@ pub mod format;
 pub mod id;
 #[cfg(feature = "engine")]
 pub mod progress;
+pub mod prune;
 #[cfg(feature = "engine")]
 pub mod repo;
 #[cfg(feature = "engine")]

@@ -333,6 +333,13 @@ impl Repository {
         Ok(id)
     }
 
+    /// Delete a snapshot (`forget`): the object, then the cache's copy. Deleting a snapshot
+    /// that is already gone is not an error. The data it references stays until a prune.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.delete(FileType::Snapshot, &id.to_hex())?;
+        self.cache.delete_snapshot(id)
+    }
+
     /// Read one snapshot. The cached copy is used only while the repository holds an object of
     /// the matching size (one size request), so a damaged or deleted object is noticed.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
