@@ -10,6 +10,7 @@ mod dedup;
 mod errors;
 mod everyday;
 mod excludes;
+mod forget;
 mod hostile_trees;
 mod incremental;
 mod interrupted;
