@@ -42,7 +42,11 @@ fn berlin_offset(t: i64) -> i32 {
     let y = utc.year();
     let start = last_sunday(y, 3).and_hms_opt(1, 0, 0).unwrap().and_utc();
     let end = last_sunday(y, 10).and_hms_opt(1, 0, 0).unwrap().and_utc();
-    if utc >= start && utc < end { 7200 } else { 3600 }
+    if utc >= start && utc < end {
+        7200
+    } else {
+        3600
+    }
 }
 
 /// The time as restic writes it for a process in Europe/Berlin: local wall time and offset.
@@ -52,7 +56,9 @@ fn berlin_rfc3339(t: i64) -> String {
 }
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp()
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .unwrap()
+        .timestamp()
 }
 
 /// ~200 snapshots over 2.4 years: irregular gaps (hours to weeks), two hosts, a second path
@@ -171,7 +177,12 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     let mut c = Command::new("openssl");
     c.args(args);
     let o = run(c, None);
-    assert_eq!(o.status.code(), Some(0), "openssl {args:?}\n{}", describe(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "openssl {args:?}\n{}",
+        describe(&o)
+    );
     o.stdout
 }
 
@@ -271,7 +282,14 @@ fn restic_write_snapshots(env: &Env, repo: &Path, tree: &str, snaps: &[Snap]) {
             ct.to_str().unwrap(),
         ]);
         let key = format!("hexkey:{r}{}", hex(&ss[16 * i..16 * i + 16]));
-        let mac = openssl(&["mac", "-macopt", &key, "-in", ct.to_str().unwrap(), "poly1305"]);
+        let mac = openssl(&[
+            "mac",
+            "-macopt",
+            &key,
+            "-in",
+            ct.to_str().unwrap(),
+            "poly1305",
+        ]);
         let mac = unhex(&String::from_utf8_lossy(&mac).to_ascii_lowercase());
         assert_eq!(mac.len(), 16);
         let mut obj = ivs[i].clone();
@@ -296,7 +314,9 @@ fn restic_write_snapshots(env: &Env, repo: &Path, tree: &str, snaps: &[Snap]) {
 type Outcome = (Vec<(i64, Vec<String>, Option<Value>)>, Vec<i64>);
 
 fn time_of(v: &Value) -> i64 {
-    let s = v["time"].as_str().unwrap_or_else(|| panic!("no time in {v}"));
+    let s = v["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no time in {v}"));
     DateTime::parse_from_rfc3339(s)
         .unwrap_or_else(|e| panic!("time {s}: {e}"))
         .timestamp()
@@ -349,7 +369,10 @@ fn outcomes(v: &Value, with_counters: bool) -> BTreeMap<String, Outcome> {
             .map(|l| l.iter().map(time_of).collect())
             .unwrap_or_default();
         remove.sort();
-        assert!(m.insert(key.clone(), (reasons, remove)).is_none(), "{key} twice");
+        assert!(
+            m.insert(key.clone(), (reasons, remove)).is_none(),
+            "{key} twice"
+        );
     }
     m
 }
@@ -430,7 +453,11 @@ fn forget_keeps_what_restic_keeps() {
         restic_write_snapshots(&env, &rrepo, &tree, &snaps[2..]);
         done_rx.recv().unwrap();
     });
-    eprintln!("timeline of {} snapshots made in {:?}", snaps.len(), started.elapsed());
+    eprintln!(
+        "timeline of {} snapshots made in {:?}",
+        snaps.len(),
+        started.elapsed()
+    );
 
     // Both hold the same timeline.
     let listed: Value =
@@ -491,14 +518,30 @@ fn forget_keeps_what_restic_keeps() {
             ],
             None,
         ),
-        (vec!["--keep-within-hourly", "3d12h", "--keep-last", "2"], None),
         (
-            vec!["--keep-tag", "keep", "--keep-tag", "weekly,keep", "--keep-last", "1"],
+            vec!["--keep-within-hourly", "3d12h", "--keep-last", "2"],
+            None,
+        ),
+        (
+            vec![
+                "--keep-tag",
+                "keep",
+                "--keep-tag",
+                "weekly,keep",
+                "--keep-last",
+                "1",
+            ],
             None,
         ),
         (vec!["--keep-monthly", "6", "--group-by", "host"], None),
-        (vec!["--keep-weekly", "4", "--group-by", "host,paths,tags"], None),
-        (vec!["--keep-yearly", "2", "--keep-last", "2", "--group-by", ""], None),
+        (
+            vec!["--keep-weekly", "4", "--group-by", "host,paths,tags"],
+            None,
+        ),
+        (
+            vec!["--keep-yearly", "2", "--keep-last", "2", "--group-by", ""],
+            None,
+        ),
         (vec!["--keep-last", "3", "--host", "beta"], None),
         (
             vec!["--keep-hourly", "-1"],
@@ -545,7 +588,11 @@ fn forget_keeps_what_restic_keeps() {
         }
         assert!(removed > 0, "policy {ours:?} removes nothing: a weak case");
     }
-    eprintln!("{} policies compared in {:?}", policies.len(), started.elapsed());
+    eprintln!(
+        "{} policies compared in {:?}",
+        policies.len(),
+        started.elapsed()
+    );
 }
 
 #[test]

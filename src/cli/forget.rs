@@ -129,7 +129,11 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
             for (id, s) in &remove {
                 println!(
                     "{} snapshot {} of {} at {}",
-                    if a.dry_run { "would remove" } else { "removing" },
+                    if a.dry_run {
+                        "would remove"
+                    } else {
+                        "removing"
+                    },
                     id.short(),
                     escape::text(&s.host),
                     local_time(s.time_ns)

@@ -378,9 +378,9 @@ fn within_start<Tz: TimeZone>(latest_ns: i64, d: &Duration, tz: &Tz) -> Option<i
         - i64::from(d.months);
     let year = i32::try_from(months.div_euclid(12)).ok()?;
     let month = u32::try_from(months.rem_euclid(12)).ok()? + 1;
-    let date = NaiveDate::from_ymd_opt(year, month, 1)?.checked_add_signed(
-        TimeDelta::try_days(i64::from(local.day()) - 1 - i64::from(d.days))?,
-    )?;
+    let date = NaiveDate::from_ymd_opt(year, month, 1)?.checked_add_signed(TimeDelta::try_days(
+        i64::from(local.day()) - 1 - i64::from(d.days),
+    )?)?;
     let utc = local_to_utc(date.and_time(local.time()), tz)?.and_utc();
     Some(
         i128::from(utc.timestamp()) * 1_000_000_000 + i128::from(utc.timestamp_subsec_nanos())
@@ -521,4 +521,615 @@ pub fn apply_in<Tz: TimeZone>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::{SnapshotKind, Summary};
+    use crate::snapshot::group::{GroupBy, group};
+    use chrono::{FixedOffset, MappedLocalTime, Utc};
+    use std::collections::{BTreeMap, HashSet};
+
+    /// Europe/Berlin without a tz database: CET, and CEST from 01:00 UTC of March's last
+    /// Sunday to 01:00 UTC of October's (the EU rule, in force since 1996).
+    #[derive(Debug, Clone, Copy)]
+    struct Berlin;
+
+    fn last_sunday(y: i32, m: u32) -> NaiveDate {
+        let next = if m == 12 {
+            NaiveDate::from_ymd_opt(y + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(y, m + 1, 1)
+        }
+        .unwrap();
+        let last = next.pred_opt().unwrap();
+        last - TimeDelta::days(last.weekday().num_days_from_sunday().into())
+    }
+
+    fn east(h: i32) -> FixedOffset {
+        FixedOffset::east_opt(h * 3600).unwrap()
+    }
+
+    impl Berlin {
+        fn at(utc: &NaiveDateTime) -> FixedOffset {
+            let y = utc.year();
+            let start = last_sunday(y, 3).and_hms_opt(1, 0, 0).unwrap();
+            let end = last_sunday(y, 10).and_hms_opt(1, 0, 0).unwrap();
+            if *utc >= start && *utc < end {
+                east(2)
+            } else {
+                east(1)
+            }
+        }
+    }
+
+    impl TimeZone for Berlin {
+        type Offset = FixedOffset;
+        fn from_offset(_: &FixedOffset) -> Self {
+            Berlin
+        }
+        fn offset_from_local_date(&self, local: &NaiveDate) -> MappedLocalTime<FixedOffset> {
+            self.offset_from_local_datetime(&local.and_hms_opt(12, 0, 0).unwrap())
+        }
+        fn offset_from_local_datetime(
+            &self,
+            local: &NaiveDateTime,
+        ) -> MappedLocalTime<FixedOffset> {
+            let fits: Vec<FixedOffset> = [east(2), east(1)]
+                .into_iter()
+                .filter(|o| {
+                    Berlin::at(&(*local - TimeDelta::seconds(o.local_minus_utc().into()))) == *o
+                })
+                .collect();
+            match fits[..] {
+                [] => MappedLocalTime::None,
+                [o] => MappedLocalTime::Single(o),
+                [a, b, ..] => MappedLocalTime::Ambiguous(a, b),
+            }
+        }
+        fn offset_from_utc_date(&self, utc: &NaiveDate) -> FixedOffset {
+            Berlin::at(&utc.and_hms_opt(0, 0, 0).unwrap())
+        }
+        fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> FixedOffset {
+            Berlin::at(utc)
+        }
+    }
+
+    const NOW: i64 = i64::MAX;
+
+    fn ns(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
+    }
+
+    fn id(n: u64) -> Id {
+        Id::from_hex(&format!("{n:064x}")).unwrap()
+    }
+
+    fn snap(time_ns: i64, host: &str, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            version: 1,
+            time_ns,
+            host: host.into(),
+            user: "u".into(),
+            paths: vec![serde_bytes::ByteBuf::from(b"/data".to_vec())],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tree: Id::default(),
+            parent: None,
+            kind: SnapshotKind::Full,
+            summary: Summary::default(),
+            program: "test".into(),
+        }
+    }
+
+    fn list(times: &[i64]) -> Vec<(Id, Snapshot)> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (id(i as u64 + 1), snap(t, "h", &[])))
+            .collect()
+    }
+
+    /// Kept times with their reasons, newest first.
+    fn kept(p: &KeepPolicy, l: Vec<(Id, Snapshot)>) -> Vec<(i64, Vec<String>)> {
+        let a = apply_in(p, l, NOW, &Berlin);
+        assert_eq!(a.keep.len(), a.reasons.len());
+        a.keep
+            .iter()
+            .zip(&a.reasons)
+            .map(|((id, s), r)| {
+                assert_eq!(*id, r.id);
+                (s.time_ns, r.matches.clone())
+            })
+            .collect()
+    }
+
+    fn d(s: &str) -> Option<Duration> {
+        Some(Duration::parse(s).unwrap())
+    }
+
+    #[test]
+    fn durations_parse_like_restic() {
+        let p = |s| Duration::parse(s).unwrap();
+        assert_eq!(
+            p("1y2m3d4h"),
+            Duration {
+                years: 1,
+                months: 2,
+                days: 3,
+                hours: 4
+            }
+        );
+        assert_eq!(p("36h").hours, 36);
+        assert_eq!(p(" 2m ").months, 2);
+        assert_eq!(p("1d2d").days, 2, "the last value of a unit wins");
+        assert!(p("").is_zero());
+        assert!(p("0d").is_zero());
+        assert!(p("-1d").is_negative());
+        assert_eq!(p("1y2m3d4h").to_string(), "1y2m3d4h");
+        assert_eq!(p("3d0h").to_string(), "3d");
+        for bad in ["1", "d", "1x", "1y2", "y1", "1.5d", "99999999999d", "1d x"] {
+            let e = Duration::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Usage);
+            assert!(
+                e.to_string().contains(&format!("{bad:?}")),
+                "error for {bad:?} names it: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_invalid_policies() {
+        let empty = KeepPolicy::default();
+        assert!(empty.is_empty());
+        let e = empty.validate().unwrap_err();
+        assert!(e.to_string().contains("no policy"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let zero = KeepPolicy {
+            within: d("0d"),
+            ..Default::default()
+        };
+        assert!(zero.is_empty(), "a zero duration is no policy");
+        // restic 0.14 keeps everything under an empty policy.
+        let a = apply_in(&empty, list(&[1, 2]), NOW, &Berlin);
+        assert_eq!(a.keep.len(), 2);
+        assert_eq!(a.reasons[0].matches, vec!["policy is empty"]);
+        let neg = KeepPolicy {
+            daily: -2,
+            ..Default::default()
+        };
+        assert!(neg.validate().unwrap_err().to_string().contains("-2"));
+        let neg = KeepPolicy {
+            within_daily: d("-1d"),
+            ..Default::default()
+        };
+        assert!(neg.validate().is_err());
+        let ok = KeepPolicy {
+            daily: -1,
+            tags: vec![vec!["a".into(), "b".into()]],
+            within: d("1d"),
+            within_monthly: d("1y"),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        assert_eq!(
+            ok.to_string(),
+            "keep unlimited daily snapshots, monthly snapshots within 1y and all snapshots \
+             with tags [[a, b]] and all snapshots within 1d of the newest"
+        );
+    }
+
+    #[test]
+    fn hourly_buckets_follow_local_wall_hours_across_dst() {
+        let p = KeepPolicy {
+            hourly: 10,
+            ..Default::default()
+        };
+        // Autumn: 00:30 and 01:30 UTC are both 02:30 local (CEST, then CET): one bucket.
+        let k = kept(
+            &p,
+            list(&[ns(2021, 10, 31, 0, 30), ns(2021, 10, 31, 1, 30)]),
+        );
+        assert_eq!(
+            k,
+            vec![(ns(2021, 10, 31, 1, 30), vec!["hourly snapshot".into()])]
+        );
+        // Spring: 00:30 UTC = 01:30 CET, 01:30 UTC = 03:30 CEST: two buckets.
+        let k = kept(&p, list(&[ns(2021, 3, 28, 0, 30), ns(2021, 3, 28, 1, 30)]));
+        assert_eq!(k.len(), 2);
+        // Days: 21:30 and 22:30 UTC on Oct 30 are Oct 30 23:30 and Oct 31 00:30 local.
+        let p = KeepPolicy {
+            daily: 10,
+            ..Default::default()
+        };
+        let k = kept(
+            &p,
+            list(&[ns(2021, 10, 30, 21, 30), ns(2021, 10, 30, 22, 30)]),
+        );
+        assert_eq!(k.len(), 2, "two local days");
+        // In winter the same UTC times are one local day (Nov 30 22:30, 23:30).
+        let k = kept(
+            &p,
+            list(&[ns(2021, 11, 30, 21, 30), ns(2021, 11, 30, 22, 30)]),
+        );
+        assert_eq!(k.len(), 1);
+    }
+
+    #[test]
+    fn weeks_are_iso_weeks() {
+        let p = KeepPolicy {
+            weekly: 10,
+            ..Default::default()
+        };
+        // Thu 2020-12-31 and Sat 2021-01-02 are in week 53 of 2020; Mon 2021-01-04 starts
+        // week 1 of 2021.
+        let k = kept(
+            &p,
+            list(&[
+                ns(2020, 12, 31, 12, 0),
+                ns(2021, 1, 2, 12, 0),
+                ns(2021, 1, 4, 12, 0),
+            ]),
+        );
+        let times: Vec<i64> = k.iter().map(|x| x.0).collect();
+        assert_eq!(times, vec![ns(2021, 1, 4, 12, 0), ns(2021, 1, 2, 12, 0)]);
+        assert_eq!(
+            period(
+                Period::Week,
+                &NaiveDate::from_ymd_opt(2021, 1, 2)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap(),
+                0
+            ),
+            202053
+        );
+    }
+
+    #[test]
+    fn within_uses_calendar_arithmetic_like_go_add_date() {
+        // Newest: 2023-03-26 12:00 CEST (10:00 UTC). 1d back is 2023-03-25 12:00 CET = 11:00
+        // UTC, not 24 hours (10:00 UTC).
+        let p = KeepPolicy {
+            within: d("1d"),
+            ..Default::default()
+        };
+        let k = kept(
+            &p,
+            list(&[
+                ns(2023, 3, 25, 10, 30),
+                ns(2023, 3, 25, 11, 30),
+                ns(2023, 3, 26, 10, 0),
+            ]),
+        );
+        let times: Vec<i64> = k.iter().map(|x| x.0).collect();
+        assert_eq!(times, vec![ns(2023, 3, 26, 10, 0), ns(2023, 3, 25, 11, 30)]);
+        assert_eq!(k[0].1, vec!["within 1d"]);
+        // From March 31, one month back is "February 31" = March 3 (2023), not Feb 28.
+        let p = KeepPolicy {
+            within: d("1m"),
+            ..Default::default()
+        };
+        let k = kept(
+            &p,
+            list(&[
+                ns(2023, 3, 1, 12, 0),
+                ns(2023, 3, 3, 10, 0),
+                ns(2023, 3, 3, 11, 30),
+                ns(2023, 3, 31, 10, 0),
+            ]),
+        );
+        let times: Vec<i64> = k.iter().map(|x| x.0).collect();
+        assert_eq!(times, vec![ns(2023, 3, 31, 10, 0), ns(2023, 3, 3, 11, 30)]);
+        // The boundary itself is not "within" (restic: strictly after).
+        let p = KeepPolicy {
+            within: d("2h"),
+            ..Default::default()
+        };
+        let k = kept(&p, list(&[ns(2023, 1, 1, 10, 0), ns(2023, 1, 1, 12, 0)]));
+        assert_eq!(k.len(), 1);
+        // Snapshots dated after now do not count as the newest.
+        let l = list(&[
+            ns(2023, 1, 1, 10, 0),
+            ns(2023, 1, 1, 12, 0),
+            ns(2030, 1, 1, 0, 0),
+        ]);
+        let a = apply_in(&p, l, ns(2024, 1, 1, 0, 0), &Berlin);
+        assert_eq!(a.keep.len(), 2, "the 2030 one (after the start) and 12:00");
+        // Go's choice for wall times in a gap or a fold.
+        let wall = |y, mo, dd, h, mi| {
+            NaiveDate::from_ymd_opt(y, mo, dd)
+                .unwrap()
+                .and_hms_opt(h, mi, 0)
+                .unwrap()
+        };
+        let utc = |t: NaiveDateTime| t.and_utc().timestamp_nanos_opt().unwrap();
+        assert_eq!(
+            utc(local_to_utc(wall(2021, 3, 28, 2, 30), &Berlin).unwrap()),
+            ns(2021, 3, 28, 1, 30),
+            "02:30 does not exist: 03:30 CEST"
+        );
+        assert_eq!(
+            utc(local_to_utc(wall(2021, 10, 31, 2, 30), &Berlin).unwrap()),
+            ns(2021, 10, 31, 1, 30),
+            "02:30 twice: Go takes CET east of Greenwich"
+        );
+    }
+
+    #[test]
+    fn tags_unlimited_counts_and_counters() {
+        let l = vec![
+            (id(1), snap(ns(2022, 1, 1, 10, 0), "h", &["a", "b"])),
+            (id(2), snap(ns(2022, 1, 1, 11, 0), "h", &[])),
+            (id(3), snap(ns(2022, 1, 2, 10, 0), "h", &["a"])),
+            (id(4), snap(ns(2022, 1, 3, 10, 0), "h", &[])),
+        ];
+        let p = KeepPolicy {
+            tags: vec![vec!["b".into(), "a".into()], vec!["".into()]],
+            ..Default::default()
+        };
+        let a = apply_in(&p, l.clone(), NOW, &Berlin);
+        let got: Vec<(Id, Vec<String>)> = a
+            .reasons
+            .iter()
+            .map(|r| (r.id, r.matches.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (id(4), vec!["has tags []".to_string()]),
+                (id(2), vec!["has tags []".to_string()]),
+                (id(1), vec!["has tags [b, a]".to_string()]),
+            ],
+            "an empty tag matches untagged snapshots"
+        );
+        let p = KeepPolicy {
+            last: 2,
+            daily: -1,
+            ..Default::default()
+        };
+        let a = apply_in(&p, l, NOW, &Berlin);
+        let got: Vec<(Id, Vec<String>, Counters)> = a
+            .reasons
+            .iter()
+            .map(|r| (r.id, r.matches.clone(), r.counters))
+            .collect();
+        let c = |last| Counters {
+            last,
+            daily: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    id(4),
+                    vec!["last snapshot".into(), "daily snapshot".into()],
+                    c(1)
+                ),
+                (
+                    id(3),
+                    vec!["last snapshot".into(), "daily snapshot".into()],
+                    c(0)
+                ),
+                (id(2), vec!["daily snapshot".into()], c(0)),
+            ]
+        );
+        assert_eq!(a.remove.len(), 1);
+        assert_eq!(a.remove[0].0, id(1));
+    }
+
+    /// An independent statement of restic's rule: for each count, the first (newest) snapshot
+    /// of each of the first N distinct local periods, periods named by formatted strings.
+    fn oracle(p: &KeepPolicy, mut l: Vec<(Id, Snapshot)>) -> Vec<(Id, Vec<String>)> {
+        l.sort_by(|a, b| b.1.time_ns.cmp(&a.1.time_ns).then(b.0.cmp(&a.0)));
+        let fmt = |s: &Snapshot, f: &str| {
+            DateTime::from_timestamp_nanos(s.time_ns)
+                .with_timezone(&Berlin)
+                .format(f)
+                .to_string()
+        };
+        let mut reasons: Vec<Vec<String>> = vec![Vec::new(); l.len()];
+        for (i, (_, s)) in l.iter().enumerate() {
+            for set in &p.tags {
+                if set.iter().all(|t| s.tags.contains(t)) {
+                    reasons[i].push(format!("has tags [{}]", set.join(", ")));
+                }
+            }
+        }
+        // The newest snapshot is at noon on a day <= 28, so chrono's month arithmetic
+        // (which clamps) and Go's (which overflows) agree.
+        let newest = DateTime::from_timestamp_nanos(l[0].1.time_ns).with_timezone(&Berlin);
+        let start = |d: &Duration| -> i64 {
+            let date = newest
+                .date_naive()
+                .checked_sub_months(chrono::Months::new((d.years * 12 + d.months) as u32))
+                .unwrap()
+                - TimeDelta::days(d.days.into());
+            let local = Berlin
+                .from_local_datetime(&date.and_time(newest.time()))
+                .single()
+                .unwrap();
+            local.timestamp_nanos_opt().unwrap() - i64::from(d.hours) * 3_600_000_000_000
+        };
+        if let Some(w) = set(&p.within) {
+            let from = start(&w);
+            for (i, (_, s)) in l.iter().enumerate() {
+                if s.time_ns > from {
+                    reasons[i].push(format!("within {w}"));
+                }
+            }
+        }
+        let formats = ["%Y%m%d%H", "%Y%m%d", "%G%V", "%Y%m", "%Y"];
+        let names = ["hourly", "daily", "weekly", "monthly", "yearly"];
+        let mut counted = vec![(p.last, None, "last")];
+        for ((n, f), name) in [p.hourly, p.daily, p.weekly, p.monthly, p.yearly]
+            .into_iter()
+            .zip(formats)
+            .zip(names)
+        {
+            counted.push((n, Some(f), name));
+        }
+        for (n, f, name) in counted {
+            if n == 0 {
+                continue;
+            }
+            let mut seen = HashSet::new();
+            for (i, (_, s)) in l.iter().enumerate() {
+                let key = f.map(|f| fmt(s, f)).unwrap_or_else(|| i.to_string());
+                if seen.insert(key) {
+                    if n >= 0 && seen.len() as i32 > n {
+                        break;
+                    }
+                    reasons[i].push(format!("{name} snapshot"));
+                }
+            }
+        }
+        for ((d, f), name) in p.withins().iter().map(|x| x.0).zip(formats).zip(names) {
+            let Some(d) = d else { continue };
+            let from = start(&d);
+            let mut seen = HashSet::new();
+            for (i, (_, s)) in l.iter().enumerate() {
+                if s.time_ns > from && seen.insert(fmt(s, f)) {
+                    reasons[i].push(format!("{name} within {d}"));
+                }
+            }
+        }
+        l.into_iter()
+            .zip(reasons)
+            .filter(|(_, r)| !r.is_empty())
+            .map(|((id, _), r)| (id, r))
+            .collect()
+    }
+
+    /// Years of hourly snapshots on three hosts, with gaps from an hour to a few weeks; each
+    /// host's newest at noon UTC on the 15th.
+    fn timeline(seed: u64) -> Vec<(Id, Snapshot)> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let hour = 3_600_000_000_000i64;
+        let mut out = Vec::new();
+        let mut n = 0;
+        for (h, host) in ["a", "b", "c"].into_iter().enumerate() {
+            let end = ns(2023, 5 + h as u32, 15, 12, 0);
+            let mut t = ns(2020, 1, 1, 0, 0) + (h as i64) * 20 * 60_000_000_000;
+            while t < end {
+                n += 1;
+                let tags: &[&str] = match rnd() % 50 {
+                    0 => &["keep"],
+                    1 => &["keep", "monthly"],
+                    _ => &[],
+                };
+                out.push((id(n), snap(t, host, tags)));
+                t += match rnd() % 100 {
+                    0..=84 => hour,
+                    85..=94 => hour * (2 + (rnd() % 30) as i64),
+                    95..=98 => hour * 24 * (1 + (rnd() % 10) as i64),
+                    _ => hour * 24 * (10 + (rnd() % 30) as i64),
+                };
+            }
+            n += 1;
+            out.push((id(n), snap(end, host, &[])));
+        }
+        out
+    }
+
+    #[test]
+    fn policies_over_generated_timelines_match_the_oracle() {
+        let policies = vec![
+            KeepPolicy {
+                last: 5,
+                ..Default::default()
+            },
+            KeepPolicy {
+                hourly: 100,
+                ..Default::default()
+            },
+            KeepPolicy {
+                daily: 400,
+                ..Default::default()
+            },
+            KeepPolicy {
+                weekly: 60,
+                monthly: 20,
+                ..Default::default()
+            },
+            KeepPolicy {
+                last: 3,
+                hourly: 24,
+                daily: 7,
+                weekly: 4,
+                monthly: 12,
+                yearly: -1,
+                ..Default::default()
+            },
+            KeepPolicy {
+                hourly: -1,
+                ..Default::default()
+            },
+            KeepPolicy {
+                within: d("1y2m3d4h"),
+                ..Default::default()
+            },
+            KeepPolicy {
+                within_hourly: d("2d"),
+                within_daily: d("2m"),
+                within_weekly: d("6m"),
+                within_monthly: d("2y"),
+                within_yearly: d("10y"),
+                ..Default::default()
+            },
+            KeepPolicy {
+                tags: vec![vec!["keep".into()], vec!["monthly".into(), "keep".into()]],
+                daily: 3,
+                within_weekly: d("1m12h"),
+                ..Default::default()
+            },
+        ];
+        for seed in [1, 2] {
+            let all = timeline(seed);
+            assert!(all.len() > 5_000, "{}", all.len());
+            let groups = group(all, GroupBy::HOST_PATHS);
+            assert_eq!(groups.len(), 3);
+            for p in &policies {
+                for (key, l) in &groups {
+                    let a = apply_in(p, l.clone(), NOW, &Berlin);
+                    assert_eq!(a.keep.len() + a.remove.len(), l.len());
+                    let got: Vec<(Id, Vec<String>)> = a
+                        .reasons
+                        .iter()
+                        .map(|r| (r.id, r.matches.clone()))
+                        .collect();
+                    let want = oracle(p, l.clone());
+                    if got != want {
+                        let g: BTreeMap<_, _> = got.into_iter().collect();
+                        let w: BTreeMap<_, _> = want.into_iter().collect();
+                        let diff: Vec<String> = g
+                            .keys()
+                            .chain(w.keys())
+                            .filter(|k| g.get(*k) != w.get(*k))
+                            .take(5)
+                            .map(|k| {
+                                format!(
+                                    "{}: got {:?}, want {:?}",
+                                    &k.to_hex()[56..],
+                                    g.get(k),
+                                    w.get(k)
+                                )
+                            })
+                            .collect();
+                        panic!("seed {seed}, {key:?}, {p}: {diff:#?}");
+                    }
+                }
+            }
+        }
+    }
 }
