@@ -87,8 +87,10 @@ pub fn group_key_text(k: &GroupKey) -> String {
         let ps: Vec<String> = ps.iter().map(|p| escape::bytes(p)).collect();
         parts.push(format!("paths {}", ps.join(" ")));
     }
-    if let Some(ts) = &k.tags {
-        parts.push(format!("tags {}", escape::text(&ts.join(","))));
+    match &k.tags {
+        Some(ts) if ts.is_empty() => parts.push("no tags".into()),
+        Some(ts) => parts.push(format!("tags {}", escape::text(&ts.join(",")))),
+        None => {}
     }
     if parts.is_empty() {
         "all snapshots".into()
