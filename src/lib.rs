@@ -15,6 +15,7 @@
 //!   the only module that holds keys or touches the backend.
 //! - [`snapshot`]: building and reading trees; choosing snapshots.
 //! - [`backup`], [`restore`]: the two pipelines.
+//! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
 //!
 //! # Glossary
 //! - **chunk**: a content-defined piece of a file (FastCDC).

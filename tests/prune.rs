@@ -65,10 +65,13 @@ fn history(env: &Env, n: u64) -> (PathBuf, Vec<(String, PathBuf)>) {
     (src, out)
 }
 
-/// Remove snapshots the way `forget ID` does.
+/// `cairn forget ID...`.
 fn forget(env: &Env, ids: &[&str]) {
+    let mut a = vec!["forget"];
+    a.extend_from_slice(ids);
+    env.ok(&a);
     for id in ids {
-        std::fs::remove_file(env.repo.join("snapshots").join(id)).unwrap();
+        assert!(!env.repo.join("snapshots").join(id).exists());
     }
 }
 
@@ -131,9 +134,18 @@ fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
         describe(&o)
     );
 
-    // Forget all but the last: the repository shrinks to what that one holds alone.
-    forget(&env, &[&snaps[1].0, &snaps[3].0]);
-    env.ok(&["prune", "--instant-delete", "--max-unused", "0"]);
+    // Forget all but the last, and prune in the same command: the repository shrinks to what
+    // that one holds alone.
+    env.ok(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--instant-delete",
+        "--max-unused",
+        "0",
+    ]);
+    assert_eq!(env.snapshots().len(), 1);
     check_clean(&env, &["--read-data"], "after the last prune");
     restore_matches(&env, &snaps[5].0, &snaps[5].1, &src, "r3");
     let alone = dir_size(&env.repo.join("data"));

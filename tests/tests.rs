@@ -11,6 +11,7 @@ mod errors;
 mod everyday;
 mod excludes;
 mod explore;
+mod forget;
 mod hostile_trees;
 mod incremental;
 mod interrupted;

@@ -23,7 +23,7 @@ use crate::repo::Repository;
 use crate::repo::keys::{current_user, now_ns};
 use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
 use crate::snapshot::builder::{DirHandle, TreeBuilder, TreeSink};
-use crate::snapshot::select::Filter;
+use crate::snapshot::group::GroupBy;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use exclude::Patterns;
 use open::{OpenError, Scanned};
@@ -111,12 +111,9 @@ pub fn choose_parent(
     if opts.kind == SnapshotKind::Full {
         return Ok(None);
     }
-    let filter = Filter {
-        hosts: vec![opts.host.clone()],
-        ..Default::default()
-    };
-    let mut want: Vec<&[u8]> = abs.iter().map(|p| p.as_slice()).collect();
-    want.sort();
+    // The same group as `forget`'s default: same host, same sorted path list.
+    let by = GroupBy::HOST_PATHS;
+    let want = by.key_of(&opts.host, abs.iter().map(|p| p.as_slice()), []);
     // A snapshot dated in the future (a wrong clock, or another key holder's planted one) is
     // never a parent: it would decide which files are taken as unchanged. Costs a full read at
     // worst.
@@ -125,11 +122,8 @@ pub fn choose_parent(
         .snapshots()?
         .into_iter()
         .filter(|(_, s)| {
-            let mut have: Vec<&[u8]> = s.paths.iter().map(|p| p.as_slice()).collect();
-            have.sort();
-            filter.matches(s)
-                && s.time_ns <= now
-                && have == want
+            s.time_ns <= now
+                && by.key(s) == want
                 && (opts.kind != SnapshotKind::Differential || s.kind == SnapshotKind::Full)
         })
         .max_by_key(|(_, s)| s.time_ns)

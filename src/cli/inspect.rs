@@ -7,6 +7,7 @@ use cairn::format::snapshot::Snapshot;
 use cairn::format::tree::{Node, NodeKind};
 use cairn::repo::Repository;
 use cairn::snapshot::find_node;
+use cairn::snapshot::group::{GroupBy, GroupKey, group, latest_per_group};
 use cairn::snapshot::select::{Filter, find, format_time};
 use cairn::snapshot::walk::{Step, TreeWalk};
 use std::io::Write;
@@ -48,9 +49,14 @@ impl FilterArgs {
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Only the newest N snapshots of each host and path set
+    /// Only the newest N snapshots of each group (by default of each host and path set; see
+    /// --group-by)
     #[arg(long)]
     pub latest: Option<usize>,
+    /// Group snapshots by host, paths and/or tags, separated by commas ("" = one group); with
+    /// --json, prints restic's [{"group_key": {...}, "snapshots": [...]}]
+    #[arg(short = 'g', long)]
+    pub group_by: Option<String>,
 }
 
 pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
@@ -61,41 +67,100 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
     })
 }
 
+/// A group key as restic writes it in `snapshots --group-by --json`: `hostname` is `""` and
+/// `paths`/`tags` are `null` when not grouped by (or, for tags, when there are none).
+pub fn group_key_json(k: &GroupKey) -> serde_json::Value {
+    serde_json::json!({
+        "hostname": k.host.clone().unwrap_or_default(),
+        "paths": k.path_strings(),
+        "tags": k.tags.clone().filter(|t| !t.is_empty()),
+    })
+}
+
+/// A group key for a human: `host a, paths /x /y, tags t` (only the grouped parts; escaped).
+pub fn group_key_text(k: &GroupKey) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &k.host {
+        parts.push(format!("host {}", escape::text(h)));
+    }
+    if let Some(ps) = &k.paths {
+        let ps: Vec<String> = ps.iter().map(|p| escape::bytes(p)).collect();
+        parts.push(format!("paths {}", ps.join(" ")));
+    }
+    match &k.tags {
+        Some(ts) if ts.is_empty() => parts.push("no tags".into()),
+        Some(ts) => parts.push(format!("tags {}", escape::text(&ts.join(",")))),
+        None => {}
+    }
+    if parts.is_empty() {
+        "all snapshots".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = g.open()?;
     let f = a.filter.filter();
-    let mut list: Vec<(Id, Snapshot)> = repo
+    let list: Vec<(Id, Snapshot)> = repo
         .snapshots()?
         .into_iter()
         .filter(|(_, s)| f.matches(s))
         .collect();
-    if let Some(n) = a.latest {
-        let mut groups: std::collections::HashMap<(String, Vec<String>), usize> =
-            Default::default();
-        let mut keep = vec![false; list.len()];
-        for (i, (_, s)) in list.iter().enumerate().rev() {
-            let c = groups
-                .entry((s.host.clone(), s.path_strings()))
-                .or_default();
-            if *c < n {
-                *c += 1;
-                keep[i] = true;
-            }
+    let by = match &a.group_by {
+        Some(s) => GroupBy::parse(s)?,
+        None => GroupBy::HOST_PATHS,
+    };
+    let mut groups = match a.latest {
+        Some(n) => latest_per_group(list, by, n),
+        None => group(list, by),
+    };
+    // Listings show each group oldest first.
+    for (_, v) in &mut groups {
+        v.reverse();
+    }
+    if a.group_by.is_none() {
+        // One flat list, oldest first.
+        let mut flat: Vec<(Id, Snapshot)> = groups.into_iter().flat_map(|(_, v)| v).collect();
+        flat.sort_by(|x, y| x.1.time_ns.cmp(&y.1.time_ns).then(x.0.cmp(&y.0)));
+        if g.json {
+            let v: Vec<_> = flat.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+            return print_json(&v).map(|_| 0);
         }
-        let mut k = keep.into_iter();
-        list.retain(|_| k.next().unwrap_or(false));
+        print_snapshot_table(&flat);
+        return Ok(0);
     }
     if g.json {
-        let v: Vec<_> = list.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+        let v: Vec<_> = groups
+            .iter()
+            .map(|(k, v)| {
+                serde_json::json!({
+                    "group_key": group_key_json(k),
+                    "snapshots": v.iter().map(|(id, s)| snapshot_json(id, s)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         return print_json(&v).map(|_| 0);
     }
+    for (i, (k, v)) in groups.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("snapshots for {}:", group_key_text(k));
+        print_snapshot_table(v);
+    }
+    Ok(0)
+}
+
+/// The snapshot table of `snapshots`, with a count line.
+fn print_snapshot_table(list: &[(Id, Snapshot)]) {
     println!(
         "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} paths",
         "id", "time", "host", "type", "parent", "tags"
     );
     println!("{}", "-".repeat(100));
     // Host, tags and paths come from the repository: escaped, never raw to the terminal.
-    for (id, s) in &list {
+    for (id, s) in list {
         println!(
             "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} {}",
             id.short(),
@@ -108,11 +173,10 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         );
     }
     println!("{} snapshots", list.len());
-    Ok(0)
 }
 
 /// A snapshot's paths for a human, escaped and separated by spaces.
-fn escaped_paths(s: &Snapshot) -> String {
+pub fn escaped_paths(s: &Snapshot) -> String {
     s.paths
         .iter()
         .map(|p| escape::bytes(p))

@@ -10,6 +10,16 @@ use cairn::repo::lock::LockTiming;
 /// `prune` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
+    #[command(flatten)]
+    pub options: PruneOptionArgs,
+    /// Only print what would be done
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// What prune does (shared by `prune` and `forget --prune`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PruneOptionArgs {
     /// Unused space tolerated in partly used packs: a percentage of the repository (5%), a size
     /// (500M), or `unlimited`
     #[arg(long, default_value = "5%")]
@@ -20,9 +30,6 @@ pub struct PruneArgs {
     /// Also repack small data packs together
     #[arg(long)]
     pub repack_small: bool,
-    /// Only print what would be done
-    #[arg(short = 'n', long)]
-    pub dry_run: bool,
     /// Grace period between marking an unused pack and deleting it (e.g. 24h, 7d, 0s)
     #[arg(long, default_value = "24h")]
     pub delete_after: String,
@@ -31,8 +38,9 @@ pub struct PruneArgs {
     pub instant_delete: bool,
 }
 
-impl PruneArgs {
-    fn options(&self) -> Result<PruneOptions> {
+impl PruneOptionArgs {
+    /// The library's options.
+    pub fn options(&self) -> Result<PruneOptions> {
         let max_unused: MaxUnused = self.max_unused.parse()?;
         let max_repack_bytes = match &self.max_repack_size {
             Some(s) => Some(
@@ -59,7 +67,7 @@ fn tally(t: &cairn::prune::plan::Tally) -> String {
 
 /// `cairn prune`.
 pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
-    let opts = a.options()?;
+    let opts = a.options.options()?;
     let repo = g.open()?;
     prune_open(g, &repo, &opts, a.dry_run)
 }

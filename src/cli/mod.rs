@@ -3,6 +3,7 @@
 mod backup;
 pub(crate) mod escape;
 mod explore;
+mod forget;
 mod generate;
 mod inspect;
 mod keys;
@@ -73,6 +74,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots
     Snapshots(inspect::SnapshotsArgs),
+    /// Remove snapshots by id, or those a retention policy (--keep-*) does not keep
+    Forget(forget::ForgetArgs),
     /// List files in a snapshot
     Ls(inspect::LsArgs),
     /// Print a repository object, decoded, as JSON
@@ -158,6 +161,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Key(a) => keys::key(g, a),
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => inspect::snapshots(g, a),
+        Command::Forget(a) => forget::run(g, a),
         Command::Ls(a) => inspect::ls(g, a),
         Command::Cat(a) => inspect::cat(g, a),
         Command::Dump(a) => inspect::dump(g, a),

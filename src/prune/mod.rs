@@ -1,8 +1,12 @@
-//! Retention and space reclaiming: which snapshots to keep (`policy`), and prune: what the
-//! remaining snapshots reach, what every pack becomes (`plan`), and carrying it out safely
-//! (`run`).
+//! Retention and space reclaiming.
+//!
+//! - [`policy`]: which snapshots of a group a retention policy keeps (`forget --keep-*`), with
+//!   restic's semantics and reason strings. Pure: no repository access.
+//! - [`plan`]: what the remaining snapshots reach and what every pack becomes;
+//! - [`run`]: carrying a plan out in an order that is safe to interrupt.
 
 pub mod plan;
+pub mod policy;
 pub mod run;
 
 pub use plan::{MaxUnused, PackAction, PruneOptions, PrunePlan, plan};

@@ -1,5 +1,6 @@
 //! Snapshots and trees as the upper layers see them: building trees, finding a path in a
-//! snapshot, and choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters).
+//! snapshot, choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters), and
+//! grouping them by host, paths and tags.
 
 #[cfg(feature = "engine")]
 pub mod builder;
@@ -7,6 +8,7 @@ pub mod builder;
 pub mod diff;
 #[cfg(feature = "engine")]
 pub mod find;
+pub mod group;
 #[cfg(feature = "engine")]
 pub mod reach;
 #[cfg(feature = "engine")]
