@@ -464,3 +464,37 @@ fn prune_refuses_when_a_snapshot_needs_a_missing_blob() {
     assert_eq!(after, before);
     let _ = snaps;
 }
+
+/// A store that serves an old index file again after a prune (rollback, format.md §16): a cache
+/// that merged the prune's index ignores it (rule 2); a fresh cache that is shown only the old
+/// file deduplicates against deleted packs, and the backup refuses to write its snapshot
+/// (rule 3).
+#[test]
+fn an_old_index_served_again_never_yields_a_snapshot_of_deleted_packs() {
+    let env = small_env();
+    let (src, snaps) = history(&env, 1);
+    let old_index = env.path("old-index");
+    copy_tree(&env.repo.join("index"), &old_index);
+    env.ok(&["forget", &snaps[0].0]);
+    env.ok(&["prune", "--instant-delete"]);
+    assert!(objects(&env.repo.join("data")).is_empty());
+    let new_index = objects(&env.repo.join("index"));
+
+    // Rule 2: the old files come back next to the new one: ignored, with any cache.
+    for f in objects(&old_index) {
+        std::fs::copy(&f, env.repo.join("index").join(f.file_name().unwrap())).unwrap();
+    }
+    check_clean(&env, &[], "old index files served again");
+    let _ = std::fs::remove_dir_all(&env.cache);
+    check_clean(&env, &[], "old index files served again, fresh cache");
+
+    // Rule 3: the store hides the new file; a fresh cache sees only the old ones.
+    for f in &new_index {
+        std::fs::remove_file(f).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&env.cache);
+    let o = env.cairn(&["backup", src.to_str().unwrap()]);
+    let line = assert_fails_one_line(&o, 1, "backup against deleted packs");
+    assert!(line.contains("no longer in the repository"), "{line}");
+    assert!(objects(&env.repo.join("snapshots")).is_empty());
+}

@@ -108,16 +108,22 @@ pub fn execute_with_hook(
                     keep.push((blob, loc));
                 }
             }
-            repo.read_pack_blobs(&p.id, &mut keep, |id, loc, sealed| {
-                let sealed = sealed?;
-                // Verified before it moves: a damaged blob is never copied as if it were good.
-                repo.open_blob(id, loc, sealed)?;
-                if writer.add_sealed(loc.kind, *id, sealed.to_vec(), loc.raw_length)? {
-                    out.repacked_blobs += 1;
-                    out.repacked_bytes += sealed.len() as u64;
-                }
-                Ok(())
-            })?;
+            keep.sort_by_key(|(_, l)| (l.offset, l.length));
+            repo.read_pack_blobs(
+                &p.id,
+                &keep,
+                |(_, l)| l,
+                |(id, loc), sealed| {
+                    let sealed = sealed?;
+                    // Verified before it moves: a damaged blob is never copied as if it were good.
+                    repo.open_blob(id, loc, sealed)?;
+                    if writer.add_sealed(loc.kind, *id, sealed.to_vec(), loc.raw_length)? {
+                        out.repacked_blobs += 1;
+                        out.repacked_bytes += sealed.len() as u64;
+                    }
+                    Ok(())
+                },
+            )?;
         }
         let stats = writer.finish()?;
         out.new_packs = stats.packs;

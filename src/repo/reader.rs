@@ -8,6 +8,12 @@ use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::id::Id;
 
+/// Two blobs of a pack at most this far apart are fetched in one ranged read (the bytes between
+/// are read and dropped: cheaper than another request).
+pub const MAX_GAP: u64 = 256 << 10;
+/// A ranged read covers at most this many bytes (plus one blob that is larger on its own).
+pub const MAX_RUN: u64 = 16 << 20;
+
 impl Repository {
     /// Where a blob is stored, or `NotFound`.
     pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
@@ -27,12 +33,6 @@ impl Repository {
             start..start + u64::from(loc.length),
         )?;
         self.open_blob(id, &loc, &sealed)
-    }
-
-    /// Read a byte range of a pack (restore reads runs of blobs at once).
-    pub fn read_pack_range(&self, pack: &Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
-        self.backend()
-            .get_range(FileType::Pack, &pack.to_hex(), range)
     }
 
     /// Open a blob's sealed bytes (as cut from its pack) and verify it.
@@ -72,92 +72,120 @@ impl Repository {
     }
 }
 
-/// Two blobs of a pack at most this far apart are fetched in one ranged read (the bytes between
-/// are read and dropped: cheaper than another request).
-pub const MAX_GAP: u64 = 256 << 10;
-/// A ranged read covers at most this many bytes (plus one blob that is larger on its own).
-pub const MAX_RUN: u64 = 16 << 20;
-
 /// Group blobs sorted by offset into runs that one ranged read each covers: gaps of at most
-/// [`MAX_GAP`], runs of at most [`MAX_RUN`]. Returns index ranges into `blobs`.
-pub fn runs(blobs: &[(Id, BlobLocation)]) -> Vec<std::ops::Range<usize>> {
+/// [`MAX_GAP`], runs of at most [`MAX_RUN`] (a single larger blob is a run of its own). Returns
+/// index ranges into `locs`. All arithmetic is in u64: a hostile index cannot wrap it.
+pub fn runs(locs: &[&BlobLocation]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
-    for i in 1..=blobs.len() {
-        let split = i == blobs.len() || {
-            let first = u64::from(blobs[start].1.offset);
-            let prev = &blobs[i - 1].1;
-            let prev_end = u64::from(prev.offset) + u64::from(prev.length);
-            let next = &blobs[i].1;
-            let next_end = u64::from(next.offset) + u64::from(next.length);
-            u64::from(next.offset) > prev_end + MAX_GAP
-                || u64::from(next.offset) < prev_end
-                || next_end - first > MAX_RUN
-        };
-        if split {
-            out.push(start..i);
-            start = i;
+    let mut end = 0u64;
+    for (i, l) in locs.iter().enumerate() {
+        let (o, len) = (u64::from(l.offset), u64::from(l.length));
+        if i > start {
+            let first = u64::from(locs[start].offset);
+            if o > end + MAX_GAP || o < first || (o + len).saturating_sub(first) > MAX_RUN {
+                out.push(start..i);
+                start = i;
+                end = 0;
+            }
         }
+        end = end.max(o + len);
+    }
+    if start < locs.len() {
+        out.push(start..locs.len());
     }
     out
 }
 
 impl Repository {
-    /// Read blobs of one pack, as stored (sealed), merging neighbours into ranged reads
-    /// ([`runs`]); `f` gets each blob's sealed bytes, in offset order, or the error of its read
-    /// when the pack is missing or too short. `f`'s own error stops the reading. A failure of
-    /// the store (other than a missing pack) is returned.
-    pub fn read_pack_blobs(
+    /// The one pack reader (restore, repack): read `items`' blobs from `pack` as stored
+    /// (sealed), neighbours merged into ranged reads ([`runs`]). `items` must be sorted by
+    /// offset; `loc` gives each one's location. `f` gets each item with its sealed bytes, or
+    /// with the error of its read (pack missing or too short, store failure): it decides
+    /// whether that stops the reading (return `Err`) or not.
+    pub fn read_pack_blobs<T>(
         &self,
         pack: &Id,
-        blobs: &mut [(Id, BlobLocation)],
-        mut f: impl FnMut(&Id, &BlobLocation, Result<&[u8]>) -> Result<()>,
+        items: &[T],
+        loc: impl Fn(&T) -> &BlobLocation,
+        mut f: impl FnMut(&T, Result<&[u8]>) -> Result<()>,
     ) -> Result<()> {
-        blobs.sort_by_key(|(_, l)| (l.offset, l.length));
+        let locs: Vec<&BlobLocation> = items.iter().map(&loc).collect();
         let name = pack.to_hex();
-        for run in runs(blobs) {
-            let part = &blobs[run];
-            let Some(first) = part.first() else {
-                continue;
-            };
-            let start = u64::from(first.1.offset);
-            let end = part
+        for run in runs(&locs) {
+            let part = &items[run.clone()];
+            let ls = &locs[run];
+            let start = ls.iter().map(|l| u64::from(l.offset)).min().unwrap_or(0);
+            let end = ls
                 .iter()
-                .map(|(_, l)| u64::from(l.offset) + u64::from(l.length))
+                .map(|l| u64::from(l.offset) + u64::from(l.length))
                 .max()
                 .unwrap_or(start);
             let bytes = match self.backend().get_range(FileType::Pack, &name, start..end) {
                 Ok(b) => b,
-                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
-                    for (id, l) in part {
-                        let e = Error::not_found(format!("pack {} is missing", pack.short()));
-                        f(id, l, Err(e))?;
+                Err(e) => {
+                    let e = if e.kind() == crate::error::ErrorKind::NotFound {
+                        Error::not_found(format!("pack {} is missing", pack.short()))
+                    } else {
+                        e
+                    };
+                    for item in part {
+                        f(item, Err(Error::new(e.kind(), e.to_string())))?;
                     }
                     continue;
                 }
-                Err(e) => return Err(e),
             };
-            for (id, l) in part {
+            for (item, l) in part.iter().zip(ls) {
                 let from = u64::from(l.offset) - start;
-                let to = from + u64::from(l.length);
                 let slice = usize::try_from(from)
                     .ok()
-                    .zip(usize::try_from(to).ok())
-                    .and_then(|(a, b)| bytes.get(a..b));
+                    .and_then(|a| bytes.get(a..a.checked_add(usize::try_from(l.length).ok()?)?));
                 match slice {
-                    Some(s) => f(id, l, Ok(s))?,
+                    Some(s) => f(item, Ok(s))?,
                     None => f(
-                        id,
-                        l,
+                        item,
                         Err(Error::corrupt(format!(
-                            "pack {} is corrupt: truncated before blob {}",
-                            pack.short(),
-                            id.short()
+                            "pack {} is corrupt: too short for its blobs",
+                            pack.short()
                         ))),
                     )?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::BlobKind;
+
+    fn l(offset: u32, length: u32) -> BlobLocation {
+        BlobLocation {
+            pack: Id([0; 32]),
+            offset,
+            length,
+            raw_length: length,
+            kind: BlobKind::Data,
+            marked: false,
+        }
+    }
+
+    #[test]
+    fn runs_merge_neighbours_and_split_on_gaps_and_size() {
+        let a = [l(0, 100), l(100, 100), l(300, 100)];
+        let r: Vec<&BlobLocation> = a.iter().collect();
+        assert_eq!(runs(&r), vec![0..3]);
+        let gap = MAX_GAP as u32 + 1000;
+        let b = [l(0, 100), l(100 + gap, 100)];
+        assert_eq!(runs(&b.iter().collect::<Vec<_>>()), vec![0..1, 1..2]);
+        let big = (MAX_RUN as u32) / 2 + 1;
+        let c = [l(0, big), l(big, big), l(2 * big, 10)];
+        assert_eq!(runs(&c.iter().collect::<Vec<_>>()), vec![0..1, 1..3]);
+        // Hostile offsets near u32::MAX do not wrap.
+        let d = [l(u32::MAX - 10, u32::MAX), l(5, 5)];
+        assert_eq!(runs(&d.iter().collect::<Vec<_>>()).len(), 2);
+        assert!(runs(&[]).is_empty());
     }
 }

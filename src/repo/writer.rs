@@ -94,6 +94,8 @@ struct FinishedPack {
 #[derive(Default)]
 struct Shared {
     in_flight: Mutex<HashSet<Id>>,
+    /// Packs holding blobs this writer deduplicated against (format.md §16, rollback rule 3).
+    deduped: Mutex<HashSet<Id>>,
     error: Mutex<Option<Error>>,
     pending: Mutex<Vec<IndexPack>>,
     blobs: AtomicU64,
@@ -202,6 +204,7 @@ impl BlobWriter {
         }
         if let Some(loc) = self.repo.cache().blob(id)? {
             if !loc.marked {
+                lock(&self.shared.deduped)?.insert(loc.pack);
                 return Ok(false);
             }
         }
@@ -276,7 +279,39 @@ impl BlobWriter {
         if lock(&self.shared.in_flight)?.contains(id) {
             return Ok(true);
         }
-        Ok(self.repo.cache().blob(id)?.is_some_and(|l| !l.marked))
+        match self.repo.cache().blob(id)? {
+            Some(l) if !l.marked => {
+                lock(&self.shared.deduped)?.insert(l.pack);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Rollback rule 3 (format.md §16): every pack this writer deduplicated against must be in
+    /// a listing of `data/` made now, after the blobs were found, so a snapshot never names a
+    /// pack that a prune (or the store) removed while the backup ran. One listing, only when
+    /// something was deduplicated.
+    fn verify_deduped(&self) -> Result<()> {
+        let deduped = std::mem::take(&mut *lock(&self.shared.deduped)?);
+        if deduped.is_empty() {
+            return Ok(());
+        }
+        let listed: HashSet<Id> = self
+            .repo
+            .backend()
+            .list(FileType::Pack)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if let Some(gone) = deduped.iter().find(|p| !listed.contains(p)) {
+            return Err(Error::not_found(format!(
+                "pack {} holds blobs this backup reuses but is no longer in the repository \
+                 (pruned while the backup ran?); no snapshot was written: run the backup again",
+                gone.short()
+            )));
+        }
+        Ok(())
     }
 
     /// Flush every pack, write the last index file, and stop the threads.
@@ -295,6 +330,7 @@ impl BlobWriter {
         if !self.dry_run {
             flush_index(&self.repo, &self.shared, true)?;
             self.repo.cache().flush()?;
+            self.verify_deduped()?;
         }
         let s = &self.shared;
         Ok(WriterStats {

@@ -7,7 +7,7 @@
 use super::plan::{Batch, FileJob};
 use super::{Ctx, Dir, fs, meta, same_content};
 use crate::cache::BlobLocation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::Id;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -18,10 +18,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
-/// Blobs of one pack closer than this are fetched in one read (the gap is read and dropped).
-const MERGE_GAP: u64 = 256 << 10;
-/// Longest single ranged read.
-const MAX_RUN: u64 = 16 << 20;
 /// Holes are made of whole blocks of this size, aligned in the file.
 const BLOCK: u64 = 4096;
 
@@ -229,53 +225,21 @@ fn keep_existing(ctx: &Ctx<'_>, j: &FileJob<'_>) -> std::result::Result<bool, St
     Ok(false)
 }
 
-/// Fetch and write the wanted blobs of one pack.
+/// Fetch and write the wanted blobs of one pack (sorted by offset), through the one pack
+/// reader: a blob that cannot be had damages the files that need it, nothing more.
 fn read_pack(ctx: &Ctx<'_>, jobs: &[FileJob<'_>], open: &[Option<Open>], pack: &Id, w: &[Want]) {
-    let mut i = 0;
-    while i < w.len() {
-        // A run of blobs close together is one ranged read (u64: no wrapping on a hostile index).
-        let start = u64::from(w[i].loc.offset);
-        let mut end = start + u64::from(w[i].loc.length);
-        let mut j = i;
-        while j + 1 < w.len() {
-            let next = &w[j + 1].loc;
-            let (o, l) = (u64::from(next.offset), u64::from(next.length));
-            if o > end + MERGE_GAP || (o + l).saturating_sub(start) > MAX_RUN {
-                break;
-            }
-            j += 1;
-            end = end.max(o + l);
-        }
-        let run = &w[i..=j];
-        i = j + 1;
-        let bytes = match ctx.repo.read_pack_range(pack, start..end) {
-            Ok(b) => b,
-            Err(e) => {
-                for want in run {
-                    damage(ctx, jobs, open, want, &e.to_string());
-                }
-                continue;
-            }
-        };
-        for want in run {
-            let a = u64::from(want.loc.offset) - start;
-            let sealed = usize::try_from(a)
-                .ok()
-                .and_then(|a| bytes.get(a..a.checked_add(want.loc.length as usize)?));
-            let raw = match sealed {
-                Some(s) => ctx.repo.open_blob(&want.id, &want.loc, s),
-                None => Err(Error::corrupt(format!(
-                    "blob {} lies outside its pack {}",
-                    want.id.short(),
-                    pack.short()
-                ))),
-            };
-            match raw {
+    let _ = ctx.repo.read_pack_blobs(
+        pack,
+        w,
+        |want| &want.loc,
+        |want, sealed| {
+            match sealed.and_then(|s| ctx.repo.open_blob(&want.id, &want.loc, s)) {
                 Ok(raw) => place(ctx, jobs, open, want, &raw),
                 Err(e) => damage(ctx, jobs, open, want, &e.to_string()),
             }
-        }
-    }
+            Ok(())
+        },
+    );
 }
 
 /// Record that `want` could not be had; each file that needed it is damaged.
