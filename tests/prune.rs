@@ -498,3 +498,87 @@ fn an_old_index_served_again_never_yields_a_snapshot_of_deleted_packs() {
     assert!(line.contains("no longer in the repository"), "{line}");
     assert!(objects(&env.repo.join("snapshots")).is_empty());
 }
+
+/// Random sequences of backups, forgets and prunes with random options: after every prune the
+/// repository checks clean with every blob read, and every remaining snapshot restores bit for
+/// bit; at the end the repository holds about what a fresh one with the remaining states holds.
+#[test]
+fn random_forget_prune_sequences_keep_every_remaining_snapshot() {
+    let options: [&[&str]; 7] = [
+        &["--max-unused", "0"],
+        &["--max-unused", "unlimited"],
+        &["--delete-after", "0s"],
+        &["--delete-after", "0s", "--max-unused", "0"],
+        &["--instant-delete"],
+        &["--repack-small", "--delete-after", "0s"],
+        &["--max-repack-size", "1M", "--max-unused", "0"],
+    ];
+    for seed in [1u64, 2] {
+        let env = small_env();
+        let mut rng = Rng::new(seed);
+        let src = env.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut live: Vec<(String, PathBuf)> = Vec::new();
+        let mut state = 0u64;
+        for round in 0..5 {
+            for _ in 0..2 {
+                make_state(&src, state + seed * 100);
+                let s = env.backup(&[src.to_str().unwrap()]);
+                let copy = env.path(&format!("states/{state}"));
+                std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+                copy_tree(&src, &copy);
+                live.push((s["snapshot_id"].as_str().unwrap().to_string(), copy));
+                state += 1;
+            }
+            // Forget a random non-empty subset, never all.
+            let mut gone = Vec::new();
+            live.retain(|(id, _)| {
+                if rng.next() % 2 == 0 {
+                    gone.push(id.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            if live.is_empty() {
+                live.push((
+                    gone.pop().unwrap(),
+                    env.path(&format!("states/{}", state - 1)),
+                ));
+            }
+            if !gone.is_empty() {
+                let mut a = vec!["forget"];
+                a.extend(gone.iter().map(String::as_str));
+                env.ok(&a);
+            }
+            let opts = options[(rng.next() % options.len() as u64) as usize];
+            let mut a = vec!["prune"];
+            a.extend_from_slice(opts);
+            env.ok(&a);
+            check_clean(
+                &env,
+                &["--read-data"],
+                &format!("seed {seed} round {round} {opts:?}"),
+            );
+            for (i, (id, copy)) in live.iter().enumerate() {
+                restore_matches(&env, id, copy, &src, &format!("r{seed}-{round}-{i}"));
+            }
+        }
+        // Everything unused goes; what is left is about what the live snapshots need.
+        env.ok(&["prune", "--instant-delete", "--max-unused", "0"]);
+        check_clean(&env, &["--read-data"], "final");
+        let kept = dir_size(&env.repo.join("data"));
+        let fresh = small_env();
+        let fsrc = fresh.path("src");
+        for (_, copy) in &live {
+            let _ = std::fs::remove_dir_all(&fsrc);
+            copy_tree(copy, &fsrc);
+            fresh.backup(&[fsrc.to_str().unwrap()]);
+        }
+        let reference = dir_size(&fresh.repo.join("data"));
+        assert!(
+            kept <= reference + reference / 10,
+            "seed {seed}: pruned repository holds {kept} bytes, a fresh one with the live states {reference}"
+        );
+    }
+}
