@@ -15,18 +15,13 @@
 use super::plan::{PackAction, PrunePlan};
 use crate::backend::FileType;
 use crate::error::Result;
-use crate::format::VERSION;
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::IndexPack;
 use crate::format::pack::PackEntry;
-use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::index::write_index_file;
+use crate::repo::index::IndexRewriter;
 use crate::repo::lock::LockGuard;
 use crate::repo::writer::{BlobWriter, WriterOptions};
 use std::sync::Arc;
-
-/// Index entries per new index file, at most (as the writer's batches).
-const INDEX_MAX_BLOBS: usize = 1 << 20;
 
 /// What a prune did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -133,24 +128,7 @@ pub fn execute_with_hook(
     // 2. The new index.
     hook("index");
     lock.check()?;
-    let mut batch: Vec<IndexPack> = Vec::new();
-    let mut batch_blobs = 0usize;
-    let mut written: Vec<Id> = Vec::new();
-    let mut flush = |batch: &mut Vec<IndexPack>, supersedes: Vec<Id>| -> Result<()> {
-        if batch.is_empty() && supersedes.is_empty() {
-            return Ok(());
-        }
-        let id = write_index_file(
-            repo,
-            IndexFile {
-                version: VERSION,
-                supersedes,
-                packs: std::mem::take(batch),
-            },
-        )?;
-        written.push(id);
-        Ok(())
-    };
+    let mut index = IndexRewriter::new(repo);
     for p in &plan.packs {
         let marked_ns = match p.action {
             PackAction::Keep | PackAction::Recover => None,
@@ -177,22 +155,16 @@ pub fn execute_with_hook(
                 raw_length: l.raw_length,
             })
             .collect();
-        if batch_blobs + blobs.len() > INDEX_MAX_BLOBS && !batch.is_empty() {
-            flush(&mut batch, Vec::new())?;
-            batch_blobs = 0;
-        }
-        batch_blobs += blobs.len();
-        batch.push(IndexPack {
+        index.add(IndexPack {
             id: p.id,
             size: p.size,
             marked_ns,
             blobs,
-        });
+        })?;
     }
     // The last file carries `supersedes`: only once it is stored do the old files stop
     // counting.
-    flush(&mut batch, plan.index_files.clone())?;
-    out.index_files_written += written.len() as u64;
+    out.index_files_written += index.finish(plan.index_files.clone())?;
 
     // 3. The old index files.
     hook("delete-index");

@@ -8,16 +8,12 @@
 
 use crate::backend::FileType;
 use crate::error::Result;
-use crate::format::VERSION;
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::IndexPack;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::index::write_index_file;
+use crate::repo::index::IndexRewriter;
 use crate::repo::lock::LockGuard;
 use rayon::prelude::*;
-
-/// Entries per new index file, at most (as the writer's).
-const INDEX_MAX_BLOBS: usize = 1 << 20;
 
 /// What `repair index` did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -53,25 +49,7 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
     let packs = repo.backend().list(FileType::Pack)?;
     out.packs = packs.len() as u64;
 
-    let mut batch: Vec<IndexPack> = Vec::new();
-    let mut batch_blobs = 0;
-    let mut written = 0u64;
-    let flush =
-        |batch: &mut Vec<IndexPack>, supersedes: Vec<Id>, written: &mut u64| -> Result<()> {
-            if batch.is_empty() && supersedes.is_empty() {
-                return Ok(());
-            }
-            write_index_file(
-                repo,
-                IndexFile {
-                    version: VERSION,
-                    supersedes,
-                    packs: std::mem::take(batch),
-                },
-            )?;
-            *written += 1;
-            Ok(())
-        };
+    let mut index = IndexRewriter::new(repo);
     for chunk in packs.chunks(64) {
         let headers: Vec<_> = chunk
             .par_iter()
@@ -101,20 +79,13 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
                     .push((id, "its header lists blobs outside the pack".into()));
                 continue;
             }
-            if batch_blobs + p.blobs.len() > INDEX_MAX_BLOBS && !batch.is_empty() {
-                lock.check()?;
-                flush(&mut batch, Vec::new(), &mut written)?;
-                batch_blobs = 0;
-            }
             out.packs_indexed += 1;
             out.blobs_indexed += p.blobs.len() as u64;
-            batch_blobs += p.blobs.len();
-            batch.push(p);
+            index.add(p)?;
         }
     }
     lock.check()?;
-    flush(&mut batch, old_files.clone(), &mut written)?;
-    out.index_files_written = written;
+    out.index_files_written = index.finish(old_files.clone())?;
     for f in &old_files {
         repo.backend().delete(FileType::Index, &f.to_hex())?;
         out.index_files_deleted += 1;

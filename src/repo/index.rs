@@ -106,3 +106,63 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
 /// Merging at least this many index files at once (a rebuilt cache, a long-unused host) is
 /// followed by a compaction of the blob lookups.
 const COMPACT_AFTER: usize = 64;
+
+/// Writes a replacement index (prune, `repair index`): packs are added one at a time and
+/// written in files of at most [`INDEX_MAX_BLOBS`] entries; [`IndexRewriter::finish`] writes
+/// the last file, which alone lists the files replaced in `supersedes`, so that until it is
+/// stored the old files still count (design.md §16).
+pub struct IndexRewriter<'r> {
+    repo: &'r Repository,
+    batch: Vec<IndexPack>,
+    blobs: usize,
+    written: u64,
+}
+
+/// Entries per index file, at most: the same bound as a backup's batches, far below what a
+/// reader accepts (`backend::MAX_INDEX_SIZE`).
+pub const INDEX_MAX_BLOBS: usize = 1 << 20;
+
+impl<'r> IndexRewriter<'r> {
+    /// A rewriter for `repo`.
+    pub fn new(repo: &'r Repository) -> Self {
+        IndexRewriter {
+            repo,
+            batch: Vec::new(),
+            blobs: 0,
+            written: 0,
+        }
+    }
+
+    /// Add a pack; writes the batch first when the pack would overflow it.
+    pub fn add(&mut self, pack: IndexPack) -> Result<()> {
+        if self.blobs + pack.blobs.len() > INDEX_MAX_BLOBS && !self.batch.is_empty() {
+            self.write(Vec::new())?;
+        }
+        self.blobs += pack.blobs.len();
+        self.batch.push(pack);
+        Ok(())
+    }
+
+    fn write(&mut self, supersedes: Vec<Id>) -> Result<()> {
+        if self.batch.is_empty() && supersedes.is_empty() {
+            return Ok(());
+        }
+        write_index_file(
+            self.repo,
+            IndexFile {
+                version: VERSION,
+                supersedes,
+                packs: std::mem::take(&mut self.batch),
+            },
+        )?;
+        self.blobs = 0;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Write the last file, superseding `replaced`; returns the number of files written.
+    pub fn finish(mut self, replaced: Vec<Id>) -> Result<u64> {
+        self.write(replaced)?;
+        Ok(self.written)
+    }
+}

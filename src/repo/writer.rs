@@ -14,7 +14,7 @@
 //! indexed.
 
 use super::Repository;
-use super::index::write_index;
+use super::index::{INDEX_MAX_BLOBS, write_index};
 use crate::backend::FileType;
 use crate::crypto::{SEAL_OVERHEAD, random_bytes};
 use crate::error::{Error, Result};
@@ -32,9 +32,6 @@ use std::thread::JoinHandle;
 
 /// Packs per index file written during a backup.
 const INDEX_BATCH: usize = 8;
-/// Blob entries per index file, at most (about 45 bytes each: ~45 MB, far below what a reader
-/// accepts, `backend::MAX_INDEX_SIZE`), however small the blobs and large the packs.
-const INDEX_MAX_BLOBS: usize = 1 << 20;
 /// Blobs per pack, at most: a pack of tiny blobs closes early, so its header and its index
 /// entry stay small whatever the pack size target.
 const PACK_MAX_BLOBS: usize = 1 << 18;
