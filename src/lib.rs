@@ -52,6 +52,8 @@ pub mod repo;
 #[cfg(feature = "engine")]
 pub mod restore;
 pub mod snapshot;
+#[cfg(feature = "engine")]
+pub mod warning;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

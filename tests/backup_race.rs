@@ -111,7 +111,15 @@ fn race_backups(env: &Env, src: &Path, swapper: &Swapper) -> u64 {
         let errors: Vec<String> = json_lines(&o.stdout)
             .into_iter()
             .filter(|v| v["message_type"] == "error")
-            .map(|v| v["error"].as_str().unwrap_or_default().to_string())
+            .map(|v| {
+                let e = v["error"].as_str().unwrap_or_default().to_string();
+                // Typed: a file swapped under the backup is "changed", and names its path.
+                if e.contains("changed during backup") {
+                    assert_eq!(v["kind"], "changed", "{v}");
+                    assert!(v["item"].as_str().is_some_and(|i| e.contains(i)), "{v}");
+                }
+                e
+            })
             .collect();
         let want = if errors.is_empty() { 0 } else { 3 };
         assert_eq!(

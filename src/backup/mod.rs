@@ -134,7 +134,7 @@ pub fn backup(
     repo: &Arc<Repository>,
     opts: &BackupOptions,
     progress: &Progress,
-    warn: &(dyn Fn(&str) + Sync),
+    warn: crate::warning::EntrySink<'_>,
 ) -> Result<BackupOutcome> {
     let sources = Sources::start(opts)?;
     backup_sources(repo, opts, sources, progress, warn)
@@ -146,7 +146,7 @@ pub fn backup_sources(
     opts: &BackupOptions,
     sources: Sources,
     progress: &Progress,
-    warn: &(dyn Fn(&str) + Sync),
+    warn: crate::warning::EntrySink<'_>,
 ) -> Result<BackupOutcome> {
     let Sources {
         trie,

@@ -16,6 +16,7 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::writer::BlobWriter;
 use crate::snapshot::builder::{DirHandle, TreeBuilder};
+use crate::warning::{EntryProblem, EntrySink, EntryWarning};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +34,7 @@ pub(super) struct Context<'a> {
     /// Every blob of the parent snapshot is known present.
     pub parent_complete: bool,
     pub progress: &'a Progress,
-    pub warn: &'a (dyn Fn(&str) + Sync),
+    pub warn: EntrySink<'a>,
     pub started: i64,
 }
 
@@ -121,8 +122,8 @@ pub(super) fn run(c: Context<'_>) -> Result<(Summary, Id)> {
 
 enum FileOutcome {
     Done(Vec<Id>, u64),
-    /// Not stored; the warning (whole line).
-    Unreadable(String),
+    /// Not stored; the warning.
+    Unreadable(EntryWarning),
     Fatal(Error),
 }
 
@@ -177,7 +178,7 @@ struct Walker<'a> {
     scanner: &'a Scanner,
     summary: Summary,
     progress: &'a Progress,
-    warn: &'a (dyn Fn(&str) + Sync),
+    warn: EntrySink<'a>,
     root_dev: u64,
     fatal: Option<Error>,
     /// Every blob of the parent snapshot is known present.
@@ -192,10 +193,14 @@ fn read_file(writer: &BlobWriter, path: &Path, want: &Scanned, progress: &Progre
     let (f, m) = match open::open_scanned(path, want) {
         Ok(x) => x,
         Err(e @ OpenError::Changed(_)) => {
-            return FileOutcome::Unreadable(format!("{}: {e}", path.display()));
+            return FileOutcome::Unreadable(EntryWarning::new(
+                EntryProblem::Changed,
+                path,
+                format!("{}: {e}", path.display()),
+            ));
         }
         Err(OpenError::Io(e)) => {
-            return FileOutcome::Unreadable(format!("cannot read {}: {e}", path.display()));
+            return FileOutcome::Unreadable(unreadable(path, &e));
         }
     };
     let mut ids = Vec::new();
@@ -204,7 +209,7 @@ fn read_file(writer: &BlobWriter, path: &Path, want: &Scanned, progress: &Progre
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                return FileOutcome::Unreadable(format!("cannot read {}: {e}", path.display()));
+                return FileOutcome::Unreadable(unreadable(path, &e));
             }
         };
         size += chunk.len() as u64;
@@ -217,10 +222,19 @@ fn read_file(writer: &BlobWriter, path: &Path, want: &Scanned, progress: &Progre
     FileOutcome::Done(ids, size)
 }
 
+/// "cannot read PATH: ERROR".
+fn unreadable(path: &Path, e: &dyn std::fmt::Display) -> EntryWarning {
+    EntryWarning::new(
+        EntryProblem::Unreadable,
+        path,
+        format!("cannot read {}: {e}", path.display()),
+    )
+}
+
 impl Walker<'_> {
-    fn warn(&mut self, msg: String) {
+    fn warn(&mut self, w: EntryWarning) {
         self.summary.errors += 1;
-        (self.warn)(&msg);
+        (self.warn)(&w);
     }
 
     fn apply(&mut self, r: FileResult) -> Result<()> {
@@ -260,11 +274,12 @@ impl Walker<'_> {
                 self.builder
                     .fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
             }
-            FileOutcome::Unreadable(msg) => {
+            FileOutcome::Unreadable(mut w) => {
                 if waiters.is_empty() {
-                    self.warn(msg);
+                    self.warn(w);
                 } else {
-                    self.warn(format!("{msg} (nor {} other links to it)", waiters.len()));
+                    w.message = format!("{} (nor {} other links to it)", w.message, waiters.len());
+                    self.warn(w);
                     self.summary.errors += waiters.len() as u64;
                 }
                 for (d, slot) in waiters {
@@ -373,7 +388,11 @@ impl Walker<'_> {
         let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
-                self.warn(format!("cannot stat {}: {e}", path.display()));
+                self.warn(EntryWarning::new(
+                    EntryProblem::Unreadable,
+                    path,
+                    format!("cannot stat {}: {e}", path.display()),
+                ));
                 return Ok(());
             }
         };
@@ -385,7 +404,7 @@ impl Walker<'_> {
             }
             Ok(None) => Ok(()),
             Err(e) => {
-                self.warn(format!("cannot read {}: {e}", path.display()));
+                self.warn(unreadable(path, &e));
                 Ok(())
             }
         }
@@ -528,7 +547,7 @@ impl Walker<'_> {
     ) -> Result<()> {
         let listing = self.scanner.list(key, path, self.root_dev);
         for w in listing.warnings {
-            self.warn(w);
+            self.warn(EntryWarning::new(EntryProblem::Unreadable, path, w));
         }
         let mut child_key = key.to_vec();
         child_key.push(0);

@@ -125,16 +125,9 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "backup");
     let warnings = AtomicU64::new(0);
     let json = g.json;
-    let warn = |m: &str| {
+    let warn = |w: &cairn::warning::EntryWarning| {
         warnings.fetch_add(1, Ordering::Relaxed);
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"message_type": "error", "error": m})
-            );
-        } else {
-            eprintln!("warning: {}", super::escape::text(m));
-        }
+        super::print_entry_warning(json, w);
     };
     let outcome = if a.stdin {
         stdin::backup_stream(

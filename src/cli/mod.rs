@@ -352,6 +352,24 @@ fn trim_newline(s: &mut Vec<u8>) {
     }
 }
 
+/// Print an entry's problem during a backup or restore: `warning: …` on stderr, or with `--json`
+/// a JSON line on stdout in restic's shape (`message_type` "error", `error`, `item`) plus its
+/// `kind`.
+pub fn print_entry_warning(json: bool, w: &cairn::warning::EntryWarning) {
+    use std::os::unix::ffi::OsStrExt;
+    if json {
+        let line = serde_json::json!({
+            "message_type": "error",
+            "error": w.message,
+            "kind": w.problem,
+            "item": String::from_utf8_lossy(w.path.as_os_str().as_bytes()),
+        });
+        println!("{line}");
+    } else {
+        eprintln!("warning: {}", escape::text(&w.message));
+    }
+}
+
 /// Print a value as one line of JSON on stdout (after any JSON progress lines).
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string(v)?);

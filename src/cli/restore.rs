@@ -92,16 +92,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let progress = Arc::new(Progress::new());
     let reporter = Reporter::start(progress.clone(), g.progress_style(), "restore");
     let json = g.json;
-    let warn = |m: &str| {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"message_type": "error", "error": m})
-            );
-        } else {
-            eprintln!("warning: {}", super::escape::text(m));
-        }
-    };
+    let warn = |w: &cairn::warning::EntryWarning| super::print_entry_warning(json, w);
     let spath = if sub.is_empty() {
         "/".to_string()
     } else {

@@ -46,30 +46,13 @@ pub struct PruneOutcome {
     pub bytes_marked: u64,
 }
 
-/// A test hook: called with the name of each step as it starts (`repack`, `index`,
-/// `delete-index`, `delete-packs`) and after each object it deletes (`deleted`), so a fault
-/// test can stop the process there.
-pub type StepHook = dyn Fn(&str) + Sync;
-
-fn no_hook(_: &str) {}
-
-/// Carry out `plan` while holding `lock`.
+/// Carry out `plan` while holding `lock`. Crash tests stop it before any of its writes and
+/// deletes through the backend's `CAIRN_TEST_KILL_AFTER_WRITES` hook.
 pub fn execute(
     repo: &Arc<Repository>,
     plan: &PrunePlan,
     lock: &LockGuard,
     threads: usize,
-) -> Result<PruneOutcome> {
-    execute_with_hook(repo, plan, lock, threads, &no_hook)
-}
-
-/// [`execute`] with a step hook (tests).
-pub fn execute_with_hook(
-    repo: &Arc<Repository>,
-    plan: &PrunePlan,
-    lock: &LockGuard,
-    threads: usize,
-    hook: &StepHook,
 ) -> Result<PruneOutcome> {
     let mut out = PruneOutcome::default();
     if plan.is_empty() {
@@ -78,7 +61,6 @@ pub fn execute_with_hook(
     let instant = plan.options.instant_delete;
 
     // 1. Repack.
-    hook("repack");
     let repack: Vec<&super::plan::PackPlan> = plan
         .packs
         .iter()
@@ -126,7 +108,6 @@ pub fn execute_with_hook(
     }
 
     // 2. The new index.
-    hook("index");
     lock.check()?;
     let mut index = IndexRewriter::new(repo);
     for p in &plan.packs {
@@ -167,16 +148,13 @@ pub fn execute_with_hook(
     out.index_files_written += index.finish(plan.index_files.clone())?;
 
     // 3. The old index files.
-    hook("delete-index");
     lock.check()?;
     for f in &plan.index_files {
         repo.backend().delete(FileType::Index, &f.to_hex())?;
         out.index_files_deleted += 1;
-        hook("deleted");
     }
 
     // 4. Packs.
-    hook("delete-packs");
     lock.check()?;
     let doomed = plan
         .packs
@@ -193,7 +171,6 @@ pub fn execute_with_hook(
         repo.backend().delete(FileType::Pack, &id.to_hex())?;
         out.packs_deleted += 1;
         out.bytes_deleted += size;
-        hook("deleted");
     }
     Ok(out)
 }

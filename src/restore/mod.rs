@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::Node;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::warning::{EntryProblem, EntrySink, EntryWarning};
 use fs::DirFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -113,7 +114,7 @@ struct Ctx<'a> {
     repo: &'a Repository,
     opts: &'a RestoreOptions,
     progress: &'a Progress,
-    warn: &'a (dyn Fn(&str) + Sync),
+    warn: EntrySink<'a>,
     meta: meta::MetaOptions,
     /// The target was empty: nothing exists, every name is created.
     fresh: bool,
@@ -126,9 +127,9 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Report a problem and count it.
-    fn problem(&self, msg: &str) {
-        (self.warn)(msg);
+    /// Report a problem with the entry at `path` and count it.
+    fn problem(&self, kind: EntryProblem, path: &std::path::Path, msg: impl Into<String>) {
+        (self.warn)(&EntryWarning::new(kind, path, msg));
         self.n.errors.fetch_add(1, Relaxed);
     }
 }
@@ -158,7 +159,7 @@ impl Drop for Dir<'_> {
                 meta::Skip::default(),
             );
             if let Err(m) = r {
-                self.ctx.problem(&m);
+                self.ctx.problem(EntryProblem::Metadata, &self.path, m);
             }
         }
     }
@@ -171,7 +172,7 @@ pub fn restore(
     spath: &[u8],
     opts: &RestoreOptions,
     progress: &Progress,
-    warn: &(dyn Fn(&str) + Sync),
+    warn: EntrySink<'_>,
 ) -> Result<RestoreSummary> {
     let fresh = match std::fs::read_dir(&opts.target) {
         Ok(mut d) => d.next().is_none(),

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
 use crate::snapshot::walk::{Step, TreeWalk};
+use crate::warning::EntryProblem;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -134,10 +135,14 @@ pub(super) fn run<'a>(
             parent_included || opts.includes.is_empty() || opts.includes.matches(sp_path);
         if n.kind == NodeKind::Dir {
             if let Err(e) = walk.enter(&n) {
-                ctx.problem(&format!(
-                    "{}: cannot read its folder, skipped: {e}",
-                    String::from_utf8_lossy(&sp)
-                ));
+                ctx.problem(
+                    EntryProblem::Skipped,
+                    std::path::Path::new(std::ffi::OsStr::from_bytes(&sp)),
+                    format!(
+                        "{}: cannot read its folder, skipped: {e}",
+                        String::from_utf8_lossy(&sp)
+                    ),
+                );
                 continue;
             }
             levels.push(Level {
@@ -205,8 +210,11 @@ impl<'a> Planner<'a> {
                     }));
                 }
                 Err(e) => {
-                    self.ctx
-                        .problem(&format!("cannot create folder {}: {e}", path.display()));
+                    self.ctx.problem(
+                        EntryProblem::Create,
+                        &path,
+                        format!("cannot create folder {}: {e}", path.display()),
+                    );
                     l.failed = true;
                     return None;
                 }
@@ -285,16 +293,22 @@ impl<'a> Planner<'a> {
                 ctx.n.skipped.fetch_add(1, Relaxed);
             }
             NodeKind::CharDevice | NodeKind::BlockDevice if !meta::is_root() => {
-                ctx.problem(&format!(
-                    "skipping device {} (only root can create devices)",
-                    path(&dir).display()
-                ));
+                let p = path(&dir);
+                ctx.problem(
+                    EntryProblem::Skipped,
+                    &p,
+                    format!(
+                        "skipping device {} (only root can create devices)",
+                        p.display()
+                    ),
+                );
             }
             _ => {
                 ctx.n.others.fetch_add(1, Relaxed);
                 if let Some(d) = &dir {
-                    if let Err(m) = make_special(ctx, d, &n, &path(&dir)) {
-                        ctx.problem(&m);
+                    let p = path(&dir);
+                    if let Err(m) = make_special(ctx, d, &n, &p) {
+                        ctx.problem(EntryProblem::Create, &p, m);
                     }
                 }
             }
@@ -326,11 +340,15 @@ impl<'a> Planner<'a> {
             }
         }
         if missing.is_none() && off != node.size {
-            self.ctx.problem(&format!(
-                "{}: snapshot size {} differs from its content ({off} bytes)",
-                path.display(),
-                node.size
-            ));
+            self.ctx.problem(
+                EntryProblem::Damaged,
+                &path,
+                format!(
+                    "{}: snapshot size {} differs from its content ({off} bytes)",
+                    path.display(),
+                    node.size
+                ),
+            );
         }
         Ok(FileJob {
             dir,

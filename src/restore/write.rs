@@ -9,6 +9,7 @@ use super::{Ctx, Dir, fs, meta, same_content};
 use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::id::Id;
+use crate::warning::EntryProblem;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -110,20 +111,28 @@ pub(super) fn run<'a>(
         if let Some(why) = damage {
             let _ = o.file.set_len(j.node.size.max(j.content_len));
             ctx.n.files_damaged.fetch_add(1, Relaxed);
-            ctx.problem(&format!(
-                "{}: content damaged, restored incomplete: {why}",
-                j.path.display()
-            ));
+            ctx.problem(
+                EntryProblem::Damaged,
+                &j.path,
+                format!(
+                    "{}: content damaged, restored incomplete: {why}",
+                    j.path.display()
+                ),
+            );
             ctx.progress.add_file();
         } else if o.remaining.load(Relaxed) > 0 {
             // Cannot happen (every placement is counted down once); say so rather than hide it.
-            ctx.problem(&format!("{}: not every blob was written", j.path.display()));
+            ctx.problem(
+                EntryProblem::Damaged,
+                &j.path,
+                format!("{}: not every blob was written", j.path.display()),
+            );
         }
     }
     drop(open);
     for l in &batch.links {
         if let Err(m) = make_link(ctx, top, l) {
-            ctx.problem(&m);
+            ctx.problem(EntryProblem::Create, &l.path, m);
         }
     }
     Ok(())
@@ -138,7 +147,7 @@ fn prepare(ctx: &Ctx<'_>, j: &FileJob<'_>) -> Option<Open> {
             Ok(true) => return None,
             Ok(false) => {}
             Err(m) => {
-                ctx.problem(&m);
+                ctx.problem(EntryProblem::Create, &j.path, m);
                 return None;
             }
         }
@@ -146,15 +155,23 @@ fn prepare(ctx: &Ctx<'_>, j: &FileJob<'_>) -> Option<Open> {
     let file = match dir.create_file_at(&j.name, creation_mode(ctx, j)) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-            ctx.problem(&format!(
-                "cannot create {}: the name is taken (names that differ only in case on a \
-                 case-insensitive target, or a file made meanwhile)",
-                j.path.display()
-            ));
+            ctx.problem(
+                EntryProblem::Create,
+                &j.path,
+                format!(
+                    "cannot create {}: the name is taken (names that differ only in case on a \
+                     case-insensitive target, or a file made meanwhile)",
+                    j.path.display()
+                ),
+            );
             return None;
         }
         Err(e) => {
-            ctx.problem(&format!("cannot create {}: {e}", j.path.display()));
+            ctx.problem(
+                EntryProblem::Create,
+                &j.path,
+                format!("cannot create {}: {e}", j.path.display()),
+            );
             return None;
         }
     };
@@ -211,7 +228,7 @@ fn keep_existing(ctx: &Ctx<'_>, j: &FileJob<'_>) -> std::result::Result<bool, St
                 if let Err(m) =
                     meta::apply_fd(f.as_fd(), &j.path, &j.node, ctx.meta, meta::Skip::default())
                 {
-                    ctx.problem(&m);
+                    ctx.problem(EntryProblem::Metadata, &j.path, m);
                 }
                 ctx.n.files_unchanged.fetch_add(1, Relaxed);
                 ctx.progress.add_file();
@@ -297,7 +314,11 @@ fn finish(ctx: &Ctx<'_>, j: &FileJob<'_>, o: &Open) {
     let len = j.node.size.max(j.content_len);
     if o.short.load(Relaxed) || j.content_len < len {
         if let Err(e) = o.file.set_len(len) {
-            ctx.problem(&format!("cannot size {}: {e}", j.path.display()));
+            ctx.problem(
+                EntryProblem::Metadata,
+                &j.path,
+                format!("cannot size {}: {e}", j.path.display()),
+            );
             return;
         }
     }
@@ -306,15 +327,23 @@ fn finish(ctx: &Ctx<'_>, j: &FileJob<'_>, o: &Open) {
             Ok(true) => {
                 ctx.n.files_verified.fetch_add(1, Relaxed);
             }
-            Ok(false) => ctx.problem(&format!(
-                "verify {}: content differs from the snapshot",
-                j.path.display()
-            )),
-            Err(e) => ctx.problem(&format!("verify {}: {e}", j.path.display())),
+            Ok(false) => ctx.problem(
+                EntryProblem::Verify,
+                &j.path,
+                format!(
+                    "verify {}: content differs from the snapshot",
+                    j.path.display()
+                ),
+            ),
+            Err(e) => ctx.problem(
+                EntryProblem::Verify,
+                &j.path,
+                format!("verify {}: {e}", j.path.display()),
+            ),
         }
     }
     if let Err(m) = meta::apply_fd(o.file.as_fd(), &j.path, &j.node, ctx.meta, skips(ctx, j)) {
-        ctx.problem(&m);
+        ctx.problem(EntryProblem::Metadata, &j.path, m);
     }
     ctx.progress.add_file();
 }
