@@ -21,7 +21,10 @@ fn make_source(src: &Path, seed: u64) {
                 (100 << 10) * (1 + (n % 9)),
             );
         }
-        write(&src.join(d).join("small.txt"), format!("{d} {seed}\n").as_bytes());
+        write(
+            &src.join(d).join("small.txt"),
+            format!("{d} {seed}\n").as_bytes(),
+        );
     }
     write_random(&src.join("top.bin"), seed * 1000 + 999, 700 << 10);
 }
@@ -146,7 +149,11 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
     assert_eq!(check_code(&env, &[]), 1, "check must see the lost pack");
 
     env.ok(&["repair", "index"]);
-    assert_eq!(check_code(&env, &[]), 1, "the snapshot still needs the lost blobs");
+    assert_eq!(
+        check_code(&env, &[]),
+        1,
+        "the snapshot still needs the lost blobs"
+    );
 
     // A dry run names the damage and changes nothing.
     let before = listing(&env);
@@ -160,7 +167,11 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
         );
     }
     assert!(text.contains("would modify 1 snapshots"), "{text}");
-    assert_eq!(listing(&env), before, "a dry run wrote or deleted something");
+    assert_eq!(
+        listing(&env),
+        before,
+        "a dry run wrote or deleted something"
+    );
 
     let o = env.ok(&["repair", "snapshots", "--forget", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
