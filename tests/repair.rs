@@ -27,6 +27,17 @@ fn make_source(src: &Path, seed: u64) {
         );
     }
     write_random(&src.join("top.bin"), seed * 1000 + 999, 700 << 10);
+    write_random(&src.join(ODD), seed * 1000 + 998, 600 << 10);
+}
+
+/// A file name with control characters: printed escaped (`\n`, `\e`).
+const ODD: &str = "odd\nname\x1b.bin";
+
+/// `cli::escape::bytes` for the names used here.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\x1b', "\\e")
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -133,7 +144,15 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
     );
     assert_eq!(listing(&env), before);
 
-    // Lose one data pack (the one most files use).
+    // Another snapshot, of other files: its packs are its own, so it needs no repair.
+    let other = env.path("other");
+    write_random(&other.join("x.bin"), 4242, 300 << 10);
+    let other_id = snapshot_id(&env.backup(&[other.to_str().unwrap()]));
+    let other_object = std::fs::read(env.repo.join("snapshots").join(&other_id)).unwrap();
+
+    // Lose one data pack of the first snapshot: of those holding part of the oddly named
+    // file, the one most files use.
+    let odd_path = src.join(ODD).to_str().unwrap().to_string();
     let data: Vec<_> = packs(&env)
         .into_iter()
         .filter(|(_, _, k)| k.iter().all(|k| k == "Data"))
@@ -143,8 +162,12 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
         })
         .collect();
     assert!(data.len() >= 4, "too few data packs: {}", data.len());
-    let (_, gone, gone_path, expected) = data.into_iter().max().unwrap();
-    assert!(!expected.is_empty());
+    let (_, gone, gone_path, expected) = data
+        .into_iter()
+        .filter(|(_, _, _, users)| users.contains(&odd_path))
+        .max()
+        .unwrap();
+    let expected: BTreeSet<String> = expected.iter().map(|p| esc(p)).collect();
     std::fs::remove_file(&gone_path).unwrap();
     assert_eq!(check_code(&env, &[]), 1, "check must see the lost pack");
 
@@ -166,6 +189,10 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
             describe(&o)
         );
     }
+    assert!(
+        !text.contains('\x1b'),
+        "a raw control character reached the output"
+    );
     assert!(text.contains("would modify 1 snapshots"), "{text}");
     assert_eq!(
         listing(&env),
@@ -179,6 +206,7 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
     let d = damages(&v);
     assert_eq!(d.len(), 1, "{v}");
     assert_eq!(d[0].0, sid);
+    assert_eq!(v["unchanged"], serde_json::json!([other_id]), "{v}");
     let named: BTreeSet<String> = d[0].1.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(named, expected, "damaged files named: {v}");
     assert!(d[0].1.iter().all(|(_, k)| k == "missing-content"), "{v}");
@@ -188,7 +216,13 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
     // Sound again; the repaired snapshot replaces the original.
     assert_eq!(check_code(&env, &["--read-data"]), 0);
     let snaps = env.snapshots();
-    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps.len(), 2);
+    let other_after = std::fs::read(env.repo.join("snapshots").join(&other_id)).unwrap();
+    assert_eq!(other_after, other_object, "a sound snapshot was rewritten");
+    let snaps: Vec<_> = snaps
+        .into_iter()
+        .filter(|s| s["id"] != other_id.as_str())
+        .collect();
     assert_eq!(snaps[0]["id"].as_str().unwrap(), new_id);
     assert!(
         snaps[0]["tags"]
@@ -219,7 +253,7 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
     let mut intact = 0;
     for p in walk(&copy) {
         let rel = p.strip_prefix(&copy).unwrap();
-        let snap_path = src.join(rel).to_str().unwrap().to_string();
+        let snap_path = esc(src.join(rel).to_str().unwrap());
         let r = root.join(rel);
         if let Some(size) = sizes.get(&snap_path) {
             let got = std::fs::metadata(&r).unwrap().len();
