@@ -221,11 +221,30 @@ pub struct RepairArgs {
 pub enum RepairWhat {
     /// Rebuild the index from the pack headers
     Index,
+    /// Rewrite snapshots that lost trees or data: unreadable folders become empty, files keep
+    /// the content blobs that are still there (run `repair index` first)
+    Snapshots(RepairSnapshotsArgs),
+}
+
+/// `repair snapshots` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots: ids, prefixes or latest (default: all that pass the filters)
+    pub snapshots: Vec<String>,
+    /// Delete each original snapshot once its repaired version is stored
+    #[arg(long)]
+    pub forget: bool,
+    /// Only print what would be done
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: super::inspect::FilterArgs,
 }
 
 /// `cairn repair`.
 pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
-    match a.what {
+    match &a.what {
+        RepairWhat::Snapshots(s) => repair_snapshots(g, s),
         RepairWhat::Index => {
             let repo = g.open_quiet(CacheMode::Shared)?;
             let lock = repo.lock_exclusive("repair index", LockTiming::default())?;
@@ -258,6 +277,197 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
             })
         }
     }
+}
+
+/// `cairn repair snapshots`.
+fn repair_snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
+    use cairn::repair::snapshots::{DamageKind, RepairSnapshotsOptions};
+    // Nothing cached is trusted: trees are read from their packs, as `check` reads them.
+    let repo = g.open_with(CacheMode::Throwaway)?;
+    let lock = if a.dry_run {
+        None
+    } else {
+        Some(repo.lock_exclusive("repair snapshots", LockTiming::default())?)
+    };
+    repo.refresh_index()?;
+    let snaps = cairn::snapshot::find::select_snapshots(&repo, &a.snapshots, &a.filter.filter())?;
+    if snaps.is_empty() {
+        anyhow::bail!("no snapshot matches");
+    }
+    let opts = RepairSnapshotsOptions {
+        dry_run: a.dry_run,
+        forget: a.forget,
+        threads: g.threads(),
+    };
+    let out = cairn::repair::repair_snapshots(&repo, snaps, &opts, lock.as_ref())?;
+    if let Some(l) = lock {
+        l.release()?;
+    }
+    let describe = |k: &DamageKind| -> (&'static str, String) {
+        match k {
+            DamageKind::MissingContent {
+                blobs_missing,
+                blobs_kept,
+                old_size,
+                new_size,
+            } => (
+                "file",
+                format!(
+                    "removed {blobs_missing} missing blobs, kept {blobs_kept} ({old_size} -> {new_size} bytes)"
+                ),
+            ),
+            DamageKind::WrongSize { old_size, new_size } => (
+                "file",
+                format!("fixed incorrect size ({old_size} -> {new_size} bytes)"),
+            ),
+            DamageKind::UnreadableDir { tree, reason } => (
+                "dir",
+                format!(
+                    "replaced with an empty folder (tree {}: {})",
+                    tree.map(|t| t.short()).unwrap_or_else(|| "none".into()),
+                    escape::text(reason)
+                ),
+            ),
+        }
+    };
+    let (mut files, mut dirs) = (0u64, 0u64);
+    for r in &out.repaired {
+        for d in &r.damages {
+            match d.kind {
+                DamageKind::UnreadableDir { .. } => dirs += 1,
+                _ => files += 1,
+            }
+        }
+    }
+    let more: u64 = out.repaired.iter().map(|r| r.more).sum();
+    for (id, e) in &out.failed {
+        eprintln!(
+            "warning: cannot repair snapshot {}: {}",
+            id.short(),
+            escape::text(&e.to_string())
+        );
+    }
+    if g.json {
+        let repaired: Vec<_> = out
+            .repaired
+            .iter()
+            .map(|r| {
+                let damages: Vec<_> = r
+                    .damages
+                    .iter()
+                    .map(|d| {
+                        let mut v = match &d.kind {
+                            DamageKind::MissingContent {
+                                blobs_missing,
+                                blobs_kept,
+                                old_size,
+                                new_size,
+                            } => serde_json::json!({"kind": "missing-content",
+                                "blobs_missing": blobs_missing, "blobs_kept": blobs_kept,
+                                "old_size": old_size, "new_size": new_size}),
+                            DamageKind::WrongSize { old_size, new_size } => {
+                                serde_json::json!({"kind": "wrong-size", "old_size": old_size, "new_size": new_size})
+                            }
+                            DamageKind::UnreadableDir { tree, reason } => {
+                                serde_json::json!({"kind": "unreadable-dir",
+                                    "tree": tree.map(|t| t.to_hex()), "reason": reason})
+                            }
+                        };
+                        v["path"] = escape::bytes(&d.path).into();
+                        v
+                    })
+                    .collect();
+                serde_json::json!({
+                    "id": r.old.to_hex(),
+                    "new": r.new.map(|i| i.to_hex()),
+                    "new_tree": r.new_tree.map(|i| i.to_hex()),
+                    "root_unreadable": r.root_unreadable,
+                    "removed": r.removed,
+                    "damages": damages,
+                    "more_damages": r.more,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "repaired": repaired,
+            "unchanged": out.unchanged.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "failed": out.failed.iter().map(|(i, e)| serde_json::json!({"id": i.to_hex(), "error": e.to_string()})).collect::<Vec<_>>(),
+            "files_repaired": files,
+            "dirs_emptied": dirs,
+            "more_damages": more,
+            "trees_written": out.written.blobs,
+        }))?;
+    } else {
+        for r in &out.repaired {
+            println!(
+                "snapshot {} of [{}] at {}:",
+                r.old.short(),
+                escape::text(&r.snapshot.path_strings().join(", ")),
+                cairn::snapshot::select::format_time(r.snapshot.time_ns)
+            );
+            if let Some(why) = &r.root_unreadable {
+                println!("  dir /: not readable ({})", escape::text(why));
+                if a.dry_run {
+                    println!("  would remove the snapshot: nothing of it can be read");
+                } else {
+                    println!(
+                        "  removed snapshot {}: nothing of it can be read",
+                        r.old.short()
+                    );
+                }
+                continue;
+            }
+            for d in &r.damages {
+                let (what, msg) = describe(&d.kind);
+                println!("  {what} {}: {msg}", escape::bytes(&d.path));
+            }
+            if r.more > 0 {
+                println!("  … and {} more damaged entries", r.more);
+            }
+            match r.new {
+                Some(n) => println!("  saved new snapshot {}", n.short()),
+                None => println!("  would save a new snapshot"),
+            }
+            if a.dry_run && a.forget {
+                println!("  would remove the original snapshot {}", r.old.short());
+            } else if r.removed {
+                println!("  removed the original snapshot {}", r.old.short());
+            }
+        }
+        if out.repaired.is_empty() {
+            println!(
+                "no snapshots {}",
+                if a.dry_run {
+                    "would be modified"
+                } else {
+                    "were modified"
+                }
+            );
+        } else {
+            println!(
+                "{} {} snapshots ({} files repaired, {} folders emptied{}), {} unchanged",
+                if a.dry_run {
+                    "would modify"
+                } else {
+                    "modified"
+                },
+                out.repaired.len(),
+                files,
+                dirs,
+                if more > 0 {
+                    format!(", {more} more entries")
+                } else {
+                    String::new()
+                },
+                out.unchanged.len()
+            );
+        }
+        if a.dry_run {
+            println!("dry run: nothing changed");
+        }
+    }
+    Ok(if out.failed.is_empty() { 0 } else { 1 })
 }
 
 /// `unlock` options.

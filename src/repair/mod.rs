@@ -2,5 +2,7 @@
 //! blobs (`snapshots`).
 
 pub mod index;
+pub mod snapshots;
 
 pub use index::{RepairIndexOutcome, repair_index};
+pub use snapshots::{RepairSnapshotsOptions, RepairSnapshotsOutcome, repair_snapshots};

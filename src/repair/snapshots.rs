@@ -1,0 +1,505 @@
+//! `repair snapshots`: rewriting snapshots that lost trees or data blobs, as restic's
+//! `repair snapshots` does (`cmd/restic/cmd_repair_snapshots.go`, `internal/walker/rewriter.go`).
+//!
+//! Every selected snapshot's tree is walked (iteratively, depth first) and rebuilt bottom-up:
+//! - a folder whose tree cannot be loaded (not in the index, its pack not in the `data/` listing
+//!   made at the start, or unreadable) becomes an empty folder, with its own metadata;
+//! - a file some of whose content blobs are missing (not in the index, or their pack is not in
+//!   that listing) keeps the blobs that are there, in order, and its size becomes their sum:
+//!   the missing ranges are cut out, as restic does (restic neither truncates at the first
+//!   missing blob nor drops the file). A file whose blobs are all present but whose size is not
+//!   their sum gets the sum (restic's "fixed incorrect size");
+//! - everything else stays as it is. A subtree in which nothing changed keeps its id and is not
+//!   stored again; a changed tree is stored through a [`BlobWriter`] (deduplicated), after its
+//!   children. Results are remembered per tree id, so a subtree shared by several snapshots
+//!   (or paths) is rewritten once.
+//!
+//! Once every tree is stored and indexed (the writer is finished), each changed snapshot is
+//! written again with the new root and the tag `repaired` and, with `forget`, the original is
+//! deleted after the new one is stored. A snapshot whose root tree cannot be loaded holds
+//! nothing that could be restored: it is deleted (restic does the same, with or without
+//! `--forget`). The caller holds the exclusive lock (a dry run writes nothing and needs none).
+
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::VERSION;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::Id;
+use crate::repo::Repository;
+use crate::repo::lock::LockGuard;
+use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
+use crate::snapshot::walk::MAX_DEPTH;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The tag a repaired snapshot gets.
+pub const REPAIRED_TAG: &str = "repaired";
+
+/// Damages listed per tree (and so per snapshot), at most; the rest are only counted.
+pub const MAX_LISTED: usize = 100_000;
+
+/// What `repair snapshots` does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairSnapshotsOptions {
+    /// Print what would be done; store and delete nothing.
+    pub dry_run: bool,
+    /// Delete each original snapshot once its repaired version is stored.
+    pub forget: bool,
+    /// Threads of the blob writer.
+    pub threads: usize,
+}
+
+/// What was wrong with one entry, and what was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DamageKind {
+    /// A file lost content blobs: they were removed from its content list.
+    MissingContent {
+        /// Blobs removed.
+        blobs_missing: u64,
+        /// Blobs kept.
+        blobs_kept: u64,
+        /// Size before.
+        old_size: u64,
+        /// Size now (the kept blobs' bytes).
+        new_size: u64,
+    },
+    /// A file's blobs are all there but its size was not their sum: the size was corrected.
+    WrongSize {
+        /// Size before.
+        old_size: u64,
+        /// Size now.
+        new_size: u64,
+    },
+    /// A folder's tree cannot be loaded: the folder is now empty.
+    UnreadableDir {
+        /// The tree that could not be loaded (`None`: the node named none).
+        tree: Option<Id>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One damaged entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Path in the snapshot (`/`-separated, starting with `/`; raw bytes).
+    pub path: Vec<u8>,
+    /// What was done.
+    pub kind: DamageKind,
+}
+
+/// What happened to one selected snapshot that needed a change.
+#[derive(Debug, Clone)]
+pub struct RepairedSnapshot {
+    /// The snapshot as it was.
+    pub old: Id,
+    /// Its description.
+    pub snapshot: Snapshot,
+    /// The repaired snapshot written (`None` in a dry run, or when the snapshot was removed).
+    pub new: Option<Id>,
+    /// The new root tree (`None` when the root cannot be loaded).
+    pub new_tree: Option<Id>,
+    /// The root tree could not be loaded (why): the snapshot is (or would be) removed.
+    pub root_unreadable: Option<String>,
+    /// The original was deleted (with `forget`, or because its root was unreadable).
+    pub removed: bool,
+    /// What was dropped or cut, in walk order (at most [`MAX_LISTED`]).
+    pub damages: Vec<Damage>,
+    /// Damages beyond those listed.
+    pub more: u64,
+}
+
+/// What [`repair_snapshots`] did.
+#[derive(Debug, Default)]
+pub struct RepairSnapshotsOutcome {
+    /// Snapshots that needed a change, in the order given.
+    pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshots that needed none (left alone).
+    pub unchanged: Vec<Id>,
+    /// Snapshots that could not be repaired, and why (the others were still done).
+    pub failed: Vec<(Id, Error)>,
+    /// What the blob writer stored (trees).
+    pub written: WriterStats,
+}
+
+/// A rewritten tree: its new id and the damages below it (paths relative to it, starting
+/// with `/`).
+#[derive(Debug, Clone)]
+struct Rewritten {
+    id: Id,
+    damages: Arc<Vec<Damage>>,
+    more: u64,
+}
+
+/// How a root came out.
+enum RootResult {
+    Unchanged,
+    Changed(Rewritten),
+    Unreadable(String),
+}
+
+/// A folder being rebuilt.
+struct Frame {
+    /// Its tree as it was.
+    old: Id,
+    /// The folder's node in its parent, whose subtree is filled in when the folder is done
+    /// (`None` for the root).
+    node: Option<Node>,
+    /// Its remaining nodes.
+    nodes: std::vec::IntoIter<Node>,
+    /// Its nodes as rebuilt.
+    out: Vec<Node>,
+    changed: bool,
+    damages: Vec<Damage>,
+    more: u64,
+}
+
+impl Frame {
+    fn new(old: Id, node: Option<Node>, tree: Tree) -> Frame {
+        let n = tree.nodes.len();
+        Frame {
+            old,
+            node,
+            nodes: tree.nodes.into_iter(),
+            out: Vec::with_capacity(n),
+            changed: false,
+            damages: Vec::new(),
+            more: 0,
+        }
+    }
+
+    /// Record a damage at `name` (a child) or below it (`rel`, relative to the child).
+    fn damage(&mut self, name: &[u8], rel: &[u8], kind: DamageKind) {
+        self.changed = true;
+        if self.damages.len() >= MAX_LISTED {
+            self.more = self.more.saturating_add(1);
+            return;
+        }
+        let mut path = Vec::with_capacity(1 + name.len() + rel.len());
+        path.push(b'/');
+        path.extend_from_slice(name);
+        path.extend_from_slice(rel);
+        self.damages.push(Damage { path, kind });
+    }
+
+    /// Take over a rewritten child folder's damages.
+    fn absorb(&mut self, name: &[u8], child: &Rewritten) {
+        self.changed = true;
+        for d in child.damages.iter() {
+            self.damage(name, &d.path, d.kind.clone());
+        }
+        self.more = self.more.saturating_add(child.more);
+    }
+}
+
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    writer: &'a BlobWriter,
+    /// The `data/` listing made at the start.
+    packs: HashSet<Id>,
+    /// Trees found intact (nothing below them changes).
+    clean: HashSet<Id>,
+    /// Trees rewritten.
+    memo: HashMap<Id, Rewritten>,
+    /// The empty tree, once stored.
+    empty: Option<Id>,
+}
+
+impl Rewriter<'_> {
+    /// Whether blob `id` of `kind` is indexed in a pack of the listing; its raw length if so.
+    fn present(&self, id: &Id, kind: BlobKind) -> Result<Option<u32>> {
+        Ok(self
+            .repo
+            .cache()
+            .locations(id)?
+            .into_iter()
+            .find(|l| l.kind == kind && self.packs.contains(&l.pack))
+            .map(|l| l.raw_length))
+    }
+
+    /// Load tree `id`: `Ok(Err(reason))` when it cannot be loaded from the repository (a
+    /// failure of the store or of the local disk stops the repair instead).
+    fn load(&self, id: &Id) -> Result<std::result::Result<Tree, String>> {
+        if self.present(id, BlobKind::Tree)?.is_none() {
+            return Ok(Err(match self.repo.cache().blob(id)? {
+                None => "not in the index".to_string(),
+                Some(l) => format!("its pack {} is missing", l.pack.short()),
+            }));
+        }
+        match self.repo.load_tree(id) {
+            Ok(t) => Ok(Ok(t)),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                Ok(Err(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn empty_tree(&mut self) -> Result<Id> {
+        if let Some(id) = self.empty {
+            return Ok(id);
+        }
+        let id = self.store(&Tree {
+            version: VERSION,
+            nodes: Vec::new(),
+        })?;
+        self.empty = Some(id);
+        Ok(id)
+    }
+
+    fn store(&self, tree: &Tree) -> Result<Id> {
+        let bytes = bytes::Bytes::from(tree.encode()?);
+        Ok(self.writer.add(BlobKind::Tree, bytes)?.0)
+    }
+
+    /// A file's content checked against the index and the listing; the node is fixed in place.
+    fn fix_file(&self, node: &mut Node) -> Result<Option<DamageKind>> {
+        let mut kept = Vec::with_capacity(node.content.len());
+        let mut size = 0u64;
+        let mut missing = 0u64;
+        for b in &node.content {
+            match self.present(b, BlobKind::Data)? {
+                Some(len) => {
+                    kept.push(*b);
+                    size += u64::from(len);
+                }
+                None => missing += 1,
+            }
+        }
+        let old_size = node.size;
+        let kind = if missing > 0 {
+            DamageKind::MissingContent {
+                blobs_missing: missing,
+                blobs_kept: kept.len() as u64,
+                old_size,
+                new_size: size,
+            }
+        } else if size != old_size {
+            DamageKind::WrongSize {
+                old_size,
+                new_size: size,
+            }
+        } else {
+            return Ok(None);
+        };
+        node.content = kept;
+        node.size = size;
+        Ok(Some(kind))
+    }
+
+    /// Rewrite the tree `root` bottom-up (see the module docs).
+    fn rewrite(&mut self, root: &Id) -> Result<RootResult> {
+        if self.clean.contains(root) {
+            return Ok(RootResult::Unchanged);
+        }
+        if let Some(r) = self.memo.get(root) {
+            return Ok(RootResult::Changed(r.clone()));
+        }
+        let tree = match self.load(root)? {
+            Ok(t) => t,
+            Err(why) => return Ok(RootResult::Unreadable(why)),
+        };
+        let mut stack = vec![Frame::new(*root, None, tree)];
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return Err(Error::usage("internal error: repair walk lost its root"));
+            };
+            if let Some(mut node) = top.nodes.next() {
+                match node.kind {
+                    NodeKind::File => {
+                        if let Some(kind) = self.fix_file(&mut node)? {
+                            top.damage(&node.name, b"", kind);
+                        }
+                        top.out.push(node);
+                    }
+                    NodeKind::Dir => {
+                        let loaded = match node.subtree {
+                            None => Err("the folder names no tree".to_string()),
+                            Some(sub) if self.clean.contains(&sub) => {
+                                top.out.push(node);
+                                continue;
+                            }
+                            Some(sub) => {
+                                if let Some(r) = self.memo.get(&sub) {
+                                    top.absorb(&node.name, r);
+                                    node.subtree = Some(r.id);
+                                    top.out.push(node);
+                                    continue;
+                                }
+                                self.load(&sub)?
+                            }
+                        };
+                        match loaded {
+                            Ok(tree) => {
+                                if stack.len() >= MAX_DEPTH {
+                                    return Err(Error::corrupt(format!(
+                                        "tree {} is nested deeper than {MAX_DEPTH} folders",
+                                        root.short()
+                                    )));
+                                }
+                                let sub = node.subtree.unwrap_or(Id([0; 32]));
+                                stack.push(Frame::new(sub, Some(node), tree));
+                            }
+                            Err(reason) => {
+                                let empty = self.empty_tree()?;
+                                // `stack` is not empty: `top` was its last frame.
+                                let Some(top) = stack.last_mut() else {
+                                    continue;
+                                };
+                                top.damage(
+                                    &node.name,
+                                    b"",
+                                    DamageKind::UnreadableDir {
+                                        tree: node.subtree,
+                                        reason,
+                                    },
+                                );
+                                node.subtree = Some(empty);
+                                top.out.push(node);
+                            }
+                        }
+                    }
+                    _ => top.out.push(node),
+                }
+                continue;
+            }
+            // The folder is complete.
+            let Some(f) = stack.pop() else {
+                continue;
+            };
+            let done = if f.changed {
+                let id = self.store(&Tree {
+                    version: VERSION,
+                    nodes: f.out,
+                })?;
+                let r = Rewritten {
+                    id,
+                    damages: Arc::new(f.damages),
+                    more: f.more,
+                };
+                self.memo.insert(f.old, r.clone());
+                Some(r)
+            } else {
+                self.clean.insert(f.old);
+                None
+            };
+            let Some(parent) = stack.last_mut() else {
+                return Ok(match done {
+                    Some(r) => RootResult::Changed(r),
+                    None => RootResult::Unchanged,
+                });
+            };
+            let Some(mut node) = f.node else {
+                return Err(Error::usage("internal error: repair walk lost a folder"));
+            };
+            if let Some(r) = &done {
+                parent.absorb(&node.name, r);
+                node.subtree = Some(r.id);
+            }
+            parent.out.push(node);
+        }
+    }
+}
+
+/// Repair `snapshots` (see the module docs). `lock` is the exclusive lock, required unless
+/// `opts.dry_run`. A failure of the store stops everything; a snapshot that cannot be
+/// repaired otherwise (a tree nested too deep) is listed in `failed` and the others are done.
+pub fn repair_snapshots(
+    repo: &Arc<Repository>,
+    snapshots: Vec<(Id, Snapshot)>,
+    opts: &RepairSnapshotsOptions,
+    lock: Option<&LockGuard>,
+) -> Result<RepairSnapshotsOutcome> {
+    if !opts.dry_run && lock.is_none() {
+        return Err(Error::usage(
+            "internal error: repair snapshots needs the exclusive lock",
+        ));
+    }
+    repo.ensure_index()?;
+    let packs: HashSet<Id> = repo
+        .backend()
+        .list(FileType::Pack)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let writer = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: opts.threads.max(1),
+            dry_run: opts.dry_run,
+        },
+    )?;
+    let mut out = RepairSnapshotsOutcome::default();
+    let walked = (|| -> Result<()> {
+        let mut rw = Rewriter {
+            repo,
+            writer: &writer,
+            packs,
+            clean: HashSet::new(),
+            memo: HashMap::new(),
+            empty: None,
+        };
+        for (id, snap) in snapshots {
+            match rw.rewrite(&snap.tree) {
+                Ok(RootResult::Unchanged) => out.unchanged.push(id),
+                Ok(RootResult::Changed(r)) => out.repaired.push(RepairedSnapshot {
+                    old: id,
+                    snapshot: snap,
+                    new: None,
+                    new_tree: Some(r.id),
+                    root_unreadable: None,
+                    removed: false,
+                    damages: r.damages.to_vec(),
+                    more: r.more,
+                }),
+                Ok(RootResult::Unreadable(why)) => out.repaired.push(RepairedSnapshot {
+                    old: id,
+                    snapshot: snap,
+                    new: None,
+                    new_tree: None,
+                    root_unreadable: Some(why),
+                    removed: false,
+                    damages: Vec::new(),
+                    more: 0,
+                }),
+                Err(e) if matches!(e.kind(), ErrorKind::Backend | ErrorKind::Io) => {
+                    return Err(e);
+                }
+                Err(e) => out.failed.push((id, e)),
+            }
+        }
+        Ok(())
+    })();
+    // Whatever happened, what was stored gets indexed.
+    let finished = writer.finish();
+    walked?;
+    out.written = finished?;
+    if opts.dry_run {
+        return Ok(out);
+    }
+    let Some(lock) = lock else {
+        return Ok(out);
+    };
+    for r in &mut out.repaired {
+        lock.check()?;
+        let Some(tree) = r.new_tree else {
+            repo.delete_snapshot(&r.old)?;
+            r.removed = true;
+            continue;
+        };
+        let mut s = r.snapshot.clone();
+        s.tree = tree;
+        if !s.tags.iter().any(|t| t == REPAIRED_TAG) {
+            s.tags.push(REPAIRED_TAG.to_string());
+        }
+        let new = repo.save_snapshot(&s)?;
+        r.new = Some(new);
+        if opts.forget && new != r.old {
+            repo.delete_snapshot(&r.old)?;
+            r.removed = true;
+        }
+    }
+    Ok(out)
+}

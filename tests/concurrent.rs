@@ -1,0 +1,351 @@
+//! Several processes on one repository at once: backups while a prune runs, and backups killed
+//! half way.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Small chunks and 1 MiB packs, so a few MiB of data spread over many packs.
+fn small_env() -> Env {
+    Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if let Some(p) = to.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+fn snapshot_id(s: &serde_json::Value) -> String {
+    s["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id in {s}"))
+        .to_string()
+}
+
+fn check_clean(env: &Env, args: &[&str], what: &str) {
+    let mut a = vec!["check"];
+    a.extend_from_slice(args);
+    let o = env.cairn(&a);
+    assert_eq!(o.status.code(), Some(0), "{what}: check\n{}", describe(&o));
+}
+
+fn restore_matches(env: &Env, id: &str, copy: &Path, src: &Path, target: &str) {
+    let t = env.path(target);
+    let o = env.cairn(&["restore", id, "--target", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
+    assert_same_tree(copy, &restored(&t, src), false);
+}
+
+/// Source `k` in round `r`: files shared by every source (the same content in each), files
+/// shared with the next source, and its own; some change per round, and in round 2 source 0
+/// holds round 0's version of its own file again (whose blobs only forgotten snapshots use).
+fn make_source(src: &Path, k: u64, round: u64) {
+    for j in 0..3u64 {
+        write_random(&src.join(format!("common/c{j}.bin")), 7000 + j, 300 << 10);
+    }
+    write_random(
+        &src.join("pair/p.bin"),
+        8000 + (k / 2) * 10 + round,
+        400 << 10,
+    );
+    let own_round = if k == 0 && round == 2 { 0 } else { round };
+    write_random(
+        &src.join(format!("own/o{k}.bin")),
+        9000 + k * 100 + own_round,
+        (32 << 20) + k * 4096,
+    );
+    write(
+        &src.join("own/note.txt"),
+        format!("source {k} round {round}\n").as_bytes(),
+    );
+}
+
+/// A `cairn` child with the environment's settings, output captured.
+fn spawn(env: &Env, args: &[&str], cache: Option<&Path>) -> std::process::Child {
+    let mut c = env.command();
+    if let Some(d) = cache {
+        c.env("CAIRN_CACHE_DIR", d);
+    }
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().expect("spawn cairn")
+}
+
+/// The message of the prune race described at [`prune_during_backups_never_fails_spuriously`].
+const INDEX_RACE: &str = "cannot be read; nothing was changed";
+
+/// Four backups of partly overlapping sources at once, and a prune (default grace period, after
+/// a `forget`) among them; then phase two of the prune. Nothing may be lost. A prune that
+/// fails with the index-listing race ([`INDEX_RACE`], changing nothing) is run again, at
+/// once, while the backups still run. Each backup has its own cache (as backups from different hosts do; see
+/// [`backups_sharing_one_cache_all_succeed`] for one host).
+#[test]
+fn backups_running_during_a_prune_lose_nothing() {
+    backups_during_a_prune(true);
+}
+
+/// BUG (src/prune/plan.rs, `plan`): `prune` merges the index files (`refresh_index` in
+/// `cli::maintain::prune_open`), then `plan` lists `index/` a second time and fails with
+/// "index file X cannot be read; nothing was changed: run `cairn repair index` first" for any
+/// listed file the merge did not see. A backup that writes an index file between the two
+/// listings (every 8 packs, and at its end) makes a concurrent prune fail that way: nothing
+/// is harmed, but the prune exits 1 with a false diagnosis, so "backups run while prune runs"
+/// (design.md §10) does not hold for the prune. Reproduced here with `prune --dry-run` (the
+/// same planning, without the lock) run in a loop while two backups run: it fails within a
+/// few runs. `plan` should only refuse files the merge itself could not read (its warnings),
+/// or take its list from the merge (a file written later is simply not replaced).
+#[test]
+#[ignore = "prune fails spuriously when a backup writes an index file during its planning (src/prune/plan.rs)"]
+fn prune_during_backups_never_fails_spuriously() {
+    let env = small_env();
+    let srcs: Vec<PathBuf> = (0..2).map(|k| env.path(&format!("s{k}"))).collect();
+    for (k, s) in srcs.iter().enumerate() {
+        make_source(s, k as u64, 0);
+        write_random(&s.join("big.bin"), k as u64, 64 << 20);
+    }
+    let mut children: Vec<_> = srcs
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let cache = env.path(&format!("cache-{k}"));
+            spawn(
+                &env,
+                &["backup", "--json", "--threads", "1", s.to_str().unwrap()],
+                Some(&cache),
+            )
+        })
+        .collect();
+    // Plans (a dry run plans as a prune does, without the lock) while the backups write index
+    // files every 8 packs.
+    let mut runs = 0;
+    while children
+        .iter_mut()
+        .any(|c| matches!(c.try_wait(), Ok(None)))
+        && runs < 200
+    {
+        let o = env.cairn(&["prune", "--dry-run"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "prune run {runs}\n{}",
+            describe(&o)
+        );
+        runs += 1;
+    }
+    for c in children.iter_mut() {
+        let o = wait_output(c, TIMEOUT, "backup");
+        assert_eq!(o.status.code(), Some(0), "backup\n{}", describe(&o));
+    }
+}
+
+/// BUG (src/cache/mod.rs, `Cache::open_shared`): processes that open the same cache folder at
+/// once are meant to fall back to a private temporary cache when RocksDB's `LOCK` is busy
+/// (`is_lock_busy`). But RocksDB rotates its info log (`LOG` → `LOG.old.<time>`, and deletes
+/// old ones) while opening, and a concurrent opener can fail with
+/// "IO error: No such file or directory: while unlink() file: <cache>/<repo>/LOG.old.<n>",
+/// which is not recognised as busy: the backup fails with "local cache error". Seen about one
+/// run in three with four backups of one host starting together. Opening with the info log
+/// elsewhere per process (or `keep_log_file_num`/no rotation), or treating any open error of a
+/// cache whose `LOCK` is held as busy, would fix it.
+#[test]
+#[ignore = "concurrent opens of one cache folder race on RocksDB's LOG rotation (src/cache/mod.rs)"]
+fn backups_sharing_one_cache_all_succeed() {
+    let env = small_env();
+    let srcs: Vec<PathBuf> = (0..8).map(|k| env.path(&format!("s{k}"))).collect();
+    for (k, s) in srcs.iter().enumerate() {
+        make_source(s, k as u64, 0);
+    }
+    for round in 0..10 {
+        let mut children: Vec<_> = srcs
+            .iter()
+            .map(|s| spawn(&env, &["backup", "--json", s.to_str().unwrap()], None))
+            .collect();
+        for (k, c) in children.iter_mut().enumerate() {
+            let o = wait_output(c, TIMEOUT, "backup");
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "round {round}, backup {k}\n{}",
+                describe(&o)
+            );
+        }
+    }
+    check_clean(&env, &[], "after the backups");
+}
+
+fn backups_during_a_prune(retry_on_race: bool) {
+    let env = small_env();
+    let srcs: Vec<PathBuf> = (0..4).map(|k| env.path(&format!("s{k}"))).collect();
+    // (snapshot, copy of its source, source)
+    let mut kept: Vec<(String, PathBuf, PathBuf)> = Vec::new();
+    let mut forget = Vec::new();
+    for (k, s) in srcs.iter().enumerate() {
+        make_source(s, k as u64, 0);
+        let copy = env.path(&format!("copies/r0-{k}"));
+        copy_tree(s, &copy);
+        let id = snapshot_id(&env.backup(&[s.to_str().unwrap()]));
+        if k < 2 {
+            forget.push(id);
+        } else {
+            kept.push((id, copy, s.clone()));
+        }
+    }
+    for (k, s) in srcs.iter().enumerate().take(2) {
+        make_source(s, k as u64, 1);
+        let copy = env.path(&format!("copies/r1-{k}"));
+        copy_tree(s, &copy);
+        let id = snapshot_id(&env.backup(&[s.to_str().unwrap()]));
+        kept.push((id, copy, s.clone()));
+    }
+    let mut a = vec!["forget"];
+    a.extend(forget.iter().map(|s| s.as_str()));
+    env.ok(&a);
+
+    // Round 2: four backups at once, and a prune (default grace period) among them.
+    let mut copies = Vec::new();
+    for (k, s) in srcs.iter().enumerate() {
+        make_source(s, k as u64, 2);
+        let copy = env.path(&format!("copies/r2-{k}"));
+        copy_tree(s, &copy);
+        copies.push(copy);
+    }
+    let mut children: Vec<_> = srcs
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let cache = env.path(&format!("cache-{k}"));
+            let cache = Some(cache.as_path());
+            // One thread each: the backups outlast the prune.
+            spawn(
+                &env,
+                &["backup", "--json", "--threads", "1", s.to_str().unwrap()],
+                cache,
+            )
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let t0 = std::time::Instant::now();
+    for attempt in 0.. {
+        let mut prune = spawn(&env, &["prune", "--max-unused", "0"], None);
+        let po = wait_output(&mut prune, TIMEOUT, "prune");
+        let raced =
+            po.status.code() == Some(1) && String::from_utf8_lossy(&po.stderr).contains(INDEX_RACE);
+        if raced && retry_on_race && attempt < 50 {
+            continue;
+        }
+        assert_eq!(po.status.code(), Some(0), "prune\n{}", describe(&po));
+        break;
+    }
+    let mut running = 0;
+    for c in children.iter_mut() {
+        if matches!(c.try_wait(), Ok(None)) {
+            running += 1;
+        }
+    }
+    eprintln!(
+        "backups still running when the prune ended ({:?}): {running}",
+        t0.elapsed()
+    );
+    for (k, c) in children.iter_mut().enumerate() {
+        let o = wait_output(c, TIMEOUT, "backup");
+        assert_eq!(o.status.code(), Some(0), "backup {k}\n{}", describe(&o));
+        kept.push((
+            snapshot_id(&summary(&o)),
+            copies[k].clone(),
+            srcs[k].clone(),
+        ));
+    }
+
+    // Phase two of the prune, now that nothing runs.
+    env.ok(&["prune", "--delete-after", "0s"]);
+    check_clean(&env, &["--read-data"], "after the prunes");
+    assert_eq!(env.snapshots().len(), kept.len());
+    for (i, (id, copy, src)) in kept.iter().enumerate() {
+        restore_matches(&env, id, copy, src, &format!("r{i}"));
+    }
+}
+
+/// Packs `check` notes as in no index file yet (recent leftovers of an interrupted backup).
+fn unindexed_notes(env: &Env) -> Vec<String> {
+    let o = env.cairn(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "check\n{}", describe(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            let n = n.as_str()?;
+            let hex = n.strip_prefix("pack ")?.split(' ').next()?;
+            (hex.len() == 64).then(|| hex.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_backup_leaves_a_sound_repository() {
+    let env = small_env();
+    let src = env.path("src");
+    let mut kept: Vec<(String, PathBuf)> = Vec::new();
+    make_source(&src, 0, 0);
+    let copy = env.path("copies/base");
+    copy_tree(&src, &copy);
+    kept.push((snapshot_id(&env.backup(&[src.to_str().unwrap()])), copy));
+    let mut killed = 0;
+    for (i, n) in [1u32, 3, 7, 15].into_iter().enumerate() {
+        let round = 10 + i as u64;
+        make_source(&src, 1, round);
+        // Enough new data for about 20 packs: every kill point falls inside the backup.
+        write_random(&src.join("big.bin"), round, 20 << 20);
+        let o = env.cairn_with(&["backup", "-q", src.to_str().unwrap()], |c| {
+            c.env("CAIRN_TEST_KILL_AFTER_WRITES", n.to_string());
+        });
+        if o.status.code().is_none() {
+            killed += 1;
+        } else {
+            assert_eq!(o.status.code(), Some(0), "backup at {n}\n{}", describe(&o));
+        }
+        // Sound: unindexed packs of the killed backup are recent, so only noted.
+        unindexed_notes(&env);
+        // The next backup completes and restores.
+        let copy = env.path(&format!("copies/{n}"));
+        copy_tree(&src, &copy);
+        kept.push((snapshot_id(&env.backup(&[src.to_str().unwrap()])), copy));
+        let (id, c) = kept.last().unwrap();
+        restore_matches(&env, id, c, &src, &format!("after-{n}"));
+    }
+    assert!(killed >= 3, "only {killed} backups were killed");
+
+    // Age the leftovers past prune's minimum age for unindexed packs; prune deletes them
+    // and everything still restores.
+    let leftovers = unindexed_notes(&env);
+    let old = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 2 * 3600;
+    for hex in &leftovers {
+        let p = env.repo.join("data").join(&hex[..2]).join(hex);
+        set_mtime(&p, old, 0);
+    }
+    let o = env.ok(&["prune", "--delete-after", "0s", "--max-unused", "0"]);
+    for hex in &leftovers {
+        let p = env.repo.join("data").join(&hex[..2]).join(hex);
+        assert!(!p.exists(), "leftover {hex} kept\n{}", describe(&o));
+    }
+    check_clean(&env, &["--read-data"], "after the prune");
+    assert!(unindexed_notes(&env).is_empty());
+    for (i, (id, copy)) in kept.iter().enumerate() {
+        restore_matches(&env, id, copy, &src, &format!("final-{i}"));
+    }
+}
