@@ -177,6 +177,16 @@ fn is_lock_busy(msg: &str) -> bool {
         && msg.contains("/LOCK: ")
 }
 
+/// Whether a RocksDB open error is the race of two processes rotating the info log (`LOG` →
+/// `LOG.old.<time>`, old ones deleted) in the same folder: a file the other process renamed or
+/// deleted first (`IO error: No such file or directory: while unlink() file: <dir>/LOG.old.…`,
+/// or `while rename …/LOG`).
+fn is_log_race(msg: &str) -> bool {
+    msg.starts_with("IO error: ")
+        && (msg.contains("/LOG.old.") || msg.contains("/LOG: ") || msg.contains("/LOG to "))
+        && !msg.contains("/LOCK")
+}
+
 impl Cache {
     /// Open (or create) the cache of repository `repo_id` under `dir`. Both `dir` and its
     /// per-repository folder must be private ([`ensure_private_dir`]); otherwise this refuses.
@@ -235,14 +245,28 @@ impl Cache {
         ensure_private_dir(dir)?;
         let path = dir.join(repo_id.to_hex());
         ensure_private_dir(&path)?;
-        match Self::open_at(&path) {
-            Ok(db) => Ok(Cache {
-                db,
-                path,
-                temp: None,
-            }),
-            Err(e) if is_lock_busy(e.as_ref()) => Self::temporary(dir, repo_id),
-            Err(e) => Err(db_err(e)),
+        let mut attempt = 0;
+        loop {
+            match Self::open_at(&path) {
+                Ok(db) => {
+                    return Ok(Cache {
+                        db,
+                        path,
+                        temp: None,
+                    });
+                }
+                Err(e) if is_lock_busy(e.as_ref()) => return Self::temporary(dir, repo_id),
+                // Two processes opening at once race on RocksDB's rotation of its info log
+                // (done before the lock is taken): try again, then use a temporary cache.
+                Err(e) if is_log_race(e.as_ref()) => {
+                    attempt += 1;
+                    if attempt >= 5 {
+                        return Self::temporary(dir, repo_id);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                Err(e) => return Err(db_err(e)),
+            }
         }
     }
 
@@ -434,6 +458,20 @@ mod tests {
         assert!(!is_lock_busy(
             "IO error: while open a file for lock: /c/x/LOCK: Permission denied"
         ));
+    }
+
+    #[test]
+    fn only_log_rotation_races_are_retried() {
+        assert!(is_log_race(
+            "IO error: No such file or directory: while unlink() file: /c/x/LOG.old.1764490000123456: No such file or directory"
+        ));
+        assert!(is_log_race(
+            "IO error: No such file or directory: While renaming a file to /c/x/LOG.old.17: /c/x/LOG: No such file or directory"
+        ));
+        assert!(!is_log_race(
+            "IO error: While lock file: /c/x/LOCK: Resource temporarily unavailable"
+        ));
+        assert!(!is_log_race("Corruption: block checksum mismatch"));
     }
 
     #[test]

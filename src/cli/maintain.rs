@@ -85,9 +85,9 @@ pub fn prune_open(
     } else {
         Some(repo.lock_exclusive("prune", LockTiming::default())?)
     };
-    repo.refresh_index()?;
+    let synced = repo.refresh_index()?;
     let scratch = g.cache_dir()?;
-    let plan = cairn::prune::plan(repo, opts, &scratch)?;
+    let plan = cairn::prune::plan(repo, &synced, opts, &scratch)?;
     let s = &plan.stats;
     if !g.json {
         println!(

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
 use crate::id::Id;
 use crate::repo::Repository;
+use crate::repo::index::SyncOutcome;
 use crate::repo::keys::now_ns;
 use crate::snapshot::reach::{self, ReachStats, StopOnError};
 use std::collections::HashMap;
@@ -272,30 +273,37 @@ struct Acc {
     unused_bytes: u64,
 }
 
-/// Plan a prune of `repo` (whose index is up to date: call after taking the lock and
-/// [`Repository::refresh_index`]). `scratch` is a private folder for the on-disk set.
-pub fn plan(repo: &Repository, opts: &PruneOptions, scratch: &Path) -> Result<PrunePlan> {
+/// Plan a prune of `repo` from the index as merged by `synced` (the outcome of the
+/// [`Repository::refresh_index`] made after taking the lock). `scratch` is a private folder for
+/// the on-disk set.
+pub fn plan(
+    repo: &Repository,
+    synced: &SyncOutcome,
+    opts: &PruneOptions,
+    scratch: &Path,
+) -> Result<PrunePlan> {
     let now = now_ns();
     let cache = repo.cache();
-    // The index files the new index replaces: every listed one that was merged, and every
-    // listed one a merged file superseded (left behind by an interrupted prune: deleting it
-    // now keeps it from coming back). A listed file that is neither could not be read: its
-    // packs would look unindexed, so nothing is changed until it is repaired.
+    // A listed index file the merge could not read: its packs would look unindexed, so
+    // nothing is changed until it is repaired.
+    if let Some(bad) = synced.skipped.first() {
+        return Err(Error::corrupt(format!(
+            "index file {} cannot be read; nothing was changed: run `cairn repair index` first",
+            bad.short()
+        )));
+    }
+    // The index files the new index replaces: every merged one, and every listed one a merged
+    // file superseded (left behind by an interrupted prune: deleting it now keeps it from
+    // coming back). Files written after the merge (a backup running meanwhile) are not
+    // touched: their packs are not in this plan.
     let known: std::collections::HashSet<Id> = cache.known_index_files()?.into_iter().collect();
-    let mut index_files = Vec::new();
+    let mut index_files: Vec<Id> = known.iter().copied().collect();
+    index_files.sort();
     let mut stale_index_files = 0u64;
-    for (id, _) in repo.backend().list(crate::backend::FileType::Index)? {
-        if known.contains(&id) {
-            index_files.push(id);
-        } else if cache.is_superseded(&id)? {
+    for id in &synced.listed {
+        if !known.contains(id) && cache.is_superseded(id)? {
             stale_index_files += 1;
-            index_files.push(id);
-        } else {
-            return Err(Error::corrupt(format!(
-                "index file {} cannot be read; nothing was changed: run `cairn repair index` \
-                 first",
-                id.short()
-            )));
+            index_files.push(*id);
         }
     }
 

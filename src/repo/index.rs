@@ -60,8 +60,12 @@ fn merge(repo: &Repository, id: &Id, file: &IndexFile) -> Result<()> {
 /// is skipped with a warning and not recorded as merged, so the next sync tries it again; the
 /// blobs it lists are then unknown (a backup stores them again, a restore that needs them
 /// fails naming them). A failure of the store itself stops the merge.
-pub fn sync_cache(repo: &Repository) -> Result<()> {
+pub fn sync_cache(repo: &Repository) -> Result<SyncOutcome> {
     let listed: Vec<(Id, u64)> = repo.backend().list(FileType::Index)?;
+    let mut outcome = SyncOutcome {
+        listed: listed.iter().map(|(id, _)| *id).collect(),
+        skipped: Vec::new(),
+    };
     let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
     let known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
     for gone in known.iter().filter(|k| !listed_set.contains(k)) {
@@ -74,7 +78,7 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
         }
     }
     if new.is_empty() {
-        return Ok(());
+        return Ok(outcome);
     }
     let mut merged = 0;
     // Decode in parallel, a bounded number at a time, so memory stays flat however many there are.
@@ -91,6 +95,7 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
                 }
                 Err(e) if warnings::skippable(&e) => {
                     repo.warn(Warning::skipped(FileType::Index, id, &e));
+                    outcome.skipped.push(id);
                 }
                 Err(e) => return Err(e),
             }
@@ -100,7 +105,16 @@ pub fn sync_cache(repo: &Repository) -> Result<()> {
     if merged >= COMPACT_AFTER {
         repo.cache().compact_blobs()?;
     }
-    Ok(())
+    Ok(outcome)
+}
+
+/// What one merge saw.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOutcome {
+    /// The index files listed when it started.
+    pub listed: Vec<Id>,
+    /// Those that could not be read (damaged, gone): skipped with a warning, not merged.
+    pub skipped: Vec<Id>,
 }
 
 /// Merging at least this many index files at once (a rebuilt cache, a long-unused host) is

@@ -64,7 +64,8 @@ pub struct Repository {
     /// Whether the cache's index has been brought up to date in this session (see
     /// [`Repository::ensure_index`]).
     indexed: std::sync::atomic::AtomicBool,
-    index_lock: std::sync::Mutex<()>,
+    /// Held while merging; holds what the last merge saw.
+    index_lock: std::sync::Mutex<index::SyncOutcome>,
 }
 
 /// Which cache an open repository uses.
@@ -178,12 +179,12 @@ impl Repository {
         if self.indexed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let _g = self
+        let mut g = self
             .index_lock
             .lock()
-            .map_err(|_| Error::usage("internal error: an index sync panicked"))?;
+            .map_err(|_| Error::new(ErrorKind::Internal, "an index sync panicked"))?;
         if !self.indexed.load(Ordering::Acquire) {
-            index::sync_cache(self)?;
+            *g = index::sync_cache(self)?;
             self.indexed.store(true, Ordering::Release);
         }
         Ok(())
@@ -191,15 +192,15 @@ impl Repository {
 
     /// Merge the repository's index files again now (after taking a lock, or to see what
     /// other processes added since the first sync).
-    pub fn refresh_index(&self) -> Result<()> {
-        let _g = self
+    pub fn refresh_index(&self) -> Result<index::SyncOutcome> {
+        let mut g = self
             .index_lock
             .lock()
-            .map_err(|_| Error::usage("internal error: an index sync panicked"))?;
-        index::sync_cache(self)?;
+            .map_err(|_| Error::new(ErrorKind::Internal, "an index sync panicked"))?;
+        *g = index::sync_cache(self)?;
         self.indexed
             .store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
+        Ok(g.clone())
     }
 
     fn assemble(
