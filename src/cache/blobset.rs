@@ -60,7 +60,9 @@ impl BlobSet {
 
     /// Add an id; returns whether it was new.
     pub fn insert(&mut self, id: &Id) -> Result<bool> {
-        if self.contains(id)? {
+        // Most ids of a reachability walk are new: the bloom filters answer "absent" without a
+        // full lookup.
+        if self.db.key_may_exist(id.0) && self.contains(id)? {
             return Ok(false);
         }
         self.db

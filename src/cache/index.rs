@@ -6,7 +6,7 @@
 //!   pack id), kept for the one lookup backup and restore make per blob;
 //! - `locations`: blob id ‖ pack id → [`Entry`] (13 bytes), every location of every blob, sorted
 //!   by blob so all locations of a blob are adjacent;
-//! - `pack_blobs`: pack id ‖ blob id → empty, a pack's blobs;
+//! - `pack_blobs`: pack id → the ids of its blobs, concatenated (one value per pack);
 //! - `packs`: pack id ‖ index file id → [`PackRow`] (20 bytes), one row per index file listing
 //!   the pack; a pack is marked when any of its rows is;
 //! - `index_files`: index file id → the ids of the packs it lists, concatenated;
@@ -291,16 +291,24 @@ impl Cache {
         Ok(())
     }
 
+    /// The ids of a pack's blobs.
+    fn pack_blob_ids(&self, pack: &Id) -> Result<Vec<Id>> {
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_PACK_BLOBS)?, pack.0)
+            .map_err(db_err)?;
+        Ok(v.map(|v| {
+            v.chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Id))
+                .collect()
+        })
+        .unwrap_or_default())
+    }
+
     /// The blobs of a pack, with their locations in it.
     pub fn blobs_in(&self, pack: &Id) -> Result<Vec<(Id, BlobLocation)>> {
         let marked = self.pack(pack)?.is_some_and(|p| p.marked_ns.is_some());
-        let mut ids = Vec::new();
-        self.scan_prefix(CF_PACK_BLOBS, &pack.0, |k, _| {
-            if let Some((_, blob)) = split(k) {
-                ids.push(blob);
-            }
-            Ok(true)
-        })?;
+        let ids = self.pack_blob_ids(pack)?;
         let cf = self.cf(CF_LOCATIONS)?;
         let mut out = Vec::with_capacity(ids.len());
         for blob in ids {
@@ -447,6 +455,11 @@ impl Cache {
                 blobs: u32::try_from(p.blobs.len()).unwrap_or(u32::MAX),
             };
             batch.put_cf(cf_packs, pair(&p.id, file_id), row.encode());
+            let mut ids = Vec::with_capacity(p.blobs.len() * 32);
+            for b in &p.blobs {
+                ids.extend_from_slice(&b.id.0);
+            }
+            batch.put_cf(cf_pb, p.id.0, &ids);
             for b in &p.blobs {
                 let l = BlobLocation {
                     pack: p.id,
@@ -457,7 +470,6 @@ impl Cache {
                     marked,
                 };
                 batch.put_cf(cf_loc, pair(&b.id, &p.id), Entry::of(&l).encode());
-                batch.put_cf(cf_pb, pair(&p.id, &b.id), []);
                 fast.push((b.id, l));
             }
         }
@@ -475,14 +487,23 @@ impl Cache {
         let cf_blobs = self.cf(CF_BLOBS)?;
         let mut batch = WriteBatch::default();
         let mut slow = Vec::new();
-        for (blob, l) in fast {
-            match self.blob(&blob)? {
-                None => batch.put_cf(cf_blobs, blob.0, l.encode()),
-                Some(cur) if flipped.contains(&cur.pack) || cur.pack == l.pack => slow.push(blob),
-                Some(cur) if (l.marked, l.pack) < (cur.marked, cur.pack) => {
-                    batch.put_cf(cf_blobs, blob.0, l.encode())
+        for part in fast.chunks(4096) {
+            // One batched lookup per chunk: most blobs of a merge are new (bloom-filter misses).
+            let current =
+                self.db
+                    .batched_multi_get_cf(cf_blobs, part.iter().map(|(b, _)| &b.0[..]), false);
+            for ((blob, l), cur) in part.iter().zip(current) {
+                let cur = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
+                match cur {
+                    None => batch.put_cf(cf_blobs, blob.0, l.encode()),
+                    Some(cur) if flipped.contains(&cur.pack) || cur.pack == l.pack => {
+                        slow.push(*blob)
+                    }
+                    Some(cur) if (l.marked, l.pack) < (cur.marked, cur.pack) => {
+                        batch.put_cf(cf_blobs, blob.0, l.encode())
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
             }
         }
         self.db.write(batch).map_err(db_err)?;
@@ -534,8 +555,8 @@ impl Cache {
             if others.is_empty() {
                 for (blob, _) in &blobs {
                     batch.delete_cf(cf_loc, pair(blob, &pack));
-                    batch.delete_cf(cf_pb, pair(&pack, blob));
                 }
+                batch.delete_cf(cf_pb, pack.0);
                 changed = true;
             } else {
                 changed |= before.marked_ns.is_some();

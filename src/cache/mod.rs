@@ -34,7 +34,7 @@ const KEY_GENERATION: &[u8] = b"generation";
 /// Default column family: the layout of the index column families (format.md §17). A cache
 /// with another (or no) value has its index rebuilt on open.
 const KEY_SCHEMA: &[u8] = b"index-schema";
-const SCHEMA: u64 = 2;
+const SCHEMA: u64 = 3;
 
 fn complete_key(snapshot: &Id) -> Vec<u8> {
     let mut k = b"complete/".to_vec();
@@ -299,6 +299,10 @@ impl Cache {
         plain_opts.set_block_based_table_factory(&pb);
         plain_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         plain_opts.set_write_buffer_size(8 << 20);
+        // Every location of every blob (ids and offsets: nothing to compress), scanned by prune
+        // and check.
+        let mut loc_opts = plain_opts.clone();
+        loc_opts.set_compression_type(rocksdb::DBCompressionType::None);
         let mut tree_opts = Options::default();
         let mut tb = BlockBasedOptions::default();
         tb.set_block_cache(&cache);
@@ -312,7 +316,7 @@ impl Cache {
         tree_opts.set_write_buffer_size(8 << 20);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_BLOBS, blobs_opts),
-            ColumnFamilyDescriptor::new(CF_LOCATIONS, plain_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_LOCATIONS, loc_opts),
             ColumnFamilyDescriptor::new(CF_PACK_BLOBS, plain_opts.clone()),
             ColumnFamilyDescriptor::new(CF_PACKS, plain_opts.clone()),
             ColumnFamilyDescriptor::new(CF_INDEX_FILES, plain_opts),
