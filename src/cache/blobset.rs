@@ -11,10 +11,15 @@ use crate::id::Id;
 use rocksdb::{BlockBasedOptions, DB, IteratorMode, Options, WriteOptions};
 use std::path::Path;
 
+/// Ids kept in memory before they are written as one batch (2 MiB of ids).
+const PENDING_MAX: usize = 65536;
+
 /// A set of ids on disk.
 pub struct BlobSet {
     // Declared before `_dir`: the database closes before its folder is removed.
     db: DB,
+    /// Inserted ids not yet written (written as one batch every [`PENDING_MAX`]).
+    pending: std::collections::HashSet<Id>,
     len: u64,
     _dir: tempfile::TempDir,
 }
@@ -47,6 +52,7 @@ impl BlobSet {
         let db = DB::open(&opts, tmp.path()).map_err(db_err)?;
         Ok(BlobSet {
             db,
+            pending: std::collections::HashSet::new(),
             len: 0,
             _dir: tmp,
         })
@@ -60,21 +66,34 @@ impl BlobSet {
 
     /// Add an id; returns whether it was new.
     pub fn insert(&mut self, id: &Id) -> Result<bool> {
-        // Most ids of a reachability walk are new: the bloom filters answer "absent" without a
-        // full lookup.
-        if self.db.key_may_exist(id.0) && self.contains(id)? {
+        if self.contains(id)? {
             return Ok(false);
         }
-        self.db
-            .put_opt(id.0, [], &Self::write_opts())
-            .map_err(db_err)?;
+        self.pending.insert(*id);
         self.len += 1;
+        if self.pending.len() >= PENDING_MAX {
+            self.flush()?;
+        }
         Ok(true)
+    }
+
+    /// Write the pending ids.
+    fn flush(&mut self) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for id in self.pending.drain() {
+            batch.put(id.0, []);
+        }
+        self.db
+            .write_opt(batch, &Self::write_opts())
+            .map_err(db_err)
     }
 
     /// Whether the set holds `id`.
     pub fn contains(&self, id: &Id) -> Result<bool> {
-        Ok(self.db.get_pinned(id.0).map_err(db_err)?.is_some())
+        // Most ids of a reachability walk are new: the bloom filters answer "absent" without a
+        // full lookup.
+        Ok(self.pending.contains(id)
+            || (self.db.key_may_exist(id.0) && self.db.get_pinned(id.0).map_err(db_err)?.is_some()))
     }
 
     /// Number of ids.
@@ -88,13 +107,18 @@ impl BlobSet {
     }
 
     /// The ids in order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Id>> + '_ {
-        self.db
-            .iterator(IteratorMode::Start)
-            .filter_map(|item| match item {
-                Ok((k, _)) => <[u8; 32]>::try_from(&k[..]).ok().map(|a| Ok(Id(a))),
-                Err(e) => Some(Err(db_err(e))),
-            })
+    pub fn iter(&mut self) -> impl Iterator<Item = Result<Id>> + '_ {
+        let failed = self.flush().err().map(Err);
+        failed
+            .into_iter()
+            .chain(
+                self.db
+                    .iterator(IteratorMode::Start)
+                    .filter_map(|item| match item {
+                        Ok((k, _)) => <[u8; 32]>::try_from(&k[..]).ok().map(|a| Ok(Id(a))),
+                        Err(e) => Some(Err(db_err(e))),
+                    }),
+            )
     }
 }
 
@@ -120,6 +144,16 @@ mod tests {
         sorted.sort();
         let got: Vec<Id> = s.iter().map(|r| r.unwrap()).collect();
         assert_eq!(got, sorted);
+        // Past one batch: ids written to disk and pending ones both count.
+        let more: Vec<Id> = (0..PENDING_MAX as u32 + 10)
+            .map(|i| Id::of_stored(&(i + 5000).to_be_bytes()))
+            .collect();
+        for id in &more {
+            assert!(s.insert(id).unwrap());
+        }
+        assert!(s.contains(&more[0]).unwrap() && s.contains(&more[more.len() - 1]).unwrap());
+        assert!(!s.insert(&more[1]).unwrap());
+        assert_eq!(s.iter().count() as u64, s.len());
         let path = s._dir.path().to_path_buf();
         drop(s);
         assert!(!path.exists());
