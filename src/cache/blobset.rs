@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(got, sorted);
         // Past one batch: ids written to disk and pending ones both count.
         let more: Vec<Id> = (0..PENDING_MAX as u32 + 10)
-            .map(|i| Id::of_stored(&(i + 5000).to_be_bytes()))
+            .map(|i| Id::of_stored(&u64::from(i).to_be_bytes()))
             .collect();
         for id in &more {
             assert!(s.insert(id).unwrap());
