@@ -257,6 +257,11 @@ impl Cache {
 
     /// What the index knows about a pack.
     pub fn pack(&self, id: &Id) -> Result<Option<PackInfo>> {
+        Ok(fold(*id, &self.pack_rows(id)?))
+    }
+
+    /// The rows of a pack: one per merged index file that lists it.
+    fn pack_rows(&self, id: &Id) -> Result<Vec<(Id, PackRow)>> {
         let mut rows = Vec::new();
         self.scan_prefix(CF_PACKS, &id.0, |k, v| {
             if let (Some((_, file)), Some(r)) = (split(k), PackRow::decode(v)) {
@@ -264,7 +269,7 @@ impl Cache {
             }
             Ok(true)
         })?;
-        Ok(fold(*id, &rows))
+        Ok(rows)
     }
 
     /// Every pack the index knows, in id order.
@@ -496,8 +501,13 @@ impl Cache {
                 let cur = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
                 match cur {
                     None => batch.put_cf(cf_blobs, blob.0, l.encode()),
-                    Some(cur) if flipped.contains(&cur.pack) || cur.pack == l.pack => {
-                        slow.push(*blob)
+                    // Its preferred pack became marked: another copy may be better now.
+                    Some(cur) if flipped.contains(&cur.pack) => slow.push(*blob),
+                    // Already preferred here (the pack is listed again): the same choice.
+                    Some(cur) if cur.pack == l.pack => {
+                        if cur != *l {
+                            batch.put_cf(cf_blobs, blob.0, l.encode())
+                        }
                     }
                     Some(cur) if (l.marked, l.pack) < (cur.marked, cur.pack) => {
                         batch.put_cf(cf_blobs, blob.0, l.encode())
@@ -534,34 +544,49 @@ impl Cache {
             self.cf(CF_PACKS)?,
         );
         let mut batch = WriteBatch::default();
+        // Blobs whose preferred location may change: those of packs that lose their last row
+        // (only where that pack was the preferred one) or change marked state.
         let mut affected = Vec::new();
         let mut changed = false;
+        let cf_blobs = self.cf(CF_BLOBS)?;
         for chunk in packs.chunks_exact(32) {
             let Ok(a) = <[u8; 32]>::try_from(chunk) else {
                 continue;
             };
             let pack = Id(a);
-            let Some(before) = self.pack(&pack)? else {
+            let rows = self.pack_rows(&pack)?;
+            if !rows.iter().any(|(f, _)| f == file_id) {
                 continue;
-            };
+            }
             batch.delete_cf(cf_packs, pair(&pack, file_id));
-            let others: Vec<Id> = before
-                .index_files
+            let was_marked = rows.iter().any(|(_, r)| r.marked_ns.is_some());
+            let others: Vec<&PackRow> = rows
                 .iter()
-                .copied()
-                .filter(|f| f != file_id)
+                .filter(|(f, _)| f != file_id)
+                .map(|(_, r)| r)
                 .collect();
-            let blobs = self.blobs_in(&pack)?;
             if others.is_empty() {
-                for (blob, _) in &blobs {
+                let ids = self.pack_blob_ids(&pack)?;
+                for blob in &ids {
                     batch.delete_cf(cf_loc, pair(blob, &pack));
                 }
                 batch.delete_cf(cf_pb, pack.0);
                 changed = true;
-            } else {
-                changed |= before.marked_ns.is_some();
+                // Only blobs that preferred this pack need a new choice.
+                for (blob, cur) in ids.iter().zip(self.db.batched_multi_get_cf(
+                    cf_blobs,
+                    ids.iter().map(|b| &b.0[..]),
+                    false,
+                )) {
+                    let cur = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
+                    if cur.is_none_or(|c| c.pack == pack) {
+                        affected.push(*blob);
+                    }
+                }
+            } else if was_marked != others.iter().any(|r| r.marked_ns.is_some()) {
+                changed = true;
+                affected.extend(self.pack_blob_ids(&pack)?);
             }
-            affected.extend(blobs.into_iter().map(|(b, _)| b));
         }
         batch.delete_cf(self.cf(CF_INDEX_FILES)?, file_id.0);
         if changed {

@@ -36,18 +36,21 @@ pub fn write_index_file(repo: &Repository, file: IndexFile) -> Result<Id> {
     Ok(id)
 }
 
-/// Merge one index file into the cache: first forget the files it supersedes (and remember
-/// them as superseded, so they are never merged again), then add it.
+/// Merge one index file into the cache: add it, then forget the files it supersedes (and
+/// remember them as superseded, so they are never merged again). Adding first means a pack
+/// both list never loses its locations in between (a prune's new index lists most packs of the
+/// files it replaces).
 fn merge(repo: &Repository, id: &Id, file: &IndexFile) -> Result<()> {
     let cache = repo.cache();
+    if cache.is_superseded(id)? {
+        return Ok(());
+    }
+    cache.add_index_file(id, file)?;
     for s in &file.supersedes {
         cache.record_superseded(s)?;
         cache.remove_index_file(s)?;
     }
-    if cache.is_superseded(id)? {
-        return Ok(());
-    }
-    cache.add_index_file(id, file)
+    Ok(())
 }
 
 /// Bring the cache in line with the repository's index files: forget the ones that have
