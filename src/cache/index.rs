@@ -190,6 +190,18 @@ fn split(k: &[u8]) -> Option<(Id, Id)> {
     Some((Id(k[..32].try_into().ok()?), Id(k[32..].try_into().ok()?)))
 }
 
+/// The smallest key above every key that starts with `prefix` (`None`: no such key, all 0xff).
+fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
 fn superseded_key(file: &Id) -> Vec<u8> {
     let mut k = SUPERSEDED.to_vec();
     k.extend_from_slice(&file.0);
@@ -216,9 +228,18 @@ impl Cache {
         prefix: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let it = self
-            .db
-            .iterator_cf(self.cf(cf)?, IteratorMode::From(prefix, Direction::Forward));
+        // Bounded above by the next prefix: without the bound, a seek for a prefix whose rows
+        // were just deleted walks every following tombstone until a live key, which made
+        // removing many rows quadratic (design.md §9).
+        let mut opts = rocksdb::ReadOptions::default();
+        if let Some(upper) = next_prefix(prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let it = self.db.iterator_cf_opt(
+            self.cf(cf)?,
+            opts,
+            IteratorMode::From(prefix, Direction::Forward),
+        );
         for item in it {
             let (k, v) = item.map_err(db_err)?;
             if !k.starts_with(prefix) || !f(&k, &v)? {
@@ -667,6 +688,14 @@ mod tests {
 
     fn id(s: &str) -> Id {
         Id::of_stored(s.as_bytes())
+    }
+
+    #[test]
+    fn next_prefix_bounds_every_key_with_the_prefix() {
+        assert_eq!(next_prefix(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(next_prefix(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(next_prefix(&[0xff, 0xff]), None);
+        assert_eq!(next_prefix(&[]), None);
     }
 
     #[test]
