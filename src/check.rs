@@ -256,52 +256,86 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
         }
     }
 
-    // 3. Snapshots and everything they reach (the trees read ahead, pack by pack).
+    // 3 and 4 do not depend on each other: the packs are read (on the thread pool) while the
+    // snapshots are walked (on this thread, whose walk alone would leave a core idle).
+    let chosen = match opts.read_data {
+        Some(subset) => choose(&packs, subset)?,
+        None => Vec::new(),
+    };
+    let (walked, data) = std::thread::scope(|scope| {
+        let data = scope.spawn(|| read_packs(repo, &chosen));
+        let walked = walk_snapshots(repo, scratch);
+        let data = data.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                crate::ErrorKind::Internal,
+                "a check thread panicked",
+            ))
+        });
+        (walked, data)
+    });
+
+    // 3. Snapshots and everything they reach.
+    let (snapshot_problems, snapshots, trees, data_blobs) = walked?;
+    problems.extend(snapshot_problems);
+    r.stats.snapshots = snapshots;
+    r.stats.trees = trees;
+    r.stats.data_blobs = data_blobs;
+
+    // 4. Data.
+    let (mut found, (n, b, bl)) = data?;
+    found.sort_by(|a, b| a.object.cmp(&b.object));
+    problems.extend(found);
+    r.stats.packs_read = n;
+    r.stats.bytes_read = b;
+    r.stats.blobs_verified = bl;
+    Ok(r)
+}
+
+/// Walk every snapshot (trees read ahead, pack by pack): the problems, and the numbers of
+/// snapshots, trees and data blobs.
+fn walk_snapshots(repo: &Repository, scratch: &Path) -> Result<(Vec<Problem>, u64, u64, u64)> {
+    let mut problems = Vec::new();
     prefetch_trees(repo)?;
     let snapshots = repo.snapshots()?;
-    take_warnings(repo, ProblemKind::Snapshot, problems);
-    r.stats.snapshots = snapshots.len() as u64;
+    take_warnings(repo, ProblemKind::Snapshot, &mut problems);
+    let (mut trees, mut data_blobs) = (0, 0);
     let mut set = BlobSet::new(scratch)?;
     for (id, s) in &snapshots {
         let mut v = Collect {
             repo,
             snapshot: *id,
-            problems,
+            problems: &mut problems,
         };
         let st = reach::walk(repo, [s.tree], &mut set, &mut v)?;
-        r.stats.trees += st.trees;
-        r.stats.data_blobs += st.data_blobs;
+        trees += st.trees;
+        data_blobs += st.data_blobs;
     }
-    take_warnings(repo, ProblemKind::Tree, problems);
+    take_warnings(repo, ProblemKind::Tree, &mut problems);
+    Ok((problems, snapshots.len() as u64, trees, data_blobs))
+}
 
-    // 4. Data.
-    if let Some(subset) = opts.read_data {
-        let chosen = choose(&packs, subset)?;
-        let found = Mutex::new(Vec::new());
-        let counts = Mutex::new((0u64, 0u64, 0u64));
-        chosen.par_iter().try_for_each(|(id, _)| -> Result<()> {
-            let (bytes, blobs, ps) = read_pack(repo, id)?;
-            if let Ok(mut c) = counts.lock() {
-                c.0 += 1;
-                c.1 += bytes;
-                c.2 += blobs;
+/// Read and verify the `chosen` packs in parallel: the problems, and (packs, bytes, blobs).
+fn read_packs(repo: &Repository, chosen: &[(Id, u64)]) -> Result<(Vec<Problem>, (u64, u64, u64))> {
+    let found = Mutex::new(Vec::new());
+    let counts = Mutex::new((0u64, 0u64, 0u64));
+    chosen.par_iter().try_for_each(|(id, _)| -> Result<()> {
+        let (bytes, blobs, ps) = read_pack(repo, id)?;
+        if let Ok(mut c) = counts.lock() {
+            c.0 += 1;
+            c.1 += bytes;
+            c.2 += blobs;
+        }
+        if !ps.is_empty() {
+            if let Ok(mut f) = found.lock() {
+                f.extend(ps);
             }
-            if !ps.is_empty() {
-                if let Ok(mut f) = found.lock() {
-                    f.extend(ps);
-                }
-            }
-            Ok(())
-        })?;
-        let mut found = found.into_inner().unwrap_or_default();
-        found.sort_by(|a, b| a.object.cmp(&b.object));
-        problems.extend(found);
-        let (n, b, bl) = counts.into_inner().unwrap_or_default();
-        r.stats.packs_read = n;
-        r.stats.bytes_read = b;
-        r.stats.blobs_verified = bl;
-    }
-    Ok(r)
+        }
+        Ok(())
+    })?;
+    Ok((
+        found.into_inner().unwrap_or_default(),
+        counts.into_inner().unwrap_or_default(),
+    ))
 }
 
 /// Read every tree blob the index lists into the (throwaway) cache, a tree pack at a time with
