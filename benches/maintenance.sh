@@ -19,7 +19,8 @@
 #       two-phase prune is also timed (it marks unused packs only), followed by
 #       `prune --delete-after 0s` (deletes what the first marked). After the last round both
 #       repositories are checked (`check --read-data`, untimed for the table).
-# Output: WORK/results.tsv (tool step round wall_s rss_kb repo_bytes) and a table of medians.
+# Output: WORK/results.tsv (tool step round wall_s rss_kb repo_bytes cpu_s) and a table of medians
+# (cpu = user + sys seconds: steadier than wall time on a machine shared with other jobs).
 set -uo pipefail
 DATA=$(cd "${1:?data dir}" && pwd); WORK=${2:?work dir}; mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -58,9 +59,10 @@ measure() {
   local tool=$1 step=$2 round=$3 repo=$4; shift 4
   local tf; tf=$(mktemp)
   sync  # earlier steps' dirty pages are written back before the clock starts
-  if /usr/bin/time -f "%e %M" -o "$tf" bash -c '"$@"' _ "$@" >"$WORK/log.$tool.$step.$round" 2>&1; then
-    local size; size=$(du -sb "$repo" | cut -f1)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$round" $(cat "$tf") "$size" | tee -a "$RES"
+  if /usr/bin/time -f "%e %M %U %S" -o "$tf" bash -c '"$@"' _ "$@" >"$WORK/log.$tool.$step.$round" 2>&1; then
+    local size wall rss user sys; size=$(du -sb "$repo" | cut -f1); read -r wall rss user sys < "$tf"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$round" "$wall" "$rss" "$size" \
+      "$(echo "$user + $sys" | bc)" | tee -a "$RES"
   else
     echo "$tool $step $round FAILED: $(tail -3 "$WORK/log.$tool.$step.$round")" | tee -a "$WORK/failures"
   fi
@@ -126,33 +128,34 @@ python3 - "$RES" <<'EOF'
 import sys, statistics as st, collections
 rows = [l.split('\t') for l in open(sys.argv[1]) if l.strip()]
 d = collections.defaultdict(list)   # (tool, step) -> [(round, wall, rss, size)]
-for tool, step, rnd, wall, rss, size in rows:
-    d[tool, step].append((int(rnd), float(wall), int(rss), int(size)))
+for tool, step, rnd, wall, rss, size, cpu in rows:
+    d[tool, step].append((int(rnd), float(wall), int(rss), int(size), float(cpu)))
 # derived: forget + prune per round
 for tool in ('cairn', 'restic'):
     f = {r: x for r, *x in d.get((tool, 'hist-forget'), [])}
-    for r, w, m, s in d.get((tool, 'hist-prune'), []):
+    for r, w, m, s, c in d.get((tool, 'hist-prune'), []):
         if r in f:
-            d[tool, 'hist-forget+prune'].append((r, f[r][0] + w, max(f[r][1], m), s))
+            d[tool, 'hist-forget+prune'].append((r, f[r][0] + w, max(f[r][1], m), s, f[r][3] + c))
     b = d.get((tool, 'hist-backup-1'))
     if b:
         bs = [d[tool, k] for k in sorted({k for (t, k) in d if t == tool and k.startswith('hist-backup-')}, key=lambda k: int(k.rsplit('-', 1)[1]))]
-        d[tool, 'hist-backups-total'].append((1, sum(x[0][1] for x in bs), max(x[0][2] for x in bs), bs[-1][0][3]))
+        d[tool, 'hist-backups-total'].append((1, sum(x[0][1] for x in bs), max(x[0][2] for x in bs), bs[-1][0][3], sum(x[0][4] for x in bs)))
 steps = []
 for (t, s) in d:
     if s not in steps and not s.startswith('hist-backup-'):
         steps.append(s)
 steps = sorted(steps, key=lambda s: (s.startswith('hist'), s))
 def med(v): return st.median(v) if v else None
-print(f"{'step':28} {'n':>2} {'cairn s':>8} {'restic s':>8} {'ratio':>6} {'cairn MiB':>9} {'restic MiB':>10} {'ratio':>6} {'cairn repo MB':>13} {'restic repo MB':>14} {'ratio':>6}")
+print(f"{'step':28} {'n':>2} {'cairn s':>8} {'restic s':>8} {'ratio':>6} {'cairn cpu':>9} {'restic cpu':>10} {'ratio':>6} {'cairn MiB':>9} {'restic MiB':>10} {'ratio':>6} {'cairn repo MB':>13} {'restic repo MB':>14} {'ratio':>6}")
 for s in steps:
     c, r = d.get(('cairn', s), []), d.get(('restic', s), [])
     cw, rw = med([x[1] for x in c]), med([x[1] for x in r])
     cm, rm = med([x[2] for x in c]), med([x[2] for x in r])
     cs, rs = med([x[3] for x in c]), med([x[3] for x in r])
+    cc, rc = med([x[4] for x in c]), med([x[4] for x in r])
     f = lambda v, k=1: '-' if v is None else f"{v / k:.2f}"
     q = lambda a, b: '-' if a is None or b is None or b == 0 else f"{a / b:.3f}"
-    print(f"{s:28} {max(len(c), len(r)):>2} {f(cw):>8} {f(rw):>8} {q(cw, rw):>6} {f(cm, 1024):>9} {f(rm, 1024):>10} {q(cm, rm):>6} {f(cs, 1e6):>13} {f(rs, 1e6):>14} {q(cs, rs):>6}")
+    print(f"{s:28} {max(len(c), len(r)):>2} {f(cw):>8} {f(rw):>8} {q(cw, rw):>6} {f(cc):>9} {f(rc):>10} {q(cc, rc):>6} {f(cm, 1024):>9} {f(rm, 1024):>10} {q(cm, rm):>6} {f(cs, 1e6):>13} {f(rs, 1e6):>14} {q(cs, rs):>6}")
 print("all rounds (wall s): " + "; ".join(f"{t} {s}: " + " ".join(f"{x[1]:.2f}" for x in sorted(v)) for (t, s), v in sorted(d.items()) if not s.startswith('hist-backup-')))
 EOF
 [ -s "$WORK/failures" ] && { echo "FAILURES:"; cat "$WORK/failures"; }
