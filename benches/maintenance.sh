@@ -17,7 +17,8 @@
 #       restores them and times `forget --keep-last 3` + `prune` (cairn: `prune --instant-delete`,
 #       as restic deletes at once), the order swapped every round. Once per round cairn's default
 #       two-phase prune is also timed (it marks unused packs only), followed by
-#       `prune --delete-after 0s` (deletes what the first marked). After the last round both
+#       `prune --delete-after 0s` (deletes what the first marked), and cairn's one-process
+#       `forget --keep-last 3 --prune --instant-delete`. After the last round both
 #       repositories are checked (`check --read-data`, untimed for the table).
 # Output: WORK/results.tsv (tool step round wall_s rss_kb repo_bytes cpu_s) and a table of medians
 # (cpu = user + sys seconds: steadier than wall time on a machine shared with other jobs).
@@ -114,6 +115,8 @@ if [[ " $SCENARIOS " == *" hist "* ]]; then
     if (( r == REPEATS )); then  # the pruned repositories are whole
       for t in cairn restic; do env_for $t; measure $t hist-check-after-prune "$r" "$WORK/$t/repo" c_checkrd "$WORK/$t/repo"; done
     fi
+    fresh cairn; env_for cairn  # the same in one process: one key derivation, one cache open
+    measure cairn hist-forget--prune "$r" "$WORK/cairn/repo" bash -c '"$CAIRN" -r "$1" forget --keep-last 3 --prune --instant-delete' _ "$WORK/cairn/repo"
     fresh cairn; env_for cairn
     measure cairn hist-forget-2phase "$r" "$WORK/cairn/repo" c_forget "$WORK/cairn/repo"
     measure cairn hist-prune-mark "$r" "$WORK/cairn/repo" bash -c '"$CAIRN" -r "$1" --json prune' _ "$WORK/cairn/repo"
@@ -140,6 +143,9 @@ for tool in ('cairn', 'restic'):
     if b:
         bs = [d[tool, k] for k in sorted({k for (t, k) in d if t == tool and k.startswith('hist-backup-')}, key=lambda k: int(k.rsplit('-', 1)[1]))]
         d[tool, 'hist-backups-total'].append((1, sum(x[0][1] for x in bs), max(x[0][2] for x in bs), bs[-1][0][3], sum(x[0][4] for x in bs)))
+# cairn's one-process forget --prune is compared with restic's forget + prune
+if ('cairn', 'hist-forget--prune') in d and ('restic', 'hist-forget+prune') in d:
+    d['restic', 'hist-forget--prune'] = d['restic', 'hist-forget+prune']
 steps = []
 for (t, s) in d:
     if s not in steps and not s.startswith('hist-backup-'):
