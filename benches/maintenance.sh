@@ -5,7 +5,7 @@
 #   DATA_DIR/usr   the `usr` data set (../shared/bench/make-data.sh DATA_DIR)
 #   DATA_DIR/hist  ten successive source trees, one folder per release, in order; made here from
 #                  HIST_GIT (a git dir) and HIST_TAGS if absent (default: git/git v2.46.0 … v2.55.0)
-# Environment: CAIRN (binary; default /work/target-bench/release/cairn or `cairn`), RESTIC (restic),
+# Environment: CAIRN (binary; default $CARGO_TARGET_DIR/release/cairn, else target/release/cairn, else `cairn`), RESTIC (restic),
 #   REPEATS (3), SCENARIOS ("usr hist"), CAIRN_COMPRESSION (3), RESTIC_COMPRESSION (auto),
 #   RESTIC_CHECK_FLAGS ("": restic's default, a fresh temporary cache per check).
 #
@@ -26,7 +26,8 @@ set -uo pipefail
 DATA=$(cd "${1:?data dir}" && pwd); WORK=${2:?work dir}; mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 SHARED=${SHARED:-$HERE/../../shared/bench}
-CAIRN=${CAIRN:-$( [ -x /work/target-bench/release/cairn ] && echo /work/target-bench/release/cairn || echo cairn)}
+BUILT=${CARGO_TARGET_DIR:-$HERE/../target}/release/cairn
+CAIRN=${CAIRN:-$( [ -x "$BUILT" ] && echo "$BUILT" || echo cairn)}
 RESTIC=${RESTIC:-restic}
 REPEATS=${REPEATS:-3}
 SCENARIOS=${SCENARIOS:-usr hist}
