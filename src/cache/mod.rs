@@ -289,13 +289,22 @@ impl Cache {
         bb.set_block_cache(&cache);
         bb.set_cache_index_and_filter_blocks(true);
         bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Partitioned filters and a two-level index, the top level pinned: a lookup loads one
+        // small filter partition, not a whole file's filter, so random misses stay cheap when
+        // the filters no longer fit the block cache (10^7 blobs and more).
+        bb.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+        bb.set_partition_filters(true);
+        bb.set_pin_top_level_index_and_filter(true);
         blobs_opts.set_block_based_table_factory(&bb);
         blobs_opts.set_compression_type(rocksdb::DBCompressionType::None);
         blobs_opts.set_write_buffer_size(16 << 20);
         // Scanned more than probed (a blob's locations, a pack's rows): no bloom filter.
         let mut plain_opts = Options::default();
         let mut pb = BlockBasedOptions::default();
-        pb.set_block_cache(&cache);
+        // A block cache of their own: scans of every location (merges, prune, check) would
+        // otherwise push the blob lookups' bloom filters and index blocks out of the shared one
+        // (misses at 10^7 blobs fell from ~880 k/s to ~56 k/s).
+        pb.set_block_cache(&rocksdb::Cache::new_lru_cache(16 << 20));
         plain_opts.set_block_based_table_factory(&pb);
         plain_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         plain_opts.set_write_buffer_size(8 << 20);
