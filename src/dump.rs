@@ -33,16 +33,44 @@ fn io_err(e: std::io::Error) -> Error {
     Error::io("cannot write the dump", e)
 }
 
-/// Write the content of file node `n` to `out`, a window of blobs at a time.
+/// Write the content of file node `n` to `out`, a window of blobs at a time: the window's
+/// blobs are grouped by pack and read through the one pack reader (neighbours in one ranged
+/// read), packs in parallel, then written in order.
 pub fn write_content(repo: &Repository, n: &Node, out: &mut dyn Write) -> Result<u64> {
     let mut written = 0u64;
     for window in n.content.chunks(WINDOW) {
-        let blobs: Vec<Vec<u8>> = window
-            .par_iter()
-            .map(|id: &Id| repo.read_blob(id))
+        // Slot i of the window ← the blob read for it (a blob used twice is read once).
+        let mut by_pack: HashMap<Id, Vec<(Id, crate::cache::BlobLocation)>> = HashMap::new();
+        for id in window {
+            let loc = repo.locate(id)?;
+            let group = by_pack.entry(loc.pack).or_default();
+            if !group.iter().any(|(b, _)| b == id) {
+                group.push((*id, loc));
+            }
+        }
+        let read: Vec<Vec<(Id, Vec<u8>)>> = by_pack
+            .into_par_iter()
+            .map(|(pack, mut blobs)| {
+                blobs.sort_by_key(|(_, l)| (l.offset, l.length));
+                let mut got = Vec::with_capacity(blobs.len());
+                repo.read_pack_blobs(
+                    &pack,
+                    &blobs,
+                    |(_, l)| l,
+                    |(id, l), sealed| {
+                        got.push((*id, repo.open_blob(id, l, sealed?)?));
+                        Ok(())
+                    },
+                )?;
+                Ok(got)
+            })
             .collect::<Result<_>>()?;
-        for b in blobs {
-            out.write_all(&b).map_err(io_err)?;
+        let raw: HashMap<Id, Vec<u8>> = read.into_iter().flatten().collect();
+        for id in window {
+            let b = raw
+                .get(id)
+                .ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
+            out.write_all(b).map_err(io_err)?;
             written += b.len() as u64;
         }
     }
