@@ -513,26 +513,32 @@ impl Cache {
         let cf_blobs = self.cf(CF_BLOBS)?;
         let mut batch = WriteBatch::default();
         let mut slow = Vec::new();
+        // Choices made in this batch and not yet written: a file that lists a blob in two packs
+        // must compare the second listing with the first, not with the stored state.
+        let mut pending: HashMap<Id, BlobLocation> = HashMap::new();
         for part in fast.chunks(4096) {
             // One batched lookup per chunk: most blobs of a merge are new (bloom-filter misses).
             let current =
                 self.db
                     .batched_multi_get_cf(cf_blobs, part.iter().map(|(b, _)| &b.0[..]), false);
             for ((blob, l), cur) in part.iter().zip(current) {
-                let cur = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
+                let stored = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
+                let cur = pending.get(blob).copied().or(stored);
+                let mut choose = |l: &BlobLocation| {
+                    batch.put_cf(cf_blobs, blob.0, l.encode());
+                    pending.insert(*blob, *l);
+                };
                 match cur {
-                    None => batch.put_cf(cf_blobs, blob.0, l.encode()),
+                    None => choose(l),
                     // Its preferred pack became marked: another copy may be better now.
                     Some(cur) if flipped.contains(&cur.pack) => slow.push(*blob),
                     // Already preferred here (the pack is listed again): the same choice.
                     Some(cur) if cur.pack == l.pack => {
                         if cur != *l {
-                            batch.put_cf(cf_blobs, blob.0, l.encode())
+                            choose(l)
                         }
                     }
-                    Some(cur) if (l.marked, l.pack) < (cur.marked, cur.pack) => {
-                        batch.put_cf(cf_blobs, blob.0, l.encode())
-                    }
+                    Some(cur) if (l.marked, l.pack) < (cur.marked, cur.pack) => choose(l),
                     Some(_) => {}
                 }
             }
@@ -688,6 +694,26 @@ mod tests {
 
     fn id(s: &str) -> Id {
         Id::of_stored(s.as_bytes())
+    }
+
+    #[test]
+    fn one_file_listing_a_blob_twice_prefers_the_lowest_unmarked_pack() {
+        // Both orders of the two listings, and both marked states, in one file each.
+        let (x, lo, hi) = (id("x"), Id([1; 32]), Id([2; 32]));
+        let cases = [
+            (vec![(lo, None), (hi, None)], lo),
+            (vec![(hi, None), (lo, None)], lo),
+            (vec![(lo, Some(5)), (hi, None)], hi),
+            (vec![(hi, None), (lo, Some(5))], hi),
+        ];
+        for (packs, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let c = Cache::open(dir.path(), &id("repo")).unwrap();
+            let f = file(packs.iter().map(|&(p, m)| (p, m, vec![x])).collect());
+            c.add_index_file(&id("f"), &f).unwrap();
+            assert_eq!(c.blob(&x).unwrap().unwrap().pack, want, "{packs:?}");
+            assert_eq!(c.locations(&x).unwrap()[0].pack, want);
+        }
     }
 
     #[test]

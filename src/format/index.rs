@@ -39,6 +39,16 @@ impl IndexFile {
     /// Check every entry of every pack ([`IndexPack::validate`]). An index file with one
     /// invalid entry is corrupt as a whole (format.md §11); the error names the pack and blob.
     pub fn validate(&self, what: &dyn std::fmt::Display) -> Result<()> {
+        // A pack listed twice in one file: our writers never do it, and the cache keeps one
+        // row per (pack, file).
+        let mut ids: Vec<&Id> = self.packs.iter().map(|p| &p.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::corrupt(format!(
+                "{what} is corrupt: it lists pack {} twice",
+                w[0].short()
+            )));
+        }
         for p in &self.packs {
             p.validate()
                 .map_err(|why| Error::corrupt(format!("{what} is corrupt: {why}")))?;
@@ -131,11 +141,21 @@ mod tests {
         assert!(pack(1 << 20, 0, 28, 100).validate().is_err());
         assert!(pack(u64::MAX, 0, 100, (1 << 30) + 1).validate().is_err());
         assert!(pack(1 << 20, 0, 1000, 10).validate().is_err());
+        let mut second = pack(104, 72, 29, 1);
+        second.id = Id::of_stored(b"q");
         let f = IndexFile {
             version: 1,
             supersedes: vec![],
-            packs: vec![pack(1 << 20, 0, 100, 100), pack(104, 72, 29, 1)],
+            packs: vec![pack(1 << 20, 0, 100, 100), second],
         };
+        // The same pack twice in one file is refused as a whole.
+        let twice = IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![pack(1 << 20, 0, 100, 100), pack(1 << 20, 0, 100, 100)],
+        };
+        let e = twice.validate(&"index file 1234").unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
         let e = f.validate(&"index file 1234").unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Corrupt);
         assert!(

@@ -17,6 +17,7 @@ use crate::backend::FileType;
 use crate::error::Result;
 use crate::format::index::IndexPack;
 use crate::format::pack::PackEntry;
+use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::index::IndexRewriter;
 use crate::repo::lock::LockGuard;
@@ -78,9 +79,16 @@ pub fn execute(
         for p in &repack {
             let mut keep = Vec::new();
             for (blob, loc) in repo.cache().blobs_in(&p.id)? {
-                // Copied only when used, and this pack holds the copy the plan kept.
+                // Copied only when used, and this pack holds the copy the plan kept: the same
+                // rule as the plan's (the lowest unmarked location, else the lowest), applied
+                // to every location, not to the cache's preferred one. (Locations added since
+                // are this repack's own copies, of blobs already copied.)
                 if plan.used.contains(&blob)?
-                    && repo.cache().blob(&blob)?.is_some_and(|b| b.pack == p.id)
+                    && repo
+                        .cache()
+                        .locations(&blob)?
+                        .first()
+                        .is_some_and(|l| l.pack == p.id)
                 {
                     keep.push((blob, loc));
                 }
@@ -107,14 +115,16 @@ pub fn execute(
         out.index_files_written += stats.index_files;
     }
 
-    // 2. The new index.
+    // 2. The new index. New marks carry the time they become visible, not the plan's: a
+    // repack can take long, and backups meanwhile still see the packs unmarked.
     lock.check()?;
+    let marked_now = crate::repo::keys::now_ns();
     let mut index = IndexRewriter::new(repo);
     for p in &plan.packs {
         let marked_ns = match p.action {
             PackAction::Keep | PackAction::Recover => None,
             PackAction::KeepMarked => p.marked_ns,
-            PackAction::Mark | PackAction::Repack => Some(plan.now_ns),
+            PackAction::Mark | PackAction::Repack => Some(marked_now),
             PackAction::Delete => continue,
         };
         if p.action == PackAction::Repack && instant {
@@ -156,17 +166,30 @@ pub fn execute(
 
     // 4. Packs.
     lock.check()?;
+    // An unindexed pack may have been indexed since the plan (a slow backup's last index
+    // file): merge what was written meanwhile and spare those.
+    let mut unindexed: Vec<(Id, u64)> = plan
+        .unindexed
+        .iter()
+        .filter(|u| u.delete)
+        .map(|u| (u.id, u.size))
+        .collect();
+    if !unindexed.is_empty() {
+        repo.refresh_index()?;
+        let mut spare = Vec::new();
+        for (id, _) in &unindexed {
+            if repo.cache().pack(id)?.is_some() {
+                spare.push(*id);
+            }
+        }
+        unindexed.retain(|(id, _)| !spare.contains(id));
+    }
     let doomed = plan
         .packs
         .iter()
         .filter(|p| p.action == PackAction::Delete || (instant && p.action == PackAction::Repack))
         .map(|p| (p.id, p.size))
-        .chain(
-            plan.unindexed
-                .iter()
-                .filter(|u| u.delete)
-                .map(|u| (u.id, u.size)),
-        );
+        .chain(unindexed);
     for (id, size) in doomed {
         repo.backend().delete(FileType::Pack, &id.to_hex())?;
         out.packs_deleted += 1;

@@ -424,6 +424,23 @@ pub fn repair_snapshots(
         .into_iter()
         .map(|(id, _)| id)
         .collect();
+    // New trees are deduplicated against the index: an index that still lists lost packs would
+    // make them depend on what is gone (and the writer's final check refuse the snapshots).
+    let mut lost = Vec::new();
+    repo.cache().for_each_pack(|p| {
+        if !packs.contains(&p.id) {
+            lost.push(p.id);
+        }
+        Ok(())
+    })?;
+    if let Some(first) = lost.first() {
+        return Err(Error::usage(format!(
+            "the index lists {} packs that are not in the repository (pack {}, …); run `cairn \
+             repair index` first, then `cairn repair snapshots`",
+            lost.len(),
+            first.short()
+        )));
+    }
     let writer = BlobWriter::new(
         repo.clone(),
         WriterOptions {

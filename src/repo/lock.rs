@@ -6,9 +6,9 @@
 //! refreshes it every [`LockTiming::refresh`] by writing a new object and deleting the old one.
 //! A lock is *stale*, and ignored, when it was not refreshed for [`LockTiming::stale`], or at
 //! once when its holder is a process of this host that no longer exists. Taking the lock: no
-//! other live lock may exist; then ours is written and the listing read again, and of two locks
-//! written at the same time the older one (by creation time, then id) wins while the other
-//! backs off.
+//! other live lock may exist; then ours is written and the listing read again, and if another
+//! live lock has appeared we back off (of two written at the same time at least the later one
+//! sees the other, so two never both proceed).
 
 use super::Repository;
 use super::keys::{current_host, current_user, now_ns};
@@ -246,16 +246,11 @@ impl Repository {
             refreshed_ns: now,
         };
         let id = self.write_lock(&lock)?;
-        // Two prunes that looked at the same moment: the older lock wins.
+        // Two that looked at the same moment: whoever sees another live lock after writing its
+        // own backs off. At least the second writer sees the first, so two never both go on;
+        // both may back off (each then says the repository is locked, and a retry succeeds).
         let others = self.locks(&timing)?;
-        let rival = others.iter().find(|o| {
-            o.id != id
-                && o.stale.is_none()
-                && o.lock
-                    .as_ref()
-                    .is_some_and(|l| (l.created_ns, o.id) < (lock.created_ns, id))
-        });
-        if let Some(r) = rival {
+        if let Some(r) = others.iter().find(|o| o.id != id && o.stale.is_none()) {
             let _ = self.backend().delete(FileType::Lock, &id.to_hex());
             return Err(held(r));
         }

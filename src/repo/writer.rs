@@ -32,6 +32,8 @@ use std::thread::JoinHandle;
 
 /// Packs per index file written during a backup.
 const INDEX_BATCH: usize = 8;
+/// A pack waits at most about this long for its index file (checked as packs complete).
+const INDEX_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Blobs per pack, at most: a pack of tiny blobs closes early, so its header and its index
 /// entry stay small whatever the pack size target.
 const PACK_MAX_BLOBS: usize = 1 << 18;
@@ -91,8 +93,11 @@ struct FinishedPack {
 #[derive(Default)]
 struct Shared {
     in_flight: Mutex<HashSet<Id>>,
-    /// Packs holding blobs this writer deduplicated against (format.md §16, rollback rule 3).
+    /// Packs the snapshot will rely on: those holding blobs this writer deduplicated against,
+    /// and those it stored itself (format.md §16, rollback rule 3).
     deduped: Mutex<HashSet<Id>>,
+    /// When the oldest pack waiting for an index file was stored.
+    pending_since: Mutex<Option<std::time::Instant>>,
     error: Mutex<Option<Error>>,
     pending: Mutex<Vec<IndexPack>>,
     blobs: AtomicU64,
@@ -285,10 +290,10 @@ impl BlobWriter {
         }
     }
 
-    /// Rollback rule 3 (format.md §16): every pack this writer deduplicated against must be in
-    /// a listing of `data/` made now, after the blobs were found, so a snapshot never names a
-    /// pack that a prune (or the store) removed while the backup ran. One listing, only when
-    /// something was deduplicated.
+    /// Rollback rule 3 (format.md §16): every pack this writer deduplicated against, and every
+    /// pack it stored, must be in a listing of `data/` made now, so a snapshot never names a
+    /// pack that a prune (or the store) removed while the backup ran (a backup that outlived
+    /// the grace period). One listing, only when there is something to check.
     fn verify_deduped(&self) -> Result<()> {
         let deduped = std::mem::take(&mut *lock(&self.shared.deduped)?);
         if deduped.is_empty() {
@@ -303,8 +308,9 @@ impl BlobWriter {
             .collect();
         if let Some(gone) = deduped.iter().find(|p| !listed.contains(p)) {
             return Err(Error::not_found(format!(
-                "pack {} holds blobs this backup reuses but is no longer in the repository \
-                 (pruned while the backup ran?); no snapshot was written: run the backup again",
+                "pack {} holds blobs this backup needs but is no longer in the repository \
+                 (pruned while the backup ran, or lost); no snapshot was written: run \
+                 `cairn check`, then `cairn repair index` if it names the pack, and back up again",
                 gone.short()
             )));
         }
@@ -499,6 +505,17 @@ fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry
             shared.fail(e);
             continue;
         }
+        if let Ok(mut d) = shared.deduped.lock() {
+            d.insert(p.id);
+        }
+        // An index file every INDEX_BATCH packs, or sooner when the oldest waiting pack has
+        // waited INDEX_MAX_WAIT: a slow backup's packs do not stay unindexed for hours (prune
+        // deletes unindexed packs once they are old).
+        let waited = shared
+            .pending_since
+            .lock()
+            .map(|mut since| since.get_or_insert_with(std::time::Instant::now).elapsed())
+            .unwrap_or_default();
         let ready = match shared.pending.lock() {
             Ok(mut g) => {
                 g.push(IndexPack {
@@ -507,12 +524,14 @@ fn uploader(repo: &Repository, shared: &Shared, rx: &Receiver<FinishedPack>, dry
                     marked_ns: None,
                     blobs: p.entries,
                 });
-                g.len() >= INDEX_BATCH || pending_blobs(&g) >= INDEX_MAX_BLOBS
+                g.len() >= INDEX_BATCH
+                    || pending_blobs(&g) >= INDEX_MAX_BLOBS
+                    || waited >= INDEX_MAX_WAIT
             }
             Err(_) => false,
         };
         if ready {
-            if let Err(e) = flush_index(repo, shared, false) {
+            if let Err(e) = flush_index(repo, shared, waited >= INDEX_MAX_WAIT) {
                 shared.fail(e);
             }
         }
@@ -529,6 +548,9 @@ fn flush_index(repo: &Repository, shared: &Shared, all: bool) -> Result<()> {
         let mut g = lock(&shared.pending)?;
         if g.is_empty() || (!all && g.len() < INDEX_BATCH && pending_blobs(&g) < INDEX_MAX_BLOBS) {
             return Ok(());
+        }
+        if let Ok(mut since) = shared.pending_since.lock() {
+            *since = None;
         }
         std::mem::take(&mut *g)
     };
