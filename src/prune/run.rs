@@ -14,7 +14,7 @@
 
 use super::plan::{PackAction, PrunePlan};
 use crate::backend::FileType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::PackEntry;
 use crate::id::Id;
@@ -115,6 +115,37 @@ pub fn execute(
         out.index_files_written += stats.index_files;
     }
 
+    // Before anything stops counting: every used blob of a pack this prune deletes must be
+    // located in a pack that stays (a repacked copy, or another copy the plan kept). Cheap
+    // (only doomed packs' blobs), and the last line of defence against a planning bug.
+    let doomed: std::collections::HashSet<Id> = plan
+        .packs
+        .iter()
+        .filter(|p| p.action == PackAction::Delete || (instant && p.action == PackAction::Repack))
+        .map(|p| p.id)
+        .collect();
+    for pack in &doomed {
+        for (blob, _) in repo.cache().blobs_in(pack)? {
+            if plan.used.contains(&blob)?
+                && !repo
+                    .cache()
+                    .locations(&blob)?
+                    .iter()
+                    .any(|l| !doomed.contains(&l.pack))
+            {
+                return Err(Error::new(
+                    crate::ErrorKind::Internal,
+                    format!(
+                        "prune would delete the last copy of blob {} (in pack {}); stopped \
+                         before changing the index: please report this",
+                        blob.short(),
+                        pack.short()
+                    ),
+                ));
+            }
+        }
+    }
+
     // 2. The new index. New marks carry the time they become visible, not the plan's: a
     // repack can take long, and backups meanwhile still see the packs unmarked.
     lock.check()?;
@@ -196,4 +227,100 @@ pub fn execute(
         out.bytes_deleted += size;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::crypto::kdf::KdfParams;
+    use crate::format::pack::BlobKind;
+    use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
+    use crate::format::tree::{Node, NodeKind, Tree};
+    use crate::repo::InitOptions;
+    use crate::repo::lock::LockTiming;
+    use crate::repo::writer::{BlobWriter, WriterOptions};
+    use bytes::Bytes;
+
+    /// The last line of defence: a plan that (through some bug) deletes a pack holding the only
+    /// copy of a used blob is refused before the index changes, and nothing is deleted.
+    #[test]
+    fn a_plan_deleting_the_last_copy_of_a_used_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::open(dir.path().join("repo").to_str().unwrap(), true).unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        let cache = dir.path().join("cache");
+        let repo = Repository::init(backend, b"pw", &opts, &cache).unwrap();
+        let w = BlobWriter::new(
+            repo.clone(),
+            WriterOptions {
+                threads: 1,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+        let (data, _) = w
+            .add(BlobKind::Data, Bytes::from_static(b"hello, world"))
+            .unwrap();
+        let mut node = Node::new(b"f".to_vec(), NodeKind::File);
+        node.content = vec![data];
+        node.size = 12;
+        let tree = Tree {
+            version: crate::format::VERSION,
+            nodes: vec![node],
+        };
+        let (root, _) = w
+            .add(BlobKind::Tree, Bytes::from(tree.encode().unwrap()))
+            .unwrap();
+        w.finish().unwrap();
+        repo.save_snapshot(&Snapshot {
+            version: crate::format::VERSION,
+            time_ns: 1,
+            host: "h".into(),
+            user: "u".into(),
+            paths: vec![],
+            tags: vec![],
+            tree: root,
+            parent: None,
+            kind: SnapshotKind::Full,
+            summary: Summary::default(),
+            program: "test".into(),
+        })
+        .unwrap();
+
+        let lock = repo.lock_exclusive("prune", LockTiming::default()).unwrap();
+        let synced = repo.refresh_index().unwrap();
+        let opts = crate::prune::PruneOptions {
+            instant_delete: true,
+            ..Default::default()
+        };
+        let mut plan = crate::prune::plan(&repo, &synced, &opts, &cache).unwrap();
+        assert!(plan.is_empty(), "nothing to prune yet");
+        // The bug: the data pack, fully used, planned for deletion.
+        let data_pack = repo.cache().blob(&data).unwrap().unwrap().pack;
+        for p in &mut plan.packs {
+            if p.id == data_pack {
+                p.action = PackAction::Delete;
+            }
+        }
+        plan.stats.delete.packs = 1;
+        let before = repo.backend().list(FileType::Index).unwrap();
+        let e = execute(&repo, &plan, &lock, 1).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Internal, "{e}");
+        assert!(e.to_string().contains("last copy"), "{e}");
+        assert_eq!(repo.backend().list(FileType::Index).unwrap(), before);
+        assert!(
+            repo.backend()
+                .exists(FileType::Pack, &data_pack.to_hex())
+                .unwrap()
+        );
+        lock.release().unwrap();
+    }
 }
