@@ -258,6 +258,18 @@ impl Cache {
         Ok(v.and_then(|v| BlobLocation::decode(&v)))
     }
 
+    /// The packs that hold a blob, in id order (one scan; no pack state looked up).
+    pub fn location_packs(&self, id: &Id) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        self.scan_prefix(CF_LOCATIONS, &id.0, |k, _| {
+            if let Some((_, pack)) = split(k) {
+                out.push(pack);
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// Every location of a blob, unmarked ones first.
     pub fn locations(&self, id: &Id) -> Result<Vec<BlobLocation>> {
         let mut raw = Vec::new();

@@ -67,6 +67,12 @@ pub fn execute(
         .iter()
         .filter(|p| p.action == PackAction::Repack)
         .collect();
+    // Marked state of every pack at plan time (the repack's new packs are unmarked).
+    let marked: std::collections::HashMap<Id, bool> = plan
+        .packs
+        .iter()
+        .map(|p| (p.id, p.marked_ns.is_some()))
+        .collect();
     if !repack.is_empty() {
         lock.check()?;
         let writer = BlobWriter::new(
@@ -86,9 +92,10 @@ pub fn execute(
                 if plan.used.contains(&blob)?
                     && repo
                         .cache()
-                        .locations(&blob)?
-                        .first()
-                        .is_some_and(|l| l.pack == p.id)
+                        .location_packs(&blob)?
+                        .into_iter()
+                        .min_by_key(|q| (marked.get(q).copied().unwrap_or(false), *q))
+                        == Some(p.id)
                 {
                     keep.push((blob, loc));
                 }
@@ -129,9 +136,9 @@ pub fn execute(
             if plan.used.contains(&blob)?
                 && !repo
                     .cache()
-                    .locations(&blob)?
+                    .location_packs(&blob)?
                     .iter()
-                    .any(|l| !doomed.contains(&l.pack))
+                    .any(|q| !doomed.contains(q))
             {
                 return Err(Error::new(
                     crate::ErrorKind::Internal,
