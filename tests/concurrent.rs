@@ -3,46 +3,7 @@
 
 use crate::util::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// Small chunks and 1 MiB packs, so a few MiB of data spread over many packs.
-fn small_env() -> Env {
-    Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    if let Some(p) = to.parent() {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-fn snapshot_id(s: &serde_json::Value) -> String {
-    s["snapshot_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no snapshot id in {s}"))
-        .to_string()
-}
-
-fn check_clean(env: &Env, args: &[&str], what: &str) {
-    let mut a = vec!["check"];
-    a.extend_from_slice(args);
-    let o = env.cairn(&a);
-    assert_eq!(o.status.code(), Some(0), "{what}: check\n{}", describe(&o));
-}
-
-fn restore_matches(env: &Env, id: &str, copy: &Path, src: &Path, target: &str) {
-    let t = env.path(target);
-    let o = env.cairn(&["restore", id, "--target", t.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
-    assert_same_tree(copy, &restored(&t, src), false);
-}
+use std::process::Stdio;
 
 /// Source `k` in round `r`: files shared by every source (the same content in each), files
 /// shared with the next source, and its own; some change per round, and in round 2 source 0
@@ -99,7 +60,7 @@ fn backups_running_during_a_prune_lose_nothing() {
 /// `prune --dry-run` (the same planning, without the lock) runs in a loop while two backups run.
 #[test]
 fn prune_during_backups_never_fails_spuriously() {
-    let env = small_env();
+    let env = Env::small();
     let srcs: Vec<PathBuf> = (0..2).map(|k| env.path(&format!("s{k}"))).collect();
     for (k, s) in srcs.iter().enumerate() {
         make_source(s, k as u64, 0);
@@ -147,7 +108,7 @@ fn prune_during_backups_never_fails_spuriously() {
 /// (`cache::is_log_race`). Eight backups of one host start together, ten rounds.
 #[test]
 fn backups_sharing_one_cache_all_succeed() {
-    let env = small_env();
+    let env = Env::small();
     let srcs: Vec<PathBuf> = (0..8).map(|k| env.path(&format!("s{k}"))).collect();
     for (k, s) in srcs.iter().enumerate() {
         make_source(s, k as u64, 0);
@@ -171,7 +132,7 @@ fn backups_sharing_one_cache_all_succeed() {
 }
 
 fn backups_during_a_prune(retry_on_race: bool) {
-    let env = small_env();
+    let env = Env::small();
     let srcs: Vec<PathBuf> = (0..4).map(|k| env.path(&format!("s{k}"))).collect();
     // (snapshot, copy of its source, source)
     let mut kept: Vec<(String, PathBuf, PathBuf)> = Vec::new();
@@ -281,7 +242,7 @@ fn unindexed_notes(env: &Env) -> Vec<String> {
 
 #[test]
 fn a_killed_backup_leaves_a_sound_repository() {
-    let env = small_env();
+    let env = Env::small();
     let src = env.path("src");
     let mut kept: Vec<(String, PathBuf)> = Vec::new();
     make_source(&src, 0, 0);

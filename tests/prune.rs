@@ -3,11 +3,6 @@
 use crate::util::*;
 use std::path::{Path, PathBuf};
 
-/// A repository with small chunks and 1 MiB packs, so a few MiB of data make many packs.
-fn small_env() -> Env {
-    Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
-}
-
 /// Source state `i`: ten files, each rewritten in some states, one added per state.
 fn make_state(src: &Path, i: u64) {
     for f in 0..10u64 {
@@ -23,16 +18,6 @@ fn make_state(src: &Path, i: u64) {
     if i >= 2 {
         let _ = std::fs::remove_file(src.join(format!("added-{}.bin", i - 2)));
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -53,14 +38,9 @@ fn history(env: &Env, n: u64) -> (PathBuf, Vec<(String, PathBuf)>) {
     for i in 0..n {
         make_state(&src, i);
         let s = env.backup(&[src.to_str().unwrap()]);
-        let id = s["snapshot_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no snapshot id in {s}"))
-            .to_string();
         let copy = env.path(&format!("states/{i}"));
-        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
         copy_tree(&src, &copy);
-        out.push((id, copy));
+        out.push((snapshot_id(&s), copy));
     }
     (src, out)
 }
@@ -75,23 +55,9 @@ fn forget(env: &Env, ids: &[&str]) {
     }
 }
 
-fn check_clean(env: &Env, args: &[&str], what: &str) {
-    let mut a = vec!["check"];
-    a.extend_from_slice(args);
-    let o = env.cairn(&a);
-    assert_eq!(o.status.code(), Some(0), "{what}: check\n{}", describe(&o));
-}
-
-fn restore_matches(env: &Env, id: &str, state: &Path, src: &Path, target: &str) {
-    let t = env.path(target);
-    let o = env.cairn(&["restore", id, "--target", t.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
-    assert_same_tree(state, &restored(&t, src), false);
-}
-
 #[test]
 fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
-    let env = small_env();
+    let env = Env::small();
     let (src, snaps) = history(&env, 6);
     check_clean(&env, &["--read-data"], "after the backups");
     let before = dir_size(&env.repo.join("data"));
@@ -149,7 +115,7 @@ fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
     check_clean(&env, &["--read-data"], "after the last prune");
     restore_matches(&env, &snaps[5].0, &snaps[5].1, &src, "r3");
     let alone = dir_size(&env.repo.join("data"));
-    let fresh = small_env();
+    let fresh = Env::small();
     let fsrc = fresh.path("src");
     copy_tree(&snaps[5].1, &fsrc);
     fresh.backup(&[fsrc.to_str().unwrap()]);
@@ -163,7 +129,7 @@ fn forget_and_prune_keep_exactly_what_the_remaining_snapshots_need() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let env = small_env();
+    let env = Env::small();
     let (_, snaps) = history(&env, 3);
     forget(&env, &[&snaps[0].0]);
     let listing = |env: &Env| {
@@ -193,7 +159,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn a_backup_never_dedups_against_a_marked_pack_and_a_used_marked_pack_is_recovered() {
-    let env = small_env();
+    let env = Env::small();
     let (src, snaps) = history(&env, 2);
     // Keep the first snapshot object aside: putting it back later is what a backup that
     // deduplicated against its packs before they were marked looks like.
@@ -231,7 +197,7 @@ fn a_backup_never_dedups_against_a_marked_pack_and_a_used_marked_pack_is_recover
 /// repository must check clean, keep every remaining snapshot, and the next prune must finish.
 #[test]
 fn a_prune_killed_at_any_step_leaves_a_valid_repository() {
-    let env = small_env();
+    let env = Env::small();
     let (src, snaps) = history(&env, 8);
     forget(
         &env,
@@ -282,7 +248,7 @@ fn a_prune_killed_at_any_step_leaves_a_valid_repository() {
 
 #[test]
 fn check_names_damage_and_repair_index_recovers_what_the_packs_hold() {
-    let env = small_env();
+    let env = Env::small();
     let (src, snaps) = history(&env, 3);
     check_clean(&env, &["--read-data"], "fresh");
     let data = objects(&env.repo.join("data"));
@@ -372,7 +338,7 @@ fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
     use cairn::backend::Backend;
     use cairn::crypto::label;
     use cairn::id::Id;
-    let env = small_env();
+    let env = Env::small();
     let (_, snaps) = history(&env, 2);
     forget(&env, &[&snaps[0].0]);
 
@@ -448,7 +414,7 @@ fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
 
 #[test]
 fn prune_refuses_when_a_snapshot_needs_a_missing_blob() {
-    let env = small_env();
+    let env = Env::small();
     let (_, snaps) = history(&env, 2);
     // Lose the index: blobs the snapshots need are unknown, so nothing may be deleted.
     for f in objects(&env.repo.join("index")) {
@@ -471,7 +437,7 @@ fn prune_refuses_when_a_snapshot_needs_a_missing_blob() {
 /// (rule 3).
 #[test]
 fn an_old_index_served_again_never_yields_a_snapshot_of_deleted_packs() {
-    let env = small_env();
+    let env = Env::small();
     let (src, snaps) = history(&env, 1);
     let old_index = env.path("old-index");
     copy_tree(&env.repo.join("index"), &old_index);
@@ -514,7 +480,7 @@ fn random_forget_prune_sequences_keep_every_remaining_snapshot() {
         &["--max-repack-size", "1M", "--max-unused", "0"],
     ];
     for seed in [1u64, 2] {
-        let env = small_env();
+        let env = Env::small();
         let mut rng = Rng::new(seed);
         let src = env.path("src");
         std::fs::create_dir_all(&src).unwrap();
@@ -525,9 +491,8 @@ fn random_forget_prune_sequences_keep_every_remaining_snapshot() {
                 make_state(&src, state + seed * 100);
                 let s = env.backup(&[src.to_str().unwrap()]);
                 let copy = env.path(&format!("states/{state}"));
-                std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
                 copy_tree(&src, &copy);
-                live.push((s["snapshot_id"].as_str().unwrap().to_string(), copy));
+                live.push((snapshot_id(&s), copy));
                 state += 1;
             }
             // Forget a random non-empty subset, never all.
@@ -568,7 +533,7 @@ fn random_forget_prune_sequences_keep_every_remaining_snapshot() {
         env.ok(&["prune", "--instant-delete", "--max-unused", "0"]);
         check_clean(&env, &["--read-data"], "final");
         let kept = dir_size(&env.repo.join("data"));
-        let fresh = small_env();
+        let fresh = Env::small();
         let fsrc = fresh.path("src");
         for (_, copy) in &live {
             let _ = std::fs::remove_dir_all(&fsrc);

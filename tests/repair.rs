@@ -4,11 +4,6 @@ use crate::util::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Small chunks and 1 MiB packs, so a few MiB of data spread over many packs.
-fn small_env() -> Env {
-    Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
-}
-
 /// A source with several folders, files of 0.1 to 0.9 MiB and a few tiny ones.
 fn make_source(src: &Path, seed: u64) {
     let dirs = ["a", "a/deep/er", "b", "c/d", "e"];
@@ -38,23 +33,6 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('\n', "\\n")
         .replace('\x1b', "\\e")
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-fn snapshot_id(s: &serde_json::Value) -> String {
-    s["snapshot_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no snapshot id in {s}"))
-        .to_string()
 }
 
 /// Every pack in `data/` with the kinds of its blobs (`cat pack`).
@@ -127,7 +105,7 @@ fn damages(v: &serde_json::Value) -> Vec<(String, Vec<(String, String)>)> {
 
 #[test]
 fn a_lost_data_pack_costs_only_the_files_that_used_it() {
-    let env = small_env();
+    let env = Env::small();
     let src = env.path("src");
     make_source(&src, 1);
     let copy = env.path("copy");
@@ -278,7 +256,7 @@ fn a_lost_data_pack_costs_only_the_files_that_used_it() {
 
 #[test]
 fn a_lost_tree_pack_empties_the_folders_it_held() {
-    let env = small_env();
+    let env = Env::small();
     let src = env.path("src");
     make_source(&src, 2);
     let s1 = snapshot_id(&env.backup(&[src.to_str().unwrap()]));

@@ -69,6 +69,12 @@ impl Env {
         e
     }
 
+    /// A repository with small chunks (64 KiB) and 1 MiB packs, so a few MiB of data spread
+    /// over many packs (prune, repair and concurrency tests).
+    pub fn small() -> Env {
+        Env::with_init(&["--chunk-size", "65536", "--pack-size", "1"])
+    }
+
     pub fn init(&self, args: &[&str]) {
         let mut a = vec!["init"];
         a.extend_from_slice(args);
@@ -731,4 +737,43 @@ fn utimensat(path: &Path, ts: [libc::timespec; 2]) {
         path.display(),
         std::io::Error::last_os_error()
     );
+}
+
+/// `cp -a FROM TO` (missing parents of `to` created first): a copy that keeps modes and times.
+pub fn copy_tree(from: &Path, to: &Path) {
+    if let Some(p) = to.parent() {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// The snapshot id of a `backup --json` summary.
+pub fn snapshot_id(s: &serde_json::Value) -> String {
+    s["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id in {s}"))
+        .to_string()
+}
+
+/// `check ARGS` must exit 0.
+pub fn check_clean(env: &Env, args: &[&str], what: &str) {
+    let mut a = vec!["check"];
+    a.extend_from_slice(args);
+    let o = env.cairn(&a);
+    assert_eq!(o.status.code(), Some(0), "{what}: check\n{}", describe(&o));
+}
+
+/// Restore snapshot `id` (of source `src`) into `target` and compare it with `copy`, the
+/// source as it was when the snapshot was taken.
+pub fn restore_matches(env: &Env, id: &str, copy: &Path, src: &Path, target: &str) {
+    let t = env.path(target);
+    let o = env.cairn(&["restore", id, "--target", t.to_str().expect("UTF-8 path")]);
+    assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
+    assert_same_tree(copy, &restored(&t, src), false);
 }
