@@ -85,6 +85,34 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A full snapshot for unit tests: `time_ns`, host, paths and tags as given, user `u`,
+    /// root `tree`, no parent, empty summary.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        time_ns: i64,
+        host: &str,
+        paths: &[&str],
+        tags: &[&str],
+        tree: Id,
+    ) -> Self {
+        Snapshot {
+            version: crate::format::VERSION,
+            time_ns,
+            host: host.into(),
+            user: "u".into(),
+            paths: paths
+                .iter()
+                .map(|p| serde_bytes::ByteBuf::from(p.as_bytes().to_vec()))
+                .collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tree,
+            parent: None,
+            kind: SnapshotKind::Full,
+            summary: Summary::default(),
+            program: "test".into(),
+        }
+    }
+
     /// Decode a snapshot's plaintext.
     pub fn decode(bytes: &[u8], what: &dyn std::fmt::Display) -> Result<Snapshot> {
         super::decode(bytes, what)

@@ -526,7 +526,6 @@ pub fn apply_in<Tz: TimeZone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::{SnapshotKind, Summary};
     use crate::snapshot::group::{GroupBy, group};
     use chrono::{FixedOffset, MappedLocalTime, Utc};
     use std::collections::{BTreeMap, HashSet};
@@ -610,19 +609,7 @@ mod tests {
     }
 
     fn snap(time_ns: i64, host: &str, tags: &[&str]) -> Snapshot {
-        Snapshot {
-            version: 1,
-            time_ns,
-            host: host.into(),
-            user: "u".into(),
-            paths: vec![serde_bytes::ByteBuf::from(b"/data".to_vec())],
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            tree: Id::default(),
-            parent: None,
-            kind: SnapshotKind::Full,
-            summary: Summary::default(),
-            program: "test".into(),
-        }
+        Snapshot::for_test(time_ns, host, &["/data"], tags, Id::default())
     }
 
     fn list(times: &[i64]) -> Vec<(Id, Snapshot)> {

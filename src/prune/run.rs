@@ -242,7 +242,7 @@ mod tests {
     use crate::backend::Backend;
     use crate::crypto::kdf::KdfParams;
     use crate::format::pack::BlobKind;
-    use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
+    use crate::format::snapshot::Snapshot;
     use crate::format::tree::{Node, NodeKind, Tree};
     use crate::repo::InitOptions;
     use crate::repo::lock::LockTiming;
@@ -287,20 +287,8 @@ mod tests {
             .add(BlobKind::Tree, Bytes::from(tree.encode().unwrap()))
             .unwrap();
         w.finish().unwrap();
-        repo.save_snapshot(&Snapshot {
-            version: crate::format::VERSION,
-            time_ns: 1,
-            host: "h".into(),
-            user: "u".into(),
-            paths: vec![],
-            tags: vec![],
-            tree: root,
-            parent: None,
-            kind: SnapshotKind::Full,
-            summary: Summary::default(),
-            program: "test".into(),
-        })
-        .unwrap();
+        repo.save_snapshot(&Snapshot::for_test(1, "h", &[], &[], root))
+            .unwrap();
 
         let lock = repo.lock_exclusive("prune", LockTiming::default()).unwrap();
         let synced = repo.refresh_index().unwrap();

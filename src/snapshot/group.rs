@@ -154,25 +154,9 @@ pub fn latest_per_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::{SnapshotKind, Summary};
 
     fn snap(time: i64, host: &str, paths: &[&str], tags: &[&str]) -> Snapshot {
-        Snapshot {
-            version: 1,
-            time_ns: time,
-            host: host.into(),
-            user: "u".into(),
-            paths: paths
-                .iter()
-                .map(|p| serde_bytes::ByteBuf::from(p.as_bytes().to_vec()))
-                .collect(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            tree: Id::default(),
-            parent: None,
-            kind: SnapshotKind::Full,
-            summary: Summary::default(),
-            program: "test".into(),
-        }
+        Snapshot::for_test(time, host, paths, tags, Id::default())
     }
 
     fn id(n: u8) -> Id {
