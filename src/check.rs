@@ -14,9 +14,7 @@
 
 use crate::backend::FileType;
 use crate::cache::{BlobLocation, BlobSet};
-use crate::crypto::label;
 use crate::error::{Error, Result};
-use crate::format::pack::{PackHeader, TRAILER_LEN, header_range};
 use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
@@ -445,19 +443,13 @@ fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
             format!("pack {}: content does not match its name", id.to_hex()),
         ));
     }
-    let what = format!("pack {}", id.short());
-    let header = (|| -> Result<PackHeader> {
-        if bytes.len() < TRAILER_LEN {
-            return Err(Error::corrupt(format!("{what} is corrupt: truncated")));
-        }
-        let range = header_range(len, &bytes[bytes.len() - TRAILER_LEN..], &what)?;
-        let (a, b) = (range.start as usize, range.end as usize);
-        let sealed = bytes
-            .get(a..b)
-            .ok_or_else(|| Error::corrupt(format!("{what} is corrupt: truncated")))?;
-        let plain = repo.sealer().open(label::PACK_HEADER, sealed, &what)?;
-        PackHeader::decode(&plain, range.start, &what)
-    })();
+    let header = repo.pack_header(id, len, |r| {
+        usize::try_from(r.start)
+            .ok()
+            .zip(usize::try_from(r.end).ok())
+            .and_then(|(a, b)| bytes.get(a..b))
+            .ok_or_else(|| Error::corrupt(format!("{object} is corrupt: truncated")))
+    });
     let indexed = repo.cache().blobs_in(id)?;
     let mut verified = 0u64;
     match header {

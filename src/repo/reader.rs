@@ -52,22 +52,34 @@ impl Repository {
 impl Repository {
     /// Read and open a pack's header (the list of its blobs).
     pub fn read_pack_header(&self, pack: &Id) -> Result<crate::format::pack::PackHeader> {
-        use crate::format::pack::{PackHeader, TRAILER_LEN, header_range};
         let name = pack.to_hex();
-        let what = format!("pack {}", pack.short());
         let size = self.backend().size(FileType::Pack, &name)?;
+        self.pack_header(pack, size, |range| {
+            self.backend().get_range(FileType::Pack, &name, range)
+        })
+    }
+
+    /// Read and open the header of pack `pack`, `size` bytes long, through `read` (a ranged
+    /// read of the pack: from the store, or from a pack already in memory): the trailer, then
+    /// the sealed header it points to, checked as `PackHeader::decode` does.
+    pub(crate) fn pack_header<B: AsRef<[u8]>>(
+        &self,
+        pack: &Id,
+        size: u64,
+        mut read: impl FnMut(std::ops::Range<u64>) -> Result<B>,
+    ) -> Result<crate::format::pack::PackHeader> {
+        use crate::format::pack::{PackHeader, TRAILER_LEN, header_range};
+        let what = format!("pack {}", pack.short());
         if size < TRAILER_LEN as u64 {
             return Err(Error::corrupt(format!("{what} is corrupt: truncated")));
         }
-        let trailer =
-            self.backend()
-                .get_range(FileType::Pack, &name, size - TRAILER_LEN as u64..size)?;
-        let range = header_range(size, &trailer, &what)?;
+        let trailer = read(size - TRAILER_LEN as u64..size)?;
+        let range = header_range(size, trailer.as_ref(), &what)?;
         let start = range.start;
-        let sealed = self.backend().get_range(FileType::Pack, &name, range)?;
-        let plain = self
-            .sealer()
-            .open(crate::crypto::label::PACK_HEADER, &sealed, &what)?;
+        let sealed = read(range)?;
+        let plain =
+            self.sealer()
+                .open(crate::crypto::label::PACK_HEADER, sealed.as_ref(), &what)?;
         PackHeader::decode(&plain, start, &what)
     }
 }
