@@ -15,7 +15,6 @@
 use crate::backend::FileType;
 use crate::cache::{BlobLocation, BlobSet};
 use crate::error::{Error, Result};
-use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::keys::now_ns;
@@ -175,9 +174,6 @@ impl Visitor for Collect<'_> {
                 ),
             });
         }
-        Ok(())
-    }
-    fn new_tree(&mut self, _id: &Id, _tree: &Tree) -> Result<()> {
         Ok(())
     }
 }

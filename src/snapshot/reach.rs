@@ -4,7 +4,6 @@
 
 use crate::cache::BlobSet;
 use crate::error::{Error, Result};
-use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
 
@@ -26,10 +25,6 @@ pub trait Visitor {
     fn tree_error(&mut self, id: &Id, error: Error) -> Result<()>;
     /// A data blob was referenced for the first time.
     fn new_data_blob(&mut self, _id: &Id) -> Result<()> {
-        Ok(())
-    }
-    /// A tree was loaded for the first time.
-    fn new_tree(&mut self, _id: &Id, _tree: &Tree) -> Result<()> {
         Ok(())
     }
 }
@@ -60,7 +55,6 @@ pub fn walk(
                 }
             };
             stats.trees += 1;
-            visitor.new_tree(&id, &tree)?;
             for node in &tree.nodes {
                 for blob in &node.content {
                     if set.insert(blob)? {
