@@ -506,3 +506,37 @@ fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
     }
     Ok((len, verified, ps))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_or_say_why_not() {
+        assert_eq!("1/5".parse::<Subset>().unwrap(), Subset::Part(1, 5));
+        assert_eq!("10%".parse::<Subset>().unwrap(), Subset::Percent(10.0));
+        assert_eq!("2G".parse::<Subset>().unwrap(), Subset::Bytes(2 << 30));
+        for bad in ["0/5", "6/5", "1/0", "x/2", "0%", "101%", "ten", ""] {
+            let e = bad.parse::<Subset>().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Usage, "{bad}");
+            assert!(e.to_string().contains("--read-data-subset"), "{e}");
+        }
+    }
+
+    #[test]
+    fn part_subsets_cover_every_pack_once() {
+        let packs: Vec<(Id, u64)> = (0..200u32)
+            .map(|i| (Id::of_stored(&i.to_le_bytes()), 1))
+            .collect();
+        let mut seen: Vec<Id> = (1..=3)
+            .flat_map(|n| choose(&packs, Subset::Part(n, 3)).unwrap())
+            .map(|(id, _)| id)
+            .collect();
+        seen.sort();
+        let mut all: Vec<Id> = packs.iter().map(|(id, _)| *id).collect();
+        all.sort();
+        assert_eq!(seen, all);
+        assert_eq!(choose(&packs, Subset::Percent(10.0)).unwrap().len(), 20);
+        assert_eq!(choose(&packs, Subset::Bytes(7)).unwrap().len(), 7);
+    }
+}
