@@ -1,9 +1,15 @@
-//! The object-store adapter: the repository's layout of names, create-only puts, ranged gets and
-//! listings over any `object_store::ObjectStore`, exposed as blocking calls on a private tokio
-//! runtime so the pipeline's threads need no async code.
+//! The object-store adapter: the repository's layout of names, puts by type, ranged gets and
+//! listings over any `object_store::ObjectStore`, exposed as blocking calls on one process-wide
+//! tokio runtime so the pipeline's threads need no async code.
 //!
-//! Every object is immutable: written once with `PutMode::Create` (whole or not at all), read
-//! many times, deleted only by prune.
+//! Every object is immutable: written whole or not at all, read many times, deleted only by
+//! prune. `config`, keys and locks are created with `PutMode::Create` (a second writer fails);
+//! packs, index files and snapshots are named by their content, so on a remote store they are
+//! plain (or multipart) puts: writing one again writes the same bytes (format.md §1a).
+//!
+//! Each call goes through one stack (design.md §19): request statistics, the bandwidth limits
+//! ([`limit`]), cairn's retry layer with a per-attempt timeout ([`retry`]), then, in tests only,
+//! the fault injector ([`fault`]) and the provider's store with its own quick HTTP retries.
 //!
 //! Local repositories (a path or `file://`) use `LocalFileSystem` with `with_fsync(true)`: a put
 //! returns only once the object and its folder entry are on stable storage, so an index file or
@@ -12,6 +18,13 @@
 //! before a put it creates missing folders itself with mode 0700 (fsyncing their parent), and
 //! after a put it sets the new object to 0600. All object I/O still goes through object_store.
 
+pub mod fault;
+mod limit;
+pub mod open;
+mod retry;
+
+pub use open::{BackendOptions, StoreKind};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use bytes::Bytes;
@@ -19,9 +32,15 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::HashSet;
+use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Packs larger than this go up as multipart uploads (to remote stores), in parts of this size
+/// sent side by side.
+pub const MULTIPART_PART: usize = 16 << 20;
 
 /// Largest config read whole (the real one is about a hundred bytes).
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
@@ -98,6 +117,12 @@ impl FileType {
             FileType::Lock => "lock",
         }
     }
+    /// Whether objects of this type are named by (a hash of) their content: writing one again
+    /// can only write the same bytes, so a plain overwriting put is safe. `config`, keys and
+    /// locks are created only if absent.
+    pub fn content_named(self) -> bool {
+        matches!(self, FileType::Pack | FileType::Index | FileType::Snapshot)
+    }
     /// The largest object of this type [`Backend::get`] reads whole; a larger one is reported as
     /// corrupt before any of it is read (packs are only read by range).
     pub fn max_whole_size(self) -> u64 {
@@ -118,8 +143,76 @@ pub struct Backend {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     location: String,
-    rt: Arc<tokio::runtime::Runtime>,
+    kind: StoreKind,
+    tuning: Arc<open::Tuning>,
     local: Option<Arc<LocalDirs>>,
+    up: Option<Arc<limit::Limit>>,
+    down: Option<Arc<limit::Limit>>,
+    stats: Arc<Counters>,
+    /// Whether the store has answered any request (see [`retry`]: a store that never answered
+    /// is not retried).
+    answered: Arc<AtomicBool>,
+    notice: Arc<Mutex<Option<NoticeFn>>>,
+}
+
+type NoticeFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The one tokio runtime of the process: every backend's calls run on it.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RT: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("cairn-io")
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the I/O runtime: {e}")))
+}
+
+/// Requests made and bytes moved by a backend (every attempt counts).
+#[derive(Debug, Default)]
+struct Counters {
+    get: AtomicU64,
+    head: AtomicU64,
+    put: AtomicU64,
+    list: AtomicU64,
+    delete: AtomicU64,
+    retries: AtomicU64,
+    bytes_down: AtomicU64,
+    bytes_up: AtomicU64,
+}
+
+/// What a backend did so far: requests by kind, retries, bytes (`--stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackendStats {
+    /// Reads of objects or ranges.
+    pub get: u64,
+    /// Size queries.
+    pub head: u64,
+    /// Writes (a multipart upload counts once).
+    pub put: u64,
+    /// Listings (one per listing, however many pages).
+    pub list: u64,
+    /// Deletes.
+    pub delete: u64,
+    /// Attempts repeated after a transient error.
+    pub retries: u64,
+    /// Bytes received.
+    pub bytes_down: u64,
+    /// Bytes sent.
+    pub bytes_up: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get,
+    Head,
+    Put,
+    List,
+    Delete,
 }
 
 /// The file modes of a local repository (see the module docs): folders 0700, objects 0600.
@@ -231,83 +324,129 @@ fn create_private_root(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-fn map_err(e: object_store::Error, what: &str) -> Error {
-    match e {
-        object_store::Error::NotFound { .. } => Error::not_found(format!("{what} not found")),
-        object_store::Error::AlreadyExists { .. } => {
-            Error::new(ErrorKind::AlreadyExists, format!("{what} already exists"))
-        }
-        e => Error::backend(format!("storage error on {what}")).with_source(e),
-    }
-}
-
 impl Backend {
-    /// Open a repository location: a plain path or a `file://` URL. With `create`, a local
-    /// folder is created when missing (object stores have no folders to create).
+    /// Open a repository location with default options: a path, `file://`, `s3://`, `gs://` or
+    /// `az://` URL (see [`open`]). With `create`, a local folder is created when missing (object
+    /// stores have no folders to create).
     pub fn open(location: &str, create: bool) -> Result<Backend> {
-        let local: std::path::PathBuf = if let Some(rest) = location.strip_prefix("file://") {
-            url::Url::parse(location)
-                .ok()
-                .and_then(|u| u.to_file_path().ok())
-                .unwrap_or_else(|| rest.into())
-        } else if location.contains("://") {
-            let scheme = location.split("://").next().unwrap_or_default();
-            return Err(Error::usage(format!(
-                "repository scheme {scheme}:// is not supported by this build (use a path or file://)"
-            )));
-        } else {
-            location.into()
+        Self::open_with(location, &BackendOptions::default(), create)
+    }
+
+    /// [`Self::open`] with `-o` options and bandwidth limits.
+    pub fn open_with(location: &str, opts: &BackendOptions, create: bool) -> Result<Backend> {
+        let o = open::open(location, opts)?;
+        let (store, local): (Arc<dyn ObjectStore>, Option<Arc<LocalDirs>>) = match o.local {
+            Some(path) => {
+                if create {
+                    create_private_root(&path)
+                        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+                } else if !path.is_dir() {
+                    return Err(Error::new(
+                        ErrorKind::NoRepository,
+                        format!("repository {location} does not exist"),
+                    ));
+                }
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                    .map_err(|e| {
+                        Error::backend(format!(
+                            "cannot open folder {}: {}",
+                            path.display(),
+                            retry::root_cause(&e)
+                        ))
+                    })?
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true);
+                let dirs = LocalDirs {
+                    root: path,
+                    made: Mutex::new(HashSet::new()),
+                };
+                (Arc::new(store), Some(Arc::new(dirs)))
+            }
+            None => match o.store {
+                Some(s) => (s, None),
+                None => return Err(Error::new(ErrorKind::Internal, "no store built")),
+            },
         };
-        if location.is_empty() {
-            return Err(Error::usage(
-                "no repository given: use -r/--repo or CAIRN_REPOSITORY",
-            ));
-        }
-        if create {
-            create_private_root(&local)
-                .map_err(|e| Error::io(format!("cannot create {}", local.display()), e))?;
-        } else if !local.is_dir() {
-            return Err(Error::new(
-                ErrorKind::NoRepository,
-                format!("repository {location} does not exist"),
-            ));
-        }
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&local)
-            .map_err(|e| map_err(e, "repository folder"))?
-            .with_automatic_cleanup(true)
-            .with_fsync(true);
-        let mut b = Self::from_store(Arc::new(store), Path::default(), location.to_string())?;
-        b.local = Some(Arc::new(LocalDirs {
-            root: local,
-            made: Mutex::new(HashSet::new()),
-        }));
+        let store: Arc<dyn ObjectStore> = match std::env::var("CAIRN_TEST_FAULTS") {
+            Ok(spec) if !spec.is_empty() => Arc::new(fault::FaultStore::new(store, &spec)?),
+            _ => store,
+        };
+        let mut b = Self::from_store(store, o.prefix, location.to_string())?;
+        b.kind = o.kind;
+        b.tuning = Arc::new(o.tuning);
+        b.local = local;
+        b.up = opts.limit_upload.map(|r| Arc::new(limit::Limit::new(r)));
+        b.down = opts.limit_download.map(|r| Arc::new(limit::Limit::new(r)));
         Ok(b)
     }
 
-    /// Wrap any object store; `prefix` is the repository's folder inside it.
+    /// Wrap any object store; `prefix` is the repository's folder inside it. It is treated as a
+    /// remote store (plain puts for content-named objects, retries on transient errors).
     pub fn from_store(
         store: Arc<dyn ObjectStore>,
         prefix: Path,
         location: String,
     ) -> Result<Backend> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("cairn-io")
-            .build()
-            .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        runtime()?;
+        let tuning = open::Tuning::defaults(StoreKind::S3);
         Ok(Backend {
             store,
             prefix,
             location,
-            rt: Arc::new(rt),
+            kind: StoreKind::S3,
+            tuning: Arc::new(tuning),
             local: None,
+            up: None,
+            down: None,
+            stats: Arc::default(),
+            answered: Arc::default(),
+            notice: Arc::default(),
         })
     }
 
     /// Where the repository is, as given.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// What kind of store this is.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// Uploads to keep in flight (`-o connections=N`).
+    pub fn connections(&self) -> usize {
+        self.tuning.connections
+    }
+
+    /// Requests made and bytes moved so far.
+    pub fn stats(&self) -> BackendStats {
+        let c = &self.stats;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BackendStats {
+            get: l(&c.get),
+            head: l(&c.head),
+            put: l(&c.put),
+            list: l(&c.list),
+            delete: l(&c.delete),
+            retries: l(&c.retries),
+            bytes_down: l(&c.bytes_down),
+            bytes_up: l(&c.bytes_up),
+        }
+    }
+
+    /// Where to report retries (one line each: what failed, why, when the next attempt is).
+    pub fn set_notice_handler(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        if let Ok(mut g) = self.notice.lock() {
+            *g = Some(Arc::new(f));
+        }
+    }
+
+    fn notify(&self, msg: &str) {
+        let f = self.notice.lock().ok().and_then(|g| g.clone());
+        if let Some(f) = f {
+            f(msg);
+        }
     }
 
     fn path(&self, t: FileType, name: &str) -> Path {
@@ -330,21 +469,162 @@ impl Backend {
         }
     }
 
-    /// Create an object; fails with `AlreadyExists` if it is there.
+    /// Run one store operation on the runtime: count it, time each attempt out, and repeat it
+    /// after a transient error with backoff (see [`retry`]). `f` builds one attempt.
+    fn run<T, F, Fut>(&self, op: Op, what: &str, bytes: u64, mut f: F) -> OsResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = OsResult<T>>,
+    {
+        let rt = match runtime() {
+            Ok(rt) => rt,
+            Err(e) => return Err(generic_error(e)),
+        };
+        let counter = match op {
+            Op::Get => &self.stats.get,
+            Op::Head => &self.stats.head,
+            Op::Put => &self.stats.put,
+            Op::List => &self.stats.list,
+            Op::Delete => &self.stats.delete,
+        };
+        let limit = retry::attempt_timeout(self.tuning.timeout, bytes);
+        rt.block_on(async {
+            let mut attempt = 0u32;
+            loop {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let r = match tokio::time::timeout(limit, f()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(generic_error(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {}s", limit.as_secs()),
+                    ))),
+                };
+                let e = match r {
+                    Ok(v) => {
+                        self.answered.store(true, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Err(e) => e,
+                };
+                if !retry::is_transient(&e) {
+                    // A definite answer (not found, exists, denied) is an answer.
+                    self.answered.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                if !self.answered.load(Ordering::Relaxed) || attempt >= self.tuning.retries {
+                    return Err(e);
+                }
+                attempt += 1;
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = retry::backoff(attempt);
+                self.notify(&format!(
+                    "{what}: {}; retrying in {:.1}s (retry {attempt} of {})",
+                    retry::root_cause(&e),
+                    wait.as_secs_f64(),
+                    self.tuning.retries
+                ));
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    /// Turn a store error into the library's, in one line naming the object and the location.
+    fn map_err(&self, e: object_store::Error, what: &str, writing: bool) -> Error {
+        use object_store::Error as E;
+        let cause = retry::root_cause(&e);
+        let remote = self.local.is_none();
+        match e {
+            E::NotFound { .. } if writing && remote => Error::new(
+                ErrorKind::NoRepository,
+                format!(
+                    "cannot store {what}: the bucket or container of {} does not exist ({cause})",
+                    self.location
+                ),
+            ),
+            E::NotFound { .. } => Error::not_found(format!("{what} not found")),
+            E::AlreadyExists { .. } | E::Precondition { .. } => {
+                Error::new(ErrorKind::AlreadyExists, format!("{what} already exists"))
+            }
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::backend(format!(
+                "access to {what} at {} denied (check the credentials): {cause}",
+                self.location
+            )),
+            e if retry::is_transient(&e) && !self.answered.load(Ordering::Relaxed) => {
+                Error::backend(format!("cannot reach {}: {cause}", self.location))
+            }
+            e if retry::is_transient(&e) => Error::backend(format!(
+                "storage error on {what} at {} (gave up after {} retries): {cause}",
+                self.location, self.tuning.retries
+            )),
+            _ => Error::backend(format!(
+                "storage error on {what} at {}: {cause}",
+                self.location
+            )),
+        }
+    }
+
+    /// Create an object. `config`, keys and locks fail with `AlreadyExists` if it is there;
+    /// content-named objects ([`FileType::content_named`]) may be written again.
     pub fn create(&self, t: FileType, name: &str, data: Bytes) -> Result<()> {
         fault_point();
         let path = self.path(t, name);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let local_err = |e| Error::io(format!("cannot store {}", Self::what(t, name)), e);
+        let what = Self::what(t, name);
+        let local_err = |e| Error::io(format!("cannot store {what}"), e);
         if let Some(l) = &self.local {
             l.prepare(path.as_ref()).map_err(local_err)?;
         }
-        self.rt
-            .block_on(self.store.put_opts(&path, PutPayload::from(data), opts))
-            .map_err(|e| map_err(e, &Self::what(t, name)))?;
+        // Locally, create-only for every type: a hard link, atomic, never over a file.
+        let overwrite = t.content_named() && self.local.is_none();
+        let mut attributes = object_store::Attributes::new();
+        if t == FileType::Pack {
+            if let Some(class) = &self.tuning.storage_class {
+                attributes.insert(object_store::Attribute::StorageClass, class.clone().into());
+            }
+        }
+        let len = data.len() as u64;
+        if let Some(up) = &self.up {
+            if let Ok(rt) = runtime() {
+                rt.block_on(up.take(len));
+            }
+        }
+        let multipart = overwrite && data.len() > MULTIPART_PART;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let r = self.run(Op::Put, &what, len, || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let store = Arc::clone(&self.store);
+            let path = path.clone();
+            let data = data.clone();
+            let attributes = attributes.clone();
+            async move {
+                if multipart {
+                    put_multipart(store.as_ref(), &path, data, attributes).await
+                } else {
+                    let opts = PutOptions {
+                        mode: if overwrite {
+                            PutMode::Overwrite
+                        } else {
+                            PutMode::Create
+                        },
+                        attributes,
+                        ..Default::default()
+                    };
+                    store
+                        .put_opts(&path, PutPayload::from(data), opts)
+                        .await
+                        .map(|_| ())
+                }
+            }
+        });
+        match r {
+            Ok(()) => {}
+            // An earlier attempt stored the object and lost its reply: the object is ours if
+            // it holds our bytes.
+            Err(object_store::Error::AlreadyExists { .. })
+                if attempts.load(Ordering::Relaxed) > 1
+                    && self.get_max(t, name, len).ok().as_ref() == Some(&data) => {}
+            Err(e) => return Err(self.map_err(e, &what, true)),
+        }
+        self.stats.bytes_up.fetch_add(len, Ordering::Relaxed);
         if let Some(l) = &self.local {
             l.finish(path.as_ref()).map_err(local_err)?;
         }
@@ -369,17 +649,37 @@ impl Backend {
     pub fn get_max(&self, t: FileType, name: &str, max: u64) -> Result<Bytes> {
         let path = self.path(t, name);
         let what = Self::what(t, name);
-        self.rt.block_on(async {
-            let r = self.store.get(&path).await.map_err(|e| map_err(e, &what))?;
-            if r.meta.size > max {
-                return Err(too_large(&what, r.meta.size, max));
+        let r = self.run(Op::Get, &what, 0, || {
+            let store = Arc::clone(&self.store);
+            let path = path.clone();
+            async move {
+                let r = store.get(&path).await?;
+                if r.meta.size > max {
+                    return Ok(Err(r.meta.size));
+                }
+                r.bytes().await.map(Ok)
             }
-            let b = r.bytes().await.map_err(|e| map_err(e, &what))?;
-            if b.len() as u64 > max {
-                return Err(too_large(&what, b.len() as u64, max));
+        });
+        let b = match r {
+            Ok(Ok(b)) => b,
+            Ok(Err(size)) => return Err(too_large(&what, size, max)),
+            Err(e) => return Err(self.map_err(e, &what, false)),
+        };
+        if b.len() as u64 > max {
+            return Err(too_large(&what, b.len() as u64, max));
+        }
+        self.received(b.len());
+        Ok(b)
+    }
+
+    /// Count received bytes and hold the download limit.
+    fn received(&self, n: usize) {
+        self.stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(down) = &self.down {
+            if let Ok(rt) = runtime() {
+                rt.block_on(down.take(n as u64));
             }
-            Ok(b)
-        })
+        }
     }
 
     /// Read a byte range of an object; a short answer is reported as corruption.
@@ -388,32 +688,53 @@ impl Backend {
         let want = range.end.saturating_sub(range.start);
         let what = Self::what(t, name);
         let b = self
-            .rt
-            .block_on(self.store.get_range(&path, range.clone()))
-            .map_err(|e| map_err(e, &what))?;
+            .run(Op::Get, &what, want, || {
+                let store = Arc::clone(&self.store);
+                let path = path.clone();
+                let range = range.clone();
+                async move { store.get_range(&path, range).await }
+            })
+            .map_err(|e| self.map_err(e, &what, false))?;
         if b.len() as u64 != want {
             return Err(Error::corrupt(format!(
                 "{what} is corrupt: truncated (wanted bytes {}..{})",
                 range.start, range.end
             )));
         }
+        self.received(b.len());
         Ok(b)
     }
 
     /// Size of an object.
     pub fn size(&self, t: FileType, name: &str) -> Result<u64> {
         let path = self.path(t, name);
-        self.rt
-            .block_on(self.store.head(&path))
-            .map(|m| m.size)
-            .map_err(|e| map_err(e, &Self::what(t, name)))
+        let what = Self::what(t, name);
+        self.run(Op::Head, &what, 0, || {
+            let store = Arc::clone(&self.store);
+            let path = path.clone();
+            async move { store.head(&path).await }
+        })
+        .map(|m| m.size)
+        .map_err(|e| self.map_err(e, &what, false))
     }
 
-    /// Whether an object exists.
+    /// Whether an object exists. A missing `config` on a remote store is told apart from a
+    /// missing bucket or container (which is `NoRepository` with a message saying so).
     pub fn exists(&self, t: FileType, name: &str) -> Result<bool> {
         match self.size(t, name) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if t == FileType::Config && self.local.is_none() {
+                    let prefix = self.prefix.clone();
+                    self.run(Op::List, "the repository folder", 0, || {
+                        let store = Arc::clone(&self.store);
+                        let prefix = prefix.clone();
+                        async move { store.list_with_delimiter(Some(&prefix)).await }
+                    })
+                    .map_err(|e| self.map_err(e, "the repository folder", true))?;
+                }
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -434,17 +755,20 @@ impl Backend {
     /// unindexed pack or a lock object is.
     pub fn list_meta(&self, t: FileType) -> Result<Vec<(Id, u64, i64)>> {
         let dir = self.prefix.clone().join(t.dir());
-        let metas: Vec<object_store::ObjectMeta> = if t == FileType::Pack {
-            self.rt
-                .block_on(self.store.list(Some(&dir)).try_collect())
-                .map_err(|e| map_err(e, t.dir()))?
-        } else {
-            // One level only: junk folders below are never walked.
-            self.rt
-                .block_on(self.store.list_with_delimiter(Some(&dir)))
-                .map_err(|e| map_err(e, t.dir()))?
-                .objects
-        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .run(Op::List, t.dir(), 0, || {
+                let store = Arc::clone(&self.store);
+                let dir = dir.clone();
+                async move {
+                    if t == FileType::Pack {
+                        store.list(Some(&dir)).try_collect().await
+                    } else {
+                        // One level only: junk folders below are never walked.
+                        Ok(store.list_with_delimiter(Some(&dir)).await?.objects)
+                    }
+                }
+            })
+            .map_err(|e| self.map_err(e, t.dir(), false))?;
         let mut out: Vec<(Id, u64, i64)> = metas
             .into_iter()
             .filter_map(|m| {
@@ -465,9 +789,52 @@ impl Backend {
             // Automatic cleanup may remove the emptied folder: forget what was made.
             l.made.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        match self.rt.block_on(self.store.delete(&path)) {
+        let what = Self::what(t, name);
+        match self.run(Op::Delete, &what, 0, || {
+            let store = Arc::clone(&self.store);
+            let path = path.clone();
+            async move { store.delete(&path).await }
+        }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_err(e, &Self::what(t, name))),
+            Err(e) => Err(self.map_err(e, &what, false)),
+        }
+    }
+}
+
+type OsResult<T> = std::result::Result<T, object_store::Error>;
+
+fn generic_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "cairn",
+        source: Box::new(e),
+    }
+}
+
+/// Upload `data` in [`MULTIPART_PART`] parts sent side by side; on failure the upload is
+/// aborted, so no part lingers (and nothing appears at `path`).
+async fn put_multipart(
+    store: &dyn ObjectStore,
+    path: &Path,
+    data: Bytes,
+    attributes: object_store::Attributes,
+) -> OsResult<()> {
+    let opts = object_store::PutMultipartOptions {
+        attributes,
+        ..Default::default()
+    };
+    let mut upload = store.put_multipart_opts(path, opts).await?;
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + MULTIPART_PART).min(data.len());
+        parts.push(upload.put_part(PutPayload::from(data.slice(at..end))));
+        at = end;
+    }
+    match futures::future::try_join_all(parts).await {
+        Ok(_) => upload.complete().await.map(|_| ()),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
         }
     }
 }

@@ -3,7 +3,6 @@
 use super::{Global, PasswordSource, escape, password_from_env, print_json};
 use anyhow::{Result, bail};
 use cairn::Id;
-use cairn::backend::Backend;
 use cairn::crypto::kdf::KdfParams;
 use cairn::format::config::ChunkerParams;
 use cairn::repo::{InitOptions, Repository, keys};
@@ -145,7 +144,7 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     if pw.is_empty() {
         bail!("empty password refused");
     }
-    let backend = Backend::open(&g.repo, true)?;
+    let backend = g.backend(true)?;
     let repo = Repository::init(backend, &pw, &opts, &g.cache_dir()?)?;
     if g.json {
         print_json(

@@ -33,7 +33,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// Repository: a path or file:// URL
+    /// Repository: a path, file://, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or
+    /// az://CONTAINER/PREFIX (credentials from the providers' usual environment variables)
     #[arg(
         short = 'r',
         long = "repo",
@@ -62,6 +63,25 @@ pub struct Global {
     /// Worker threads (default: the number of cores)
     #[arg(long, global = true, env = "CAIRN_THREADS")]
     pub threads: Option<usize>,
+    /// Store option KEY=VALUE, repeatable: connections=N (uploads in flight), retries=N,
+    /// timeout=DURATION, storage_class=CLASS (packs), or any configuration key of the store
+    /// (endpoint=URL, allow_http=true, region=R, virtual_hosted_style_request=false, …)
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Limit uploads to this many KiB/s
+    #[arg(long, global = true, env = "CAIRN_LIMIT_UPLOAD", value_name = "KiB/s")]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LIMIT_DOWNLOAD",
+        value_name = "KiB/s"
+    )]
+    pub limit_download: Option<u64>,
+    /// At the end, print on stderr the store requests made (by kind), retries and bytes moved
+    #[arg(long, global = true)]
+    pub request_stats: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,7 +133,7 @@ pub enum Command {
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     "\nrepository format: config 2, key files 2, packs, index files, trees and snapshots 1",
-    "\nstores: local folders (path or file://)",
+    "\nstores: local folders (path or file://), S3 (s3://), GCS (gs://), Azure (az://)",
     "\nbuilt with: FastCDC (keyed gear table), keyed BLAKE3, zstd, AES-256-GCM-SIV, argon2id, RocksDB cache",
 );
 
@@ -126,7 +146,7 @@ fn version(g: &Global) -> Result<i32> {
                 "key_file": cairn::format::keyfile::KEY_FILE_VERSION,
                 "objects": cairn::format::VERSION,
             },
-            "stores": ["local"],
+            "stores": ["local", "s3", "gcs", "azure"],
         }))?;
     } else {
         println!("cairn {LONG_VERSION}");
@@ -146,7 +166,11 @@ static REPO_WARNINGS: AtomicUsize = AtomicUsize::new(0);
 /// [`EXIT_PARTIAL`].
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
-    let code = run_command(&cli)?;
+    let code = run_command(&cli);
+    if cli.global.request_stats {
+        print_request_stats(&cli.global);
+    }
+    let code = code?;
     Ok(if code == 0 && REPO_WARNINGS.load(Ordering::Relaxed) > 0 {
         EXIT_PARTIAL
     } else {
@@ -180,7 +204,64 @@ fn run_command(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// Backends opened by this command, for `--request-stats`.
+static BACKENDS: std::sync::Mutex<Vec<Backend>> = std::sync::Mutex::new(Vec::new());
+
+/// One line per backend opened: `requests: LOCATION: N GET, …` (or one JSON object each).
+fn print_request_stats(g: &Global) {
+    let all = BACKENDS.lock().map(|b| b.clone()).unwrap_or_default();
+    for b in all {
+        let s = b.stats();
+        if g.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"message_type": "requests", "repository": b.location(), "stats": s})
+            );
+        } else {
+            eprintln!(
+                "requests: {}: {} GET, {} HEAD, {} PUT, {} LIST, {} DELETE, {} retries; {} B down, {} B up",
+                escape::text(b.location()),
+                s.get,
+                s.head,
+                s.put,
+                s.list,
+                s.delete,
+                s.retries,
+                s.bytes_down,
+                s.bytes_up
+            );
+        }
+    }
+}
+
 impl Global {
+    /// Open the store at `location` with the `-o` options and limits (`create`: make a local
+    /// folder if missing). Retries are reported on stderr unless `--quiet`.
+    pub fn backend_at(&self, location: &str, create: bool) -> Result<Backend> {
+        let mut opts = cairn::backend::BackendOptions {
+            limit_upload: self.limit_upload.map(|k| k.max(1) * 1024),
+            limit_download: self.limit_download.map(|k| k.max(1) * 1024),
+            ..Default::default()
+        };
+        for o in &self.options {
+            opts.options
+                .push(cairn::backend::BackendOptions::parse_option(o)?);
+        }
+        let b = Backend::open_with(location, &opts, create)?;
+        if !self.quiet {
+            b.set_notice_handler(|m| eprintln!("note: {}", escape::text(m)));
+        }
+        if let Ok(mut all) = BACKENDS.lock() {
+            all.push(b.clone());
+        }
+        Ok(b)
+    }
+
+    /// [`Self::backend_at`] for `-r`.
+    pub fn backend(&self, create: bool) -> Result<Backend> {
+        self.backend_at(&self.repo, create)
+    }
+
     /// Worker threads to use.
     pub fn threads(&self) -> usize {
         self.threads.filter(|&t| t > 0).unwrap_or_else(|| {
@@ -270,7 +351,7 @@ impl Global {
     /// itself (`check` reports them as problems).
     pub fn open_quiet(&self, mode: cairn::repo::CacheMode) -> Result<Arc<Repository>> {
         let cache = self.cache_dir()?;
-        let backend = Backend::open(&self.repo, false)?;
+        let backend = self.backend(false)?;
         let pw = self.password()?;
         Ok(Repository::open_with(backend, &pw, &cache, mode)?)
     }

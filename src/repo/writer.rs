@@ -2,7 +2,7 @@
 //! joined by bounded channels (design.md §6).
 //!
 //! ```text
-//! callers ──add()──▶ [compressors ×N] ──▶ [packer] ──▶ [uploaders ×2] ──▶ index batches ──▶ cache
+//! callers ──add()──▶ [compressors ×N] ──▶ [packer] ──▶ [uploaders ×C] ──▶ index batches ──▶ cache
 //!   (hash + dedup       (zstd + seal)     (open packs,    (create-only     (every 8 packs)
 //!    in caller thread)                     random spread)   puts)
 //! ```
@@ -40,8 +40,6 @@ const PACK_MAX_BLOBS: usize = 1 << 18;
 /// Data packs open at once; new blobs are spread over them at random so that pack sizes and
 /// order do not reveal the sequence of chunk sizes.
 const OPEN_DATA_PACKS: usize = 2;
-/// Uploads in flight.
-const UPLOADERS: usize = 2;
 
 /// Figures of what a writer added.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -170,7 +168,8 @@ impl BlobWriter {
                 packer(&repo, &shared, &prx, utx)
             }));
         }
-        for i in 0..UPLOADERS {
+        // Uploads in flight: `-o connections=N` (2 for a local folder, 5 for a remote store).
+        for i in 0..repo.backend().connections() {
             let (urx, repo, shared) = (urx.clone(), repo.clone(), shared.clone());
             let dry = opts.dry_run;
             threads.push(spawn(&format!("cairn-upload-{i}"), move || {

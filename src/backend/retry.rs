@@ -1,0 +1,188 @@
+//! Retrying whole store operations: which errors are worth another attempt, how long one
+//! attempt may take, and how long to wait between attempts (exponential backoff with jitter).
+//!
+//! This sits above object_store's own HTTP retries (a few quick attempts per request, see
+//! `open::client_retry`): those absorb a dropped connection or a 503 within a second or two;
+//! this layer rides out longer outages and the failures object_store does not retry (a
+//! connection cut while a request body was being sent, a timeout of a non-idempotent request, a
+//! body cut short while it was being read). Only operations that are safe to repeat come here:
+//! every object cairn writes is content-named or create-only (format.md §1a), so repeating a
+//! put either writes the same bytes again or finds them there.
+//!
+//! A store that has never answered is not retried: a wrong endpoint, an unknown host or a
+//! refused connection at the first request is reported at once, in one line, rather than after
+//! minutes of backoff.
+
+use std::time::Duration;
+
+/// Whether an error may go away if the operation is tried again.
+pub(crate) fn is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. }
+        | E::AlreadyExists { .. }
+        | E::Precondition { .. }
+        | E::NotModified { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. }
+        | E::InvalidPath { .. } => false,
+        E::JoinError { .. } => true,
+        _ => {
+            // A Generic error: transient when it comes from the transport (a connection, a
+            // timeout, a body cut short) or a server-side status (5xx, 429, 408); a client
+            // error status (400, 405, …) will not change with another attempt.
+            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+            while let Some(c) = cur {
+                if c.downcast_ref::<object_store::client::HttpError>()
+                    .is_some()
+                    || c.downcast_ref::<std::io::Error>().is_some()
+                {
+                    return true;
+                }
+                cur = c.source();
+            }
+            let text = e.to_string();
+            match text.find("status code: ") {
+                Some(i) => {
+                    let code = &text[i + 13..];
+                    code.starts_with('5') || code.starts_with("429") || code.starts_with("408")
+                }
+                // No status and no transport error: an error of the store's client we cannot
+                // classify (a decoding failure of a listing, say). Trying again is harmless.
+                None => true,
+            }
+        }
+    }
+}
+
+/// The innermost cause of an error, on one line and at most 300 characters: what a user needs
+/// ("Connection refused", "NoSuchBucket", "InvalidAccessKeyId"), not the layers above it.
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    let mut text = cur.to_string();
+    while let Some(s) = cur.source() {
+        let t = s.to_string();
+        if !t.trim().is_empty() {
+            text = t;
+        }
+        cur = s;
+    }
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 300 {
+        let cut: String = one.chars().take(300).collect();
+        format!("{cut}…")
+    } else {
+        one
+    }
+}
+
+/// How long one attempt of an operation moving `bytes` may take: the base timeout plus the
+/// time to move the bytes at 64 KiB/s, so a pack on a slow uplink is not cut off mid-upload
+/// while a stalled connection is still noticed.
+pub(crate) fn attempt_timeout(base: Duration, bytes: u64) -> Duration {
+    base + Duration::from_secs(bytes / (64 << 10))
+}
+
+/// The wait before attempt `n` (1 = the first retry): 0.5 s doubling up to 30 s, each scaled by
+/// a random factor in [0.5, 1.5) so that many clients (or many uploads of one client) that
+/// failed together do not come back together.
+pub(crate) fn backoff(n: u32) -> Duration {
+    let base = 0.5f64 * 2f64.powi(n.saturating_sub(1).min(16) as i32);
+    let capped = base.min(30.0);
+    Duration::from_secs_f64(capped * (0.5 + jitter()))
+}
+
+/// A number in [0, 1) from a per-thread xorshift seeded by the clock and the thread.
+fn jitter() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            let addr = &t as *const u64 as u64;
+            (t ^ addr.rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(source: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "test",
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_transient(&generic(io)));
+        let perm = object_store::Error::PermissionDenied {
+            path: "p".into(),
+            source: "denied".into(),
+        };
+        assert!(!is_transient(&perm));
+        let nf = object_store::Error::NotFound {
+            path: "p".into(),
+            source: "gone".into(),
+        };
+        assert!(!is_transient(&nf));
+        #[derive(Debug)]
+        struct Status(&'static str);
+        impl std::fmt::Display for Status {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Status {}
+        assert!(is_transient(&generic(Status(
+            "Server returned non-2xx status code: 503 Service Unavailable: "
+        ))));
+        assert!(!is_transient(&generic(Status(
+            "Server returned non-2xx status code: 400 Bad Request: InvalidStorageClass"
+        ))));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for n in 1..40 {
+            let d = backoff(n).as_secs_f64();
+            let base = (0.5 * 2f64.powi((n - 1).min(16) as i32)).min(30.0);
+            assert!(d >= base * 0.5 && d < base * 1.5, "{n}: {d}");
+        }
+        let a: Vec<Duration> = (0..8).map(|_| backoff(3)).collect();
+        assert!(a.iter().any(|d| *d != a[0]), "no jitter: {a:?}");
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(60), 16 << 20),
+            Duration::from_secs(60 + 256)
+        );
+    }
+
+    #[test]
+    fn root_cause_is_one_short_line() {
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused\n (os error 111)",
+        );
+        let e = generic(inner);
+        assert_eq!(root_cause(&e), "Connection refused (os error 111)");
+        let long = std::io::Error::other("x".repeat(1000));
+        assert!(root_cause(&generic(long)).chars().count() <= 301);
+    }
+}
