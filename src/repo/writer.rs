@@ -347,11 +347,17 @@ impl BlobWriter {
 }
 
 impl Drop for BlobWriter {
+    /// A writer dropped without [`BlobWriter::finish`] (the backup failed: an upload refused
+    /// for good, a source error): the packs already stored still get their index file, best
+    /// effort, so the next run deduplicates against them instead of uploading them again.
     fn drop(&mut self) {
         self.tx.take();
         self.sealed_tx.take();
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if !self.dry_run {
+            let _ = flush_index(&self.repo, &self.shared, true);
         }
     }
 }
