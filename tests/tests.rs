@@ -24,5 +24,7 @@ mod prune;
 mod repair;
 mod restore_safety;
 mod roundtrip;
+mod servers;
 mod stdin;
+mod stores;
 mod threads;

@@ -37,6 +37,8 @@ pub struct Env {
     pub password: String,
     /// When set, cairn runs as this uid (and the same gid) through `setpriv`.
     pub run_as: Option<u32>,
+    /// Extra environment for every cairn command (a remote store's settings).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -54,7 +56,17 @@ impl Env {
             cache,
             password: PASSWORD.to_string(),
             run_as: None,
+            vars: Vec::new(),
         }
+    }
+
+    /// An environment whose repository is `location` in a remote store reached with `vars`
+    /// (not initialised yet); the cache is local as usual.
+    pub fn remote(location: &str, vars: Vec<(String, String)>) -> Env {
+        let mut e = Env::uninit();
+        e.repo = PathBuf::from(location);
+        e.vars = vars;
+        e
     }
 
     /// An environment with a freshly initialised repository.
@@ -114,6 +126,9 @@ impl Env {
             .env("CAIRN_KDF_MEMORY_KIB", "1024")
             .env("CAIRN_KDF_ITERATIONS", "1")
             .current_dir(self.dir.path());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
         c
     }
 

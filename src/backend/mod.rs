@@ -404,6 +404,28 @@ impl Backend {
         })
     }
 
+    /// This backend with faults injected by a [`fault::FaultStore`] (tests; `spec` in the
+    /// syntax of `CAIRN_TEST_FAULTS`). Statistics and the retry state start afresh.
+    pub fn with_faults(&self, spec: &str) -> Result<Backend> {
+        let mut b = self.clone();
+        b.store = Arc::new(fault::FaultStore::new(Arc::clone(&self.store), spec)?);
+        b.stats = Arc::default();
+        b.answered = Arc::default();
+        Ok(b)
+    }
+
+    /// This backend with cairn's own tuning changed by `-o`-style options (`retries`,
+    /// `timeout`, `connections`, `storage_class`).
+    pub fn with_tuning(&self, options: &[(&str, &str)]) -> Result<Backend> {
+        let mut t = (*self.tuning).clone();
+        for (k, v) in options {
+            t.apply(k, v)?;
+        }
+        let mut b = self.clone();
+        b.tuning = Arc::new(t);
+        Ok(b)
+    }
+
     /// Where the repository is, as given.
     pub fn location(&self) -> &str {
         &self.location
@@ -533,11 +555,22 @@ impl Backend {
         use object_store::Error as E;
         let cause = retry::root_cause(&e);
         let remote = self.local.is_none();
+        // A missing bucket or container: a typed NotFound on a put, a 404 status on a listing.
+        let no_container = ["NoSuchBucket", "ContainerNotFound", "status code: 404"]
+            .iter()
+            .any(|m| cause.contains(m));
         match e {
             E::NotFound { .. } if writing && remote => Error::new(
                 ErrorKind::NoRepository,
                 format!(
-                    "cannot store {what}: the bucket or container of {} does not exist ({cause})",
+                    "cannot store {what}: the bucket or container of {} does not exist",
+                    self.location
+                ),
+            ),
+            _ if writing && remote && no_container => Error::new(
+                ErrorKind::NoRepository,
+                format!(
+                    "the bucket or container of {} does not exist",
                     self.location
                 ),
             ),

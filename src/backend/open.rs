@@ -92,7 +92,7 @@ impl Tuning {
         }
     }
 
-    fn apply(&mut self, key: &str, value: &str) -> Result<()> {
+    pub(crate) fn apply(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |what: &str| Error::usage(format!("option {key}={value}: {what}"));
         match key {
             "connections" => {
