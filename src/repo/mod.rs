@@ -96,6 +96,40 @@ impl Repository {
         opts: &InitOptions,
         cache_dir: &Path,
     ) -> Result<Arc<Repository>> {
+        Self::init_with(backend, password, opts, cache_dir, None)
+    }
+
+    /// [`Self::init`] for a repository that shares `other`'s blob ids (`init
+    /// --copy-chunker-params --from-repo OTHER`): the same id key, chunker key and chunker
+    /// parameters, a fresh encryption key and repository id. Snapshots then copy between the
+    /// two without re-chunking or rewriting trees (see [`crate::copy`]).
+    pub fn init_sharing_ids(
+        backend: Backend,
+        password: &[u8],
+        opts: &InitOptions,
+        cache_dir: &Path,
+        other: &Repository,
+    ) -> Result<Arc<Repository>> {
+        let mut opts = opts.clone();
+        opts.chunker = other.config.chunker;
+        Self::init_with(backend, password, &opts, cache_dir, Some(other))
+    }
+
+    /// Whether this repository and `other` give every blob the same id and cut files the same
+    /// way (same id key, chunker key and chunker parameters).
+    pub fn shares_ids_with(&self, other: &Repository) -> bool {
+        self.master.id == other.master.id
+            && self.master.chunker == other.master.chunker
+            && self.config.chunker == other.config.chunker
+    }
+
+    fn init_with(
+        backend: Backend,
+        password: &[u8],
+        opts: &InitOptions,
+        cache_dir: &Path,
+        ids_from: Option<&Repository>,
+    ) -> Result<Arc<Repository>> {
         opts.chunker.validate()?;
         keys::check_new_key(password, &opts.kdf)?;
         if backend.exists(FileType::Config, "config")? {
@@ -104,7 +138,11 @@ impl Repository {
                 format!("{} already holds a repository", backend.location()),
             ));
         }
-        let master = MasterKey::generate()?;
+        let mut master = MasterKey::generate()?;
+        if let Some(other) = ids_from {
+            master.id = other.master.id;
+            master.chunker = other.master.chunker;
+        }
         let mut rid = [0u8; 32];
         crate::crypto::random_bytes(&mut rid)?;
         let config = Config {
