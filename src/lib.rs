@@ -35,6 +35,8 @@ pub mod cache;
 #[cfg(feature = "engine")]
 pub mod check;
 pub mod chunker;
+#[cfg(feature = "engine")]
+pub mod copy;
 pub mod crypto;
 #[cfg(feature = "engine")]
 pub mod dump;

@@ -396,22 +396,85 @@ fn round_trip(env: &Env) {
     assert_same_tree(&src, &restored(&again, &src), false);
 }
 
-#[test]
-fn round_trip_s3() {
-    let bucket = servers::new_bucket();
-    round_trip(&Env::remote(
-        &format!("s3://{bucket}/a/repo"),
-        servers::s3_vars(),
-    ));
+/// Copy `from`'s snapshots into a new repository `to` (sharing ids or not); the copies
+/// restore like the originals, a second copy adds nothing, and `check --read-data` passes.
+fn copy_into(from: &Env, to: &Env, share_ids: bool, src: &std::path::Path) {
+    let from_vars = |c: &mut std::process::Command| {
+        for (k, v) in &from.vars {
+            c.env(k, v);
+        }
+        c.env("CAIRN_FROM_REPOSITORY", &from.repo)
+            .env("CAIRN_FROM_PASSWORD", &from.password);
+    };
+    let init: &[&str] = if share_ids {
+        &["init", "--copy-chunker-params"]
+    } else {
+        &["init"]
+    };
+    let o = to.cairn_with(init, from_vars);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    if share_ids {
+        // The destination's own backup of the same files, before the copy: the copy then
+        // finds every data blob there already.
+        to.backup(&[src.to_str().unwrap()]);
+    }
+    let o = to.cairn_with(&["copy", "--json"], from_vars);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let report = summary(&o);
+    assert_eq!(report["rehashed"], !share_ids, "{report}");
+    let n = from.snapshots().len();
+    assert_eq!(report["copied"].as_array().unwrap().len(), n, "{report}");
+    if share_ids {
+        // Only the trees of the copied snapshots (their root differs: other snapshots' paths).
+        let data_blobs = num(&report, "blobs_added");
+        assert!(data_blobs <= 4, "{report}");
+    }
+    let o = to.cairn_with(&["copy", "--json"], from_vars);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let again = summary(&o);
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["skipped"].as_array().unwrap().len(), n, "{again}");
+    assert_eq!(num(&again, "blobs_added"), 0);
+    to.ok(&["check", "--read-data"]);
+    let target = to.path(if share_ids {
+        "copy-same"
+    } else {
+        "copy-rehashed"
+    });
+    to.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(src, &restored(&target, src), false);
 }
 
 #[test]
-fn round_trip_azure() {
-    let container = servers::new_container();
-    round_trip(&Env::remote(
-        &format!("az://{container}/repo"),
+fn round_trip_s3_and_copy_to_azure_and_local() {
+    let bucket = servers::new_bucket();
+    let env = Env::remote(&format!("s3://{bucket}/a/repo"), servers::s3_vars());
+    round_trip(&env);
+    let src = env.path("src");
+    let az = Env::remote(
+        &format!("az://{}/copy", servers::new_container()),
         servers::azure_vars(),
-    ));
+    );
+    copy_into(&env, &az, true, &src);
+    copy_into(&env, &Env::uninit(), false, &src);
+}
+
+#[test]
+fn round_trip_azure_and_copy_to_s3() {
+    let container = servers::new_container();
+    let env = Env::remote(&format!("az://{container}/repo"), servers::azure_vars());
+    round_trip(&env);
+    let src = env.path("src");
+    let s3 = Env::remote(
+        &format!("s3://{}/copy", servers::new_bucket()),
+        servers::s3_vars(),
+    );
+    copy_into(&env, &s3, false, &src);
+    let s3b = Env::remote(
+        &format!("s3://{}/copy2", servers::new_bucket()),
+        servers::s3_vars(),
+    );
+    copy_into(&env, &s3b, true, &src);
 }
 
 #[test]

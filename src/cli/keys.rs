@@ -22,6 +22,12 @@ pub struct InitArgs {
     pub compression: i32,
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Share the chunker parameters and blob ids of --from-repo, so that `copy` from it moves
+    /// sealed content as is and its copies deduplicate against this repository's own backups
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: super::copy::FromRepoArgs,
 }
 
 /// argon2id cost of a new key (lower only for tests).
@@ -144,8 +150,19 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     if pw.is_empty() {
         bail!("empty password refused");
     }
+    let other = if a.copy_chunker_params {
+        if a.chunk_size.is_some() {
+            bail!("--chunk-size and --copy-chunker-params exclude each other");
+        }
+        Some(a.from.open(g)?)
+    } else {
+        None
+    };
     let backend = g.backend(true)?;
-    let repo = Repository::init(backend, &pw, &opts, &g.cache_dir()?)?;
+    let repo = match &other {
+        Some(o) => Repository::init_sharing_ids(backend, &pw, &opts, &g.cache_dir()?, o)?,
+        None => Repository::init(backend, &pw, &opts, &g.cache_dir()?)?,
+    };
     if g.json {
         print_json(
             &serde_json::json!({"message_type": "initialized", "id": repo.config().repository_id.to_hex(), "repository": g.repo}),

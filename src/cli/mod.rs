@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands; each command parses, calls the library, prints.
 
 mod backup;
+mod copy;
 pub(crate) mod escape;
 mod explore;
 mod forget;
@@ -104,6 +105,8 @@ pub enum Command {
     Dump(inspect::DumpArgs),
     /// Restore a snapshot (or part of it) into a folder
     Restore(restore::RestoreArgs),
+    /// Copy snapshots from another repository (--from-repo) into this one
+    Copy(copy::CopyArgs),
     /// Reclaim space: delete what no snapshot needs (two-phase: mark, delete after a grace period)
     Prune(maintain::PruneArgs),
     /// Verify the repository: snapshots, trees, index and packs (with --read-data, every blob)
@@ -190,6 +193,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Cat(a) => inspect::cat(g, a),
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
         Command::Prune(a) => maintain::prune(g, a),
         Command::Check(a) => maintain::check(g, a),
         Command::Repair(a) => maintain::repair(g, a),
