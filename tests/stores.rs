@@ -584,3 +584,50 @@ fn gcs_locations_are_configured_without_a_server() {
     let o = env.cairn(&["snapshots", "-o", "connections=0"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("connections"));
 }
+
+#[test]
+fn a_copy_killed_at_any_write_leaves_a_consistent_destination() {
+    // Local repositories (the store does not matter here: the kill hook is in the backend).
+    let from = Env::small();
+    let src = from.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 1, 3_000_000);
+    write_random(&src.join("b"), 2, 2_000_000);
+    from.backup(&[src.to_str().unwrap()]);
+    write_random(&src.join("c"), 3, 2_000_000);
+    from.backup(&[src.to_str().unwrap()]);
+    let to = Env::uninit();
+    let from_vars = |c: &mut std::process::Command| {
+        c.env("CAIRN_FROM_REPOSITORY", &from.repo)
+            .env("CAIRN_FROM_PASSWORD", &from.password);
+    };
+    let o = to.cairn_with(&["init", "--copy-chunker-params"], from_vars);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    // Kill the copy before its 1st, 2nd, … write, until one completes.
+    let mut kills = 0;
+    for n in 0.. {
+        let o = to.cairn_with(&["copy", "-q"], |c| {
+            from_vars(c);
+            c.env("CAIRN_TEST_KILL_AFTER_WRITES", n.to_string());
+        });
+        if o.status.code() == Some(0) {
+            break;
+        }
+        assert_eq!(
+            o.status.code(),
+            None,
+            "killed, not failed: {}",
+            describe(&o)
+        );
+        kills += 1;
+        // Whatever is there is consistent, and every snapshot that made it restores.
+        to.ok(&["check", "--read-data"]);
+        assert!(n < 200, "the copy never completed");
+    }
+    assert!(kills >= 5, "only {kills} kill points");
+    assert_eq!(to.snapshots().len(), 2);
+    to.ok(&["check", "--read-data"]);
+    let target = to.path("r");
+    to.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &restored(&target, &src), false);
+}
