@@ -11,7 +11,7 @@ pub mod warnings;
 pub mod writer;
 
 use crate::backend::{Backend, FileType};
-use crate::cache::Cache;
+use crate::cache::{BlobLocation, Cache};
 use crate::chunker::Chunker;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{MasterKey, Sealer, label};
@@ -518,10 +518,51 @@ impl Repository {
                 return Ok(t);
             }
         }
-        let plain = self.read_blob(id)?;
+        let plain = self.read_tree_pack(id)?;
         let t = Tree::decode(&plain, &what)?;
         self.cache.put_tree(id, &plain)?;
         Ok(t)
+    }
+
+    /// Read tree `id`, and with it every other tree of its pack that the cache lacks (merged
+    /// ranged reads through the one pack reader, each tree verified before it is cached): the
+    /// trees of a snapshot sit together in tree packs, so a walk with a cold cache (a first
+    /// `ls` or `restore` of a remote repository) costs a request per tree pack, not one per
+    /// tree (restic caches whole tree packs for the same reason).
+    fn read_tree_pack(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        if loc.kind != crate::format::pack::BlobKind::Tree {
+            return self.read_blob(id);
+        }
+        let mut trees: Vec<(Id, BlobLocation)> = Vec::new();
+        for (b, l) in self.cache.blobs_in(&loc.pack)? {
+            if l.kind == crate::format::pack::BlobKind::Tree
+                && (b == *id || self.cache.tree(&b)?.is_none())
+            {
+                trees.push((b, l));
+            }
+        }
+        if !trees.iter().any(|(b, _)| b == id) {
+            return self.read_blob(id);
+        }
+        trees.sort_by_key(|(_, l)| (l.offset, l.length));
+        let mut wanted = None;
+        self.read_pack_blobs(
+            &loc.pack,
+            &trees,
+            |(_, l)| l,
+            |(b, l), sealed| {
+                if b == id {
+                    // The requested tree: its errors are the caller's.
+                    wanted = Some(self.open_blob(b, l, sealed?)?);
+                } else if let Ok(plain) = sealed.and_then(|s| self.open_blob(b, l, s)) {
+                    // The others are a bonus: one that fails is read (and reported) when asked for.
+                    self.cache.put_tree(b, &plain)?;
+                }
+                Ok(())
+            },
+        )?;
+        wanted.ok_or_else(|| Error::not_found(format!("tree {} is not in its pack", id.short())))
     }
 
     /// Read, decode and validate an index file: every entry must fit its pack

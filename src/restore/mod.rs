@@ -215,8 +215,16 @@ pub fn restore(
         .filter(|_| fresh && !inherits)
         .map(|m| (meta::euid(), meta::egid(), m));
     fs::raise_fd_limit();
+    // Each worker reads its packs with blocking requests: on a remote store, keep at least as
+    // many reads in flight as the store allows uploads (`-o connections`), whatever the cores.
+    let backend = repo.backend();
+    let workers = if backend.kind() == crate::backend::StoreKind::Local {
+        opts.threads.max(1)
+    } else {
+        opts.threads.max(backend.connections()).max(1)
+    };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
+        .num_threads(workers)
         .build()
         .map_err(|e| Error::usage(format!("thread pool: {e}")))?;
     let ctx = &ctx;
