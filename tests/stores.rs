@@ -13,13 +13,7 @@ use cairn::id::Id;
 use std::sync::Arc;
 
 fn opts(o: &[(&str, &str)]) -> BackendOptions {
-    BackendOptions {
-        options: o
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
+    BackendOptions::from_pairs(o)
 }
 
 /// A fresh S3 repository location on moto, opened in-process.

@@ -29,6 +29,17 @@ pub struct BackendOptions {
 }
 
 impl BackendOptions {
+    /// Options from `(key, value)` pairs, no limits.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> BackendOptions {
+        BackendOptions {
+            options: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     /// Parse one `key=value` option (`-o`).
     pub fn parse_option(s: &str) -> Result<(String, String)> {
         match s.split_once('=') {
@@ -219,56 +230,50 @@ pub(crate) fn open(location: &str, opts: &BackendOptions) -> Result<Opened> {
             OWN_KEYS.join(", ")
         ))
     };
+    // The three providers' builders have the same methods but no common trait: one macro
+    // configures each the same way (environment, client settings, -o keys, HTTP retries).
+    macro_rules! build {
+        ($builder:ty, $key:ty, $url:expr) => {{
+            let mut b = <$builder>::from_env().with_url($url);
+            for (k, v) in CLIENT_SETTINGS {
+                b = b.with_config(<$key>::Client(*k), *v);
+            }
+            for (k, v) in provider {
+                let key = <$key>::from_str(&k.to_ascii_lowercase()).map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            b.with_retry(client_retry())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        }};
+    }
     let built: std::result::Result<Arc<dyn ObjectStore>, object_store::Error> = match kind {
-        StoreKind::S3 => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
-            for (k, v) in CLIENT_SETTINGS {
-                b = b.with_config(AmazonS3ConfigKey::Client(*k), *v);
-            }
-            for (k, v) in provider {
-                let key =
-                    AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()).map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            b.with_retry(client_retry())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-        }
-        StoreKind::Gcs => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-            for (k, v) in CLIENT_SETTINGS {
-                b = b.with_config(GoogleConfigKey::Client(*k), *v);
-            }
-            for (k, v) in provider {
-                let key =
-                    GoogleConfigKey::from_str(&k.to_ascii_lowercase()).map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            b.with_retry(client_retry())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-        }
+        StoreKind::S3 => build!(
+            object_store::aws::AmazonS3Builder,
+            object_store::aws::AmazonS3ConfigKey,
+            url.as_str()
+        ),
+        StoreKind::Gcs => build!(
+            object_store::gcp::GoogleCloudStorageBuilder,
+            object_store::gcp::GoogleConfigKey,
+            url.as_str()
+        ),
         StoreKind::Azure => {
-            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
             // object_store names Azure URLs az://CONTAINER/…; `azure://` is accepted as well.
             let mut u = url.clone();
             let _ = u.set_scheme("az");
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(u.as_str());
-            for (k, v) in CLIENT_SETTINGS {
-                b = b.with_config(AzureConfigKey::Client(*k), *v);
-            }
-            for (k, v) in provider {
-                let key =
-                    AzureConfigKey::from_str(&k.to_ascii_lowercase()).map_err(|_| unknown(k))?;
-                b = b.with_config(key, v);
-            }
-            b.with_retry(client_retry())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            build!(
+                object_store::azure::MicrosoftAzureBuilder,
+                object_store::azure::AzureConfigKey,
+                u.as_str()
+            )
         }
-        StoreKind::Local => unreachable!("handled above"),
+        StoreKind::Local => {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                "a local folder reached the remote store builder",
+            ));
+        }
     };
     let store = built.map_err(|e| {
         Error::usage(format!(
@@ -310,13 +315,7 @@ mod tests {
     use super::*;
 
     fn opts(o: &[(&str, &str)]) -> BackendOptions {
-        BackendOptions {
-            options: o
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
+        BackendOptions::from_pairs(o)
     }
 
     #[test]
