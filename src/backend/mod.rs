@@ -183,6 +183,10 @@ struct Counters {
     retries: AtomicU64,
     bytes_down: AtomicU64,
     bytes_up: AtomicU64,
+    /// When the first put started and the last one ended: the upload phase, over which an
+    /// upload limit is meant to hold.
+    first_put: OnceLock<std::time::Instant>,
+    last_put_end: Mutex<Option<std::time::Instant>>,
 }
 
 /// What a backend did so far: requests by kind, retries, bytes (`--stats`).
@@ -204,6 +208,9 @@ pub struct BackendStats {
     pub bytes_down: u64,
     /// Bytes sent.
     pub bytes_up: u64,
+    /// Milliseconds from the start of the first put to the end of the last: `bytes_up` over
+    /// this is the upload rate (what `--limit-upload` holds).
+    pub upload_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -454,6 +461,13 @@ impl Backend {
             retries: l(&c.retries),
             bytes_down: l(&c.bytes_down),
             bytes_up: l(&c.bytes_up),
+            upload_ms: match (
+                c.first_put.get(),
+                c.last_put_end.lock().ok().and_then(|g| *g),
+            ) {
+                (Some(a), Some(b)) => b.saturating_duration_since(*a).as_millis() as u64,
+                _ => 0,
+            },
         }
     }
 
@@ -615,6 +629,7 @@ impl Backend {
             }
         }
         let len = data.len() as u64;
+        self.stats.first_put.get_or_init(std::time::Instant::now);
         if let Some(up) = &self.up {
             if let Ok(rt) = runtime() {
                 rt.block_on(up.take(len));
@@ -658,6 +673,9 @@ impl Backend {
             Err(e) => return Err(self.map_err(e, &what, true)),
         }
         self.stats.bytes_up.fetch_add(len, Ordering::Relaxed);
+        if let Ok(mut g) = self.stats.last_put_end.lock() {
+            *g = Some(std::time::Instant::now());
+        }
         if let Some(l) = &self.local {
             l.finish(path.as_ref()).map_err(local_err)?;
         }

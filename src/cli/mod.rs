@@ -223,7 +223,7 @@ fn print_request_stats(g: &Global) {
             );
         } else {
             eprintln!(
-                "requests: {}: {} GET, {} HEAD, {} PUT, {} LIST, {} DELETE, {} retries; {} B down, {} B up",
+                "requests: {}: {} GET, {} HEAD, {} PUT, {} LIST, {} DELETE, {} retries; {} B down, {} B up in {:.2} s of uploads",
                 escape::text(b.location()),
                 s.get,
                 s.head,
@@ -232,7 +232,8 @@ fn print_request_stats(g: &Global) {
                 s.delete,
                 s.retries,
                 s.bytes_down,
-                s.bytes_up
+                s.bytes_up,
+                s.upload_ms as f64 / 1000.0
             );
         }
     }
