@@ -13,17 +13,24 @@
 //!   the new ids. Chunk boundaries stay the source's, so copies share little with the
 //!   destination's own backups. [`CopyReport::rehashed`] says which way was taken.
 //!
-//! Order, as everywhere: a snapshot is written only after its blobs' packs and index files are
-//! stored (the writer's `finish`); a copy interrupted at any point leaves only complete packs
-//! and index files, which the next copy reuses.
+//! Order, as everywhere: snapshots are written only after the blobs' packs and index files are
+//! stored (one writer for the run, finished first); a copy interrupted at any point leaves only
+//! complete packs and index files, which the next copy reuses.
+//!
+//! Limits: with shared ids a blob is decrypted (which authenticates it under its id) and sealed
+//! again, not decompressed and re-hashed: a key holder could have sealed wrong content under
+//! an id, and the copy would carry it over as `check --read-data` of the source would find it.
+//! With different ids the "same backup" rule cannot compare trees (they were rewritten), so two
+//! backups with the same time, host, user, paths, tags and kind count as one.
 
 use crate::error::Result;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{NodeKind, Tree};
+use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::writer::{BlobWriter, WriterOptions};
+use crate::snapshot::walk::MAX_DEPTH;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -103,28 +110,36 @@ pub fn copy(
         return Ok(report);
     }
     src.ensure_index()?;
+    // One writer for the whole run: everything every copied snapshot needs goes through it
+    // (its deduplication records the packs relied on), and its `finish` (packs, index files,
+    // rollback rule 3, one listing of `data/`) comes before any snapshot is saved. A copy
+    // interrupted before then saves no snapshot; the next one finds the stored blobs.
+    let writer = BlobWriter::new(
+        Arc::clone(dst),
+        WriterOptions {
+            threads: threads.max(1),
+            dry_run: false,
+        },
+    )?;
     let mut visited: HashSet<Id> = HashSet::new();
     let mut rewrite = Rewriter::default();
     let total = todo.len();
-    for (n, (sid, snap)) in todo.into_iter().enumerate() {
-        observer.snapshot(&sid, n + 1, total);
-        let writer = BlobWriter::new(
-            Arc::clone(dst),
-            WriterOptions {
-                threads: threads.max(1),
-                dry_run: false,
-            },
-        )?;
+    let mut trees = Vec::with_capacity(total);
+    for (n, (sid, snap)) in todo.iter().enumerate() {
+        observer.snapshot(sid, n + 1, total);
         let tree = if same_ids {
             copy_same_ids(src, &writer, &snap.tree, &mut visited, threads)?;
             snap.tree
         } else {
-            rewrite.tree(src, &writer, &snap.tree)?
+            rewrite.tree(src, &writer, &snap.tree, 0)?
         };
-        let stats = writer.finish()?;
-        report.blobs += stats.blobs;
-        report.bytes_stored += stats.bytes_stored;
-        report.packs += stats.packs;
+        trees.push(tree);
+    }
+    let stats = writer.finish()?;
+    report.blobs = stats.blobs;
+    report.bytes_stored = stats.bytes_stored;
+    report.packs = stats.packs;
+    for ((sid, snap), tree) in todo.into_iter().zip(trees) {
         let mut copy = snap.clone();
         copy.tree = tree;
         copy.parent = snap.parent.and_then(|p| mapped.get(&p).copied());
@@ -209,17 +224,30 @@ struct Rewriter {
 }
 
 impl Rewriter {
-    /// Rewrite the tree `id` (and everything below it) into the destination; returns its new id.
-    fn tree(&mut self, src: &Arc<Repository>, writer: &BlobWriter, id: &Id) -> Result<Id> {
+    /// Rewrite the tree `id` (and everything below it, `depth` folders down already) into the
+    /// destination; returns its new id. Deeper than [`MAX_DEPTH`] is refused, as by every walk.
+    fn tree(
+        &mut self,
+        src: &Arc<Repository>,
+        writer: &BlobWriter,
+        id: &Id,
+        depth: usize,
+    ) -> Result<Id> {
         if let Some(n) = self.trees.get(id) {
             return Ok(*n);
         }
+        if depth >= MAX_DEPTH {
+            return Err(crate::Error::corrupt(format!(
+                "tree {} is nested deeper than {MAX_DEPTH} folders",
+                id.short()
+            )));
+        }
         let mut tree: Tree = src.load_tree(id)?;
-        // This folder's file contents first, read pack by pack.
+        // This folder's contents first, read pack by pack (any node's content: a corrupt tree
+        // that gives a folder content is copied as it is, not refused here).
         let wanted: Vec<Id> = tree
             .nodes
             .iter()
-            .filter(|n| n.kind == NodeKind::File)
             .flat_map(|n| n.content.iter().copied())
             .filter(|c| !self.data.contains_key(c))
             .collect::<HashSet<Id>>()
@@ -228,7 +256,7 @@ impl Rewriter {
         self.copy_data(src, writer, wanted)?;
         for node in &mut tree.nodes {
             if let Some(sub) = node.subtree {
-                node.subtree = Some(self.tree(src, writer, &sub)?);
+                node.subtree = Some(self.tree(src, writer, &sub, depth + 1)?);
             }
             for c in &mut node.content {
                 *c = *self.data.get(c).ok_or_else(|| {

@@ -523,17 +523,25 @@ impl Backend {
             Op::List => &self.stats.list,
             Op::Delete => &self.stats.delete,
         };
-        let limit = retry::attempt_timeout(self.tuning.timeout, bytes);
+        // Local operations are not retried by default, and then run to the end (a slow NFS
+        // listing is not a failure); remote ones, and local ones with `-o retries`, get the
+        // backstop.
+        let limit = retry::attempt_timeout(self.tuning.timeout, bytes, matches!(op, Op::Put));
+        let local = self.local.is_some() && self.tuning.retries == 0;
         rt.block_on(async {
             let mut attempt = 0u32;
             loop {
                 counter.fetch_add(1, Ordering::Relaxed);
-                let r = match tokio::time::timeout(limit, f()).await {
-                    Ok(r) => r,
-                    Err(_) => Err(generic_error(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {}s", limit.as_secs()),
-                    ))),
+                let r = if local {
+                    f().await
+                } else {
+                    match tokio::time::timeout(limit, f()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(generic_error(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {}s", limit.as_secs()),
+                        ))),
+                    }
                 };
                 let e = match r {
                     Ok(v) => {
@@ -546,6 +554,10 @@ impl Backend {
                     // A definite answer (not found, exists, denied) is an answer.
                     self.answered.store(true, Ordering::Relaxed);
                     return Err(e);
+                }
+                if retry::has_status(&e) {
+                    // A 5xx or 429 is an answer too: the store is there, just busy.
+                    self.answered.store(true, Ordering::Relaxed);
                 }
                 if !self.answered.load(Ordering::Relaxed) || attempt >= self.tuning.retries {
                     return Err(e);
@@ -636,9 +648,7 @@ impl Backend {
             }
         }
         let multipart = overwrite && data.len() > MULTIPART_PART;
-        let attempts = std::sync::atomic::AtomicU32::new(0);
         let r = self.run(Op::Put, &what, len, || {
-            attempts.fetch_add(1, Ordering::Relaxed);
             let store = Arc::clone(&self.store);
             let path = path.clone();
             let data = data.clone();
@@ -665,11 +675,25 @@ impl Backend {
         });
         match r {
             Ok(()) => {}
-            // An earlier attempt stored the object and lost its reply: the object is ours if
-            // it holds our bytes.
-            Err(object_store::Error::AlreadyExists { .. })
-                if attempts.load(Ordering::Relaxed) > 1
-                    && self.get_max(t, name, len).ok().as_ref() == Some(&data) => {}
+            // An overwriting put never asks whether the object exists: a 409 or 412 here is a
+            // refusal (an aborted operation, a container being deleted), not "already there".
+            Err(
+                e @ (object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }),
+            ) if overwrite => {
+                return Err(Error::backend(format!(
+                    "the store refused {what} at {}: {}",
+                    self.location,
+                    retry::root_cause(&e)
+                )));
+            }
+            // A create-only object that exists: ours if it holds our bytes (an attempt whose
+            // reply was lost, here or in object_store's own HTTP retries, stored it; key files
+            // and the config carry random salts and nonces, so equal bytes can only be ours).
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) if self.get_max(t, name, len).ok().as_ref() == Some(&data) => {}
             Err(e) => return Err(self.map_err(e, &what, true)),
         }
         self.stats.bytes_up.fetch_add(len, Ordering::Relaxed);
@@ -861,8 +885,9 @@ fn generic_error(e: impl std::error::Error + Send + Sync + 'static) -> object_st
     }
 }
 
-/// Upload `data` in [`MULTIPART_PART`] parts sent side by side; on failure the upload is
-/// aborted, so no part lingers (and nothing appears at `path`).
+/// Upload `data` in [`MULTIPART_PART`] parts sent side by side; on failure, or when the
+/// attempt is dropped (timed out), the upload is aborted, so no part lingers (and nothing
+/// appears at `path`).
 async fn put_multipart(
     store: &dyn ObjectStore,
     path: &Path,
@@ -873,7 +898,12 @@ async fn put_multipart(
         attributes,
         ..Default::default()
     };
-    let mut upload = store.put_multipart_opts(path, opts).await?;
+    let mut guard = AbortOnDrop(Some(store.put_multipart_opts(path, opts).await?));
+    let Some(upload) = guard.0.as_mut() else {
+        return Err(generic_error(std::io::Error::other(
+            "multipart upload gone",
+        )));
+    };
     let mut parts = Vec::new();
     let mut at = 0;
     while at < data.len() {
@@ -881,11 +911,24 @@ async fn put_multipart(
         parts.push(upload.put_part(PutPayload::from(data.slice(at..end))));
         at = end;
     }
-    match futures::future::try_join_all(parts).await {
-        Ok(_) => upload.complete().await.map(|_| ()),
-        Err(e) => {
-            let _ = upload.abort().await;
-            Err(e)
+    futures::future::try_join_all(parts).await?;
+    upload.complete().await?;
+    guard.0 = None;
+    Ok(())
+}
+
+/// Aborts a multipart upload that did not complete (an error, or its future dropped by a
+/// timeout), in the background on the runtime.
+struct AbortOnDrop(Option<Box<dyn object_store::MultipartUpload>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut upload) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = upload.abort().await;
+                });
+            }
         }
     }
 }

@@ -83,7 +83,8 @@ pub struct Tuning {
     pub connections: usize,
     /// Attempts of one operation after the first, on transient errors.
     pub retries: u32,
-    /// Base timeout of one attempt; puts get more time per byte (see `retry::attempt_timeout`).
+    /// How long a read may make no progress (the HTTP client's read timeout), and the base of
+    /// the whole-attempt backstop (`retry::attempt_timeout`).
     pub timeout: Duration,
     /// Storage class for packs (S3 `x-amz-storage-class`, GCS `x-goog-storage-class`).
     pub storage_class: Option<String>,
@@ -123,8 +124,8 @@ impl Tuning {
             "timeout" => {
                 self.timeout = humantime::parse_duration(value)
                     .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| bad("want a duration such as 30s or 2m"))?;
+                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(86400))
+                    .ok_or_else(|| bad("want a duration from 1s to 1d, such as 30s or 2m"))?;
             }
             "storage_class" => self.storage_class = Some(value.to_string()),
             _ => return Err(bad("unknown option")),
@@ -161,12 +162,13 @@ fn client_retry() -> object_store::RetryConfig {
 }
 
 /// HTTP client settings, as configuration keys (so the environment's and `-o`'s client keys,
-/// such as `allow_http`, still apply): connect quickly or fail; a whole request may take up to
-/// an hour here, since cairn's retry layer times each attempt out by its size (an upload at a
-/// limited rate may take minutes).
+/// such as `allow_http`, still apply): connect quickly or fail; no timeout for a whole request
+/// (an upload at a limited rate or on a slow link may take many minutes); a read that makes no
+/// progress for `-o timeout` (default 60 s) fails, and is retried (`read_timeout`, set in
+/// [`open`]).
 const CLIENT_SETTINGS: &[(object_store::ClientConfigKey, &str)] = &[
     (object_store::ClientConfigKey::ConnectTimeout, "10s"),
-    (object_store::ClientConfigKey::Timeout, "3600s"),
+    (object_store::ClientConfigKey::Timeout, "86400s"),
 ];
 
 /// Parse `location` and build its store (remote) or find its folder (local).
@@ -238,6 +240,10 @@ pub(crate) fn open(location: &str, opts: &BackendOptions) -> Result<Opened> {
             for (k, v) in CLIENT_SETTINGS {
                 b = b.with_config(<$key>::Client(*k), *v);
             }
+            b = b.with_config(
+                <$key>::Client(object_store::ClientConfigKey::ReadTimeout),
+                format!("{}s", tuning.timeout.as_secs().max(1)),
+            );
             for (k, v) in provider {
                 let key = <$key>::from_str(&k.to_ascii_lowercase()).map_err(|_| unknown(k))?;
                 b = b.with_config(key, v);

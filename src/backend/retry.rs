@@ -48,11 +48,16 @@ pub(crate) fn is_transient(e: &object_store::Error) -> bool {
             match text.find("status code: ") {
                 Some(i) => {
                     let code = &text[i + 13..];
-                    code.starts_with('5') || code.starts_with("429") || code.starts_with("408")
+                    code.starts_with('5')
+                        || code.starts_with("429")
+                        || code.starts_with("408")
+                        // S3's "your socket connection was not read from or written to within
+                        // the timeout" comes as a 400.
+                        || text.contains("RequestTimeout")
                 }
-                // No status and no transport error: an error of the store's client we cannot
-                // classify (a decoding failure of a listing, say). Trying again is harmless.
-                None => true,
+                // No status and no transport error: a refusal of the store's client (a range
+                // past the end of a truncated pack, a bad path): trying again changes nothing.
+                None => false,
             }
         }
     }
@@ -79,11 +84,20 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// How long one attempt of an operation moving `bytes` may take: the base timeout plus the
-/// time to move the bytes at 64 KiB/s, so a pack on a slow uplink is not cut off mid-upload
-/// while a stalled connection is still noticed.
-pub(crate) fn attempt_timeout(base: Duration, bytes: u64) -> Duration {
-    base + Duration::from_secs(bytes / (64 << 10))
+/// How long one attempt may take at most, a backstop above the HTTP client's read timeout
+/// (which catches a stalled response or listing page after `base`): an upload gets `base` plus
+/// its bytes at 16 KiB/s (a 16 MiB pack: about 18 minutes, so even five uploads sharing a slow
+/// uplink finish), anything else five times `base` plus its bytes at 16 KiB/s (a listing of many
+/// pages, a large index file). Saturating: an absurd `-o timeout` cannot overflow.
+pub(crate) fn attempt_timeout(base: Duration, bytes: u64, upload: bool) -> Duration {
+    let per_byte = Duration::from_secs(bytes / (16 << 10));
+    let floor = if upload { base } else { base.saturating_mul(5) };
+    floor.saturating_add(per_byte)
+}
+
+/// Whether the error carries an HTTP status: the store answered, even if with a 5xx.
+pub(crate) fn has_status(e: &object_store::Error) -> bool {
+    e.to_string().contains("status code: ")
 }
 
 /// The wait before attempt `n` (1 = the first retry): 0.5 s doubling up to 30 s, each scaled by
@@ -157,6 +171,12 @@ mod tests {
         assert!(!is_transient(&generic(Status(
             "Server returned non-2xx status code: 400 Bad Request: InvalidStorageClass"
         ))));
+        assert!(is_transient(&generic(Status(
+            "Server returned non-2xx status code: 400 Bad Request: <Code>RequestTimeout</Code>"
+        ))));
+        assert!(!is_transient(&generic(Status(
+            "Wanted range starting at 900, but object was only 800 bytes long"
+        ))));
     }
 
     #[test]
@@ -169,8 +189,16 @@ mod tests {
         let a: Vec<Duration> = (0..8).map(|_| backoff(3)).collect();
         assert!(a.iter().any(|d| *d != a[0]), "no jitter: {a:?}");
         assert_eq!(
-            attempt_timeout(Duration::from_secs(60), 16 << 20),
-            Duration::from_secs(60 + 256)
+            attempt_timeout(Duration::from_secs(60), 16 << 20, true),
+            Duration::from_secs(60 + 1024)
+        );
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(60), 0, false),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            attempt_timeout(Duration::MAX, u64::MAX, true),
+            Duration::MAX
         );
     }
 

@@ -244,8 +244,8 @@ impl Global {
     /// folder if missing). Retries are reported on stderr unless `--quiet`.
     pub fn backend_at(&self, location: &str, create: bool) -> Result<Backend> {
         let mut opts = cairn::backend::BackendOptions {
-            limit_upload: self.limit_upload.map(|k| k.max(1) * 1024),
-            limit_download: self.limit_download.map(|k| k.max(1) * 1024),
+            limit_upload: self.limit_upload.map(|k| k.max(1).saturating_mul(1024)),
+            limit_download: self.limit_download.map(|k| k.max(1).saturating_mul(1024)),
             ..Default::default()
         };
         for o in &self.options {

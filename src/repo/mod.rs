@@ -26,6 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 use warnings::{Warning, Warnings};
 
+/// How far around a tree that is read its pack's other trees are read with it (bytes).
+pub const TREE_PREFETCH: u64 = 16 << 20;
+
 /// Options for `init`.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -524,45 +527,56 @@ impl Repository {
         Ok(t)
     }
 
-    /// Read tree `id`, and with it every other tree of its pack that the cache lacks (merged
-    /// ranged reads through the one pack reader, each tree verified before it is cached): the
-    /// trees of a snapshot sit together in tree packs, so a walk with a cold cache (a first
-    /// `ls` or `restore` of a remote repository) costs a request per tree pack, not one per
-    /// tree (restic caches whole tree packs for the same reason).
+    /// Read tree `id`, and with it the other trees the cache lacks that sit within
+    /// [`TREE_PREFETCH`] bytes of it in its pack (merged ranged reads through the one pack
+    /// reader, each tree verified before it is cached): the trees of a snapshot sit together in
+    /// tree packs, so a walk with a cold cache (a first `ls` or `restore` of a remote
+    /// repository) costs about a request per tree pack, not one per tree (restic caches whole
+    /// tree packs for the same reason). If that read fails for any reason, the tree is read
+    /// alone, so damage next to it never hides it.
     fn read_tree_pack(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         if loc.kind != crate::format::pack::BlobKind::Tree {
             return self.read_blob(id);
         }
+        let near = |l: &BlobLocation| {
+            u64::from(l.offset).abs_diff(u64::from(loc.offset)) <= TREE_PREFETCH / 2
+        };
         let mut trees: Vec<(Id, BlobLocation)> = Vec::new();
-        for (b, l) in self.cache.blobs_in(&loc.pack)? {
+        for (b, l) in self.cache.blobs_in(&loc.pack).unwrap_or_default() {
             if l.kind == crate::format::pack::BlobKind::Tree
-                && (b == *id || self.cache.tree(&b)?.is_none())
+                && near(&l)
+                && (b == *id || matches!(self.cache.tree(&b), Ok(None)))
             {
                 trees.push((b, l));
             }
         }
-        if !trees.iter().any(|(b, _)| b == id) {
+        if trees.len() < 2 || !trees.iter().any(|(b, _)| b == id) {
             return self.read_blob(id);
         }
         trees.sort_by_key(|(_, l)| (l.offset, l.length));
         let mut wanted = None;
-        self.read_pack_blobs(
+        let read = self.read_pack_blobs(
             &loc.pack,
             &trees,
             |(_, l)| l,
             |(b, l), sealed| {
+                let Ok(plain) = sealed.and_then(|s| self.open_blob(b, l, s)) else {
+                    return Ok(());
+                };
                 if b == id {
-                    // The requested tree: its errors are the caller's.
-                    wanted = Some(self.open_blob(b, l, sealed?)?);
-                } else if let Ok(plain) = sealed.and_then(|s| self.open_blob(b, l, s)) {
+                    wanted = Some(plain);
+                } else {
                     // The others are a bonus: one that fails is read (and reported) when asked for.
-                    self.cache.put_tree(b, &plain)?;
+                    let _ = self.cache.put_tree(b, &plain);
                 }
                 Ok(())
             },
-        )?;
-        wanted.ok_or_else(|| Error::not_found(format!("tree {} is not in its pack", id.short())))
+        );
+        match (read, wanted) {
+            (Ok(()), Some(plain)) => Ok(plain),
+            _ => self.read_blob(id),
+        }
     }
 
     /// Read, decode and validate an index file: every entry must fit its pack
