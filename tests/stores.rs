@@ -153,7 +153,7 @@ fn conformance(b: &Backend) {
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
 
     // A pack larger than a multipart part goes up in parts (remote) and reads back whole.
-    let big: Vec<u8> = (0..(cairn::backend::MULTIPART_PART + 3 * 1024 * 1024))
+    let big: Vec<u8> = (0..(cairn::backend::MULTIPART_THRESHOLD + 3 * 1024 * 1024))
         .map(|i| (i * 31 % 251) as u8)
         .collect();
     let big = Bytes::from(big);

@@ -38,8 +38,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Packs larger than this go up as multipart uploads (to remote stores), in parts of this size
-/// sent side by side.
+/// Packs larger than this go up as multipart uploads (to remote stores), in parts of
+/// [`MULTIPART_PART`] sent side by side. Well above the default pack size (16 MiB, which packs
+/// exceed by a little): a default pack is one PUT, not four requests.
+pub const MULTIPART_THRESHOLD: usize = 48 << 20;
+/// The part size of a multipart upload.
 pub const MULTIPART_PART: usize = 16 << 20;
 
 /// Largest config read whole (the real one is about a hundred bytes).
@@ -196,7 +199,7 @@ pub struct BackendStats {
     pub get: u64,
     /// Size queries.
     pub head: u64,
-    /// Writes (a multipart upload counts once).
+    /// Write requests (a multipart upload counts its create, parts and complete).
     pub put: u64,
     /// Listings (one per listing, however many pages).
     pub list: u64,
@@ -647,7 +650,12 @@ impl Backend {
                 rt.block_on(up.take(len));
             }
         }
-        let multipart = overwrite && data.len() > MULTIPART_PART;
+        let multipart = overwrite && data.len() > MULTIPART_THRESHOLD;
+        if multipart {
+            // `run` counts one request per attempt; a multipart upload makes parts + 2.
+            let parts = data.len().div_ceil(MULTIPART_PART) as u64;
+            self.stats.put.fetch_add(parts + 1, Ordering::Relaxed);
+        }
         let r = self.run(Op::Put, &what, len, || {
             let store = Arc::clone(&self.store);
             let path = path.clone();
