@@ -42,6 +42,8 @@ pub mod error;
 pub mod format;
 pub mod id;
 #[cfg(feature = "engine")]
+pub mod mount;
+#[cfg(feature = "engine")]
 pub mod progress;
 #[cfg(feature = "engine")]
 pub mod prune;
