@@ -470,18 +470,60 @@ pub fn mount<S: Source + 'static>(
     }
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = opts.threads > 1;
-    let session = fuser::spawn_mount(fs, mountpoint, &config).map_err(|e| {
+    let mountpoint = mountpoint.canonicalize().map_err(|e| {
+        Error::io(
+            format!("cannot use {} as mount point", mountpoint.display()),
+            e,
+        )
+    })?;
+    let session = fuser::spawn_mount(fs, &mountpoint, &config).map_err(|e| {
         Error::new(
             ErrorKind::Io,
             format!("cannot mount at {}: {e}", mountpoint.display()),
         )
     })?;
-    Ok(Mounted { session })
+    Ok(Mounted {
+        session,
+        mountpoint,
+    })
 }
 
 /// A mounted file system served in the background.
 pub struct Mounted {
     session: fuser::BackgroundSession,
+    mountpoint: std::path::PathBuf,
+}
+
+/// Detach the mount at `dir` from the file system tree at once, even while files in it are
+/// open (`umount -l`): as root directly, otherwise through `fusermount3 -u -z`.
+fn detach(dir: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| Error::usage("a mount point with a NUL byte"))?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+        return Err(Error::io(
+            format!("cannot unmount {}", dir.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let helper = find_in_path("fusermount3").unwrap_or_else(|| "fusermount".into());
+    let st = std::process::Command::new(helper)
+        .arg("-u")
+        .arg("-z")
+        .arg(dir)
+        .status()
+        .map_err(|e| Error::io("cannot run fusermount3", e))?;
+    if !st.success() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("fusermount3 -u -z {} failed ({st})", dir.display()),
+        ));
+    }
+    Ok(())
 }
 
 impl Mounted {
@@ -490,13 +532,23 @@ impl Mounted {
         self.session.guard.is_finished()
     }
 
-    /// Unmount (if still mounted) and wait for the serving threads.
+    /// Unmount (if still mounted) and wait a little for the serving threads. The mount is
+    /// detached even while files in it are open; those then fail with `ENOTCONN` once this
+    /// process exits.
     pub fn unmount(self) -> Result<()> {
-        let r = if self.is_finished() {
-            self.session.join()
-        } else {
-            self.session.umount_and_join()
-        };
-        r.map_err(|e| Error::new(ErrorKind::Io, format!("cannot unmount: {e}")))
+        if !self.is_finished() {
+            detach(&self.mountpoint)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while !self.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !self.is_finished() {
+                // Files still open: leave the threads to the process's exit.
+                return Ok(());
+            }
+        }
+        self.session
+            .join()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the mount ended with an error: {e}")))
     }
 }

@@ -145,8 +145,9 @@ pub struct DirEntry {
     pub kind: FileKind,
 }
 
-/// Whether an entry lies in a virtual folder (its listing changes as snapshots come and go:
-/// the kernel should not cache it for long) or inside a snapshot (immutable).
+/// Whether an entry is a virtual folder or link, or a snapshot's root (its listing or its
+/// name changes as snapshots come and go: the kernel should not cache it for long), or lies
+/// inside a snapshot (immutable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Volatility {
     /// Virtual: may change with the next refresh.
@@ -373,9 +374,11 @@ impl<S: Source> Vfs<S> {
         }
     }
 
+    /// A snapshot's root counts as changing: its name in a virtual folder goes away with the
+    /// snapshot.
     fn volatility(inode: &Inode) -> Volatility {
         match inode {
-            Inode::SnapRoot { .. } | Inode::Node(_) => Volatility::Fixed,
+            Inode::Node(_) => Volatility::Fixed,
             _ => Volatility::Changing,
         }
     }
