@@ -80,7 +80,8 @@ pub fn run(g: &Global, a: &MountArgs) -> Result<i32> {
     // Before opening anything: without FUSE, say so at once.
     cairn::mount::fuse::check_available()?;
     let cache_dir = g.cache_dir()?;
-    let repo = g.open()?;
+    // A secondary (read-only) instance of the cache when it exists: nothing is locked.
+    let repo = g.open_with(cairn::repo::CacheMode::SecondaryElseShared)?;
     let opts = MountOptions {
         cache_bytes,
         refresh,

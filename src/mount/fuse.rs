@@ -24,14 +24,23 @@ const TTL_FIXED: Duration = Duration::from_secs(3600);
 /// The adapter between fuser and a [`Vfs`].
 pub struct FuseFs<S> {
     vfs: Arc<Vfs<S>>,
+    /// The kernel accepts `ENOSYS` to open/opendir as "no handles needed": files and
+    /// folders are then read by inode, which saves two requests per file and per folder.
+    stateless: bool,
 }
 
 impl<S> FuseFs<S> {
     /// Serve `vfs`.
     pub fn new(vfs: Arc<Vfs<S>>) -> Self {
-        FuseFs { vfs }
+        FuseFs {
+            vfs,
+            stateless: false,
+        }
     }
 }
+
+/// Handle 0 is never given out: a request with it comes from the kernel's no-open mode.
+const NO_HANDLE: u64 = 0;
 
 fn errno(e: &VfsError) -> Errno {
     Errno::from_i32(e.errno())
@@ -98,6 +107,13 @@ fn xattr_reply(reply: ReplyXattr, size: u32, data: &[u8]) {
 }
 
 impl<S: Source + 'static> Filesystem for FuseFs<S> {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        use fuser::InitFlags;
+        let both = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+        self.stateless = config.capabilities().contains(both);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vfs.lookup(parent.0, name.as_bytes()) {
             Ok((a, v)) => reply.entry(&ttl(v), &file_attr(&a), Generation(0)),
@@ -126,6 +142,10 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0;
+        if self.stateless && !write {
+            // Once answered so, the kernel sends no more opens or releases of files.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.vfs.open(ino.0, write) {
             // The content never changes: the page cache may keep it across opens.
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
@@ -136,7 +156,7 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -144,7 +164,12 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vfs.read(fh.0, offset, size as usize) {
+        let r = if fh.0 == NO_HANDLE {
+            self.vfs.read_inode(ino.0, offset, size as usize)
+        } else {
+            self.vfs.read(fh.0, offset, size as usize)
+        };
+        match r {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
@@ -165,6 +190,10 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.stateless {
+            // Once answered so, the kernel sends no more opendirs or releasedirs.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.vfs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
@@ -174,12 +203,17 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.vfs.readdir(fh.0) {
+        let r = if fh.0 == NO_HANDLE {
+            self.vfs.readdir_inode(ino.0)
+        } else {
+            self.vfs.readdir(fh.0)
+        };
+        let entries = match r {
             Ok(e) => e,
             Err(e) => return reply.error(errno(&e)),
         };

@@ -45,21 +45,26 @@ pub struct MountOptions {
 }
 
 /// The file system of `repo` ready to be served, reading through a secondary instance of
-/// the cache under `cache_dir`: the index is merged and the snapshots are listed through
-/// `repo` (which holds the regular cache), then `repo` is dropped — the caller must hold no
-/// other reference to it, or the regular cache stays busy. When `repo` had to use a private
-/// temporary cache (another process held the regular one), that cache is kept instead.
+/// the cache under `cache_dir` (open `repo` with [`CacheMode::SecondaryElseShared`]).
+///
+/// - `repo` on a secondary cache: used as it is; the first refresh merges any index file the
+///   cache lacks through a short primary session.
+/// - `repo` on the regular cache (it did not exist yet): the index is merged and the
+///   snapshots are listed through it, then it is reopened as a secondary and `repo` dropped —
+///   the caller must hold no other reference to it, or the regular cache stays busy.
+/// - `repo` on a private temporary cache (another process held the regular one): kept, and
+///   merged into by the refreshes.
 pub fn prepare(
     repo: Arc<Repository>,
     cache_dir: &Path,
     cache_bytes: u64,
 ) -> Result<(Arc<Vfs<RepoSource>>, Refresher)> {
-    repo.ensure_index()?;
-    // Cached for the secondary to find (snapshots through the log, trees by the flush).
-    repo.snapshots()?;
-    let reader = if repo.cache().is_temporary() {
+    let reader = if repo.cache().is_secondary() || repo.cache().is_temporary() {
         repo
     } else {
+        repo.ensure_index()?;
+        // Cached for the secondary to find (snapshots through the log, trees by the flush).
+        repo.snapshots()?;
         repo.cache().flush()?;
         let secondary = repo.reopen(cache_dir, CacheMode::Secondary)?;
         drop(repo);

@@ -18,13 +18,38 @@ pub trait Source: Send + Sync {
     fn tree(&self, id: &Id) -> Result<Arc<Tree>>;
     /// The raw (plaintext) length of each blob, in order.
     fn raw_lengths(&self, ids: &[Id]) -> Result<Vec<u64>>;
-    /// A decrypted, verified blob. `ahead` are the blobs a sequential reader needs next: the
-    /// source may fetch those stored right after it in the same read.
-    fn blob(&self, id: &Id, ahead: &[Id]) -> Result<Arc<Vec<u8>>>;
+    /// A decrypted, verified blob; `next` says what the reader is likely to want after it.
+    fn blob(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>>;
+}
+
+/// What a reader will probably ask for after a blob: a hint, never needed for correctness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// A sequential reader of a larger file: these blobs of the file come next; the source
+    /// may fetch those stored right after this one in the same read.
+    Blobs(&'a [Id]),
+    /// The whole content of a one-blob file: the bytes stored after it in the pack likely
+    /// hold the next files of the folder (a backup stores a folder's files in walk order).
+    Neighbours,
+    /// A random read: fetch nothing more.
+    Nothing,
 }
 
 /// Blobs fetched ahead for a sequential reader, at most.
 const AHEAD_BLOBS: usize = 8;
+/// A one-blob file's blob at most this large is read with the pack bytes after it.
+const WINDOW_BLOB_MAX: u64 = 256 << 10;
+/// Bytes of a pack read from a small blob on (the blob and what follows it).
+const WINDOW_BYTES: u64 = 1 << 20;
+/// Windows kept (a backup spreads a folder's files over a few open packs).
+const WINDOWS: usize = 16;
+
+/// Sealed pack bytes read after a small blob.
+struct Window {
+    pack: Id,
+    start: u64,
+    bytes: bytes::Bytes,
+}
 /// Bytes of a pack read at once for a sequential reader, at most (the blob asked for and
 /// those stored after it).
 const AHEAD_BYTES: u64 = 8 << 20;
@@ -90,12 +115,14 @@ impl OpenFile {
                 break;
             };
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            let ahead = if sequential {
-                &self.content[i + 1..(i + 1 + AHEAD_BLOBS).min(self.content.len())]
+            let next = if self.content.len() == 1 {
+                Next::Neighbours
+            } else if sequential {
+                Next::Blobs(&self.content[i + 1..(i + 1 + AHEAD_BLOBS).min(self.content.len())])
             } else {
-                &[]
+                Next::Nothing
             };
-            let blob = source.blob(id, ahead)?;
+            let blob = source.blob(id, next)?;
             if blob.len() as u64 != blob_end - start {
                 return Err(Error::corrupt(format!(
                     "blob {} is {} bytes, the index says {}",
@@ -124,6 +151,10 @@ pub struct RepoSource {
     trees: Mutex<Lru<Id, Tree>>,
     /// Blobs of index files the cache has not merged yet (see `refresh`).
     overlay: RwLock<HashMap<Id, BlobLocation>>,
+    /// Recent windows of pack bytes read after a small blob, newest last.
+    windows: Mutex<std::collections::VecDeque<Window>>,
+    /// Pack sizes looked up for windows (`None`: unknown to the cache).
+    pack_sizes: Mutex<HashMap<Id, Option<u64>>>,
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
 }
@@ -137,6 +168,8 @@ impl RepoSource {
             blobs: Mutex::new(Lru::new(cache_bytes - cache_bytes / 4)),
             trees: Mutex::new(Lru::new(cache_bytes / 4)),
             overlay: RwLock::new(HashMap::new()),
+            windows: Mutex::new(std::collections::VecDeque::new()),
+            pack_sizes: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
         }
@@ -173,10 +206,86 @@ impl RepoSource {
         }
     }
 
-    /// Fetch blob `id` and, in the same ranged read, those of `ahead` stored right after it
-    /// in its pack (not already held); all go into the LRU.
-    fn fetch(&self, id: &Id, ahead: &[Id]) -> Result<Arc<Vec<u8>>> {
+    /// The sealed bytes of a blob from a window read earlier, if one holds it.
+    fn from_window(&self, loc: &BlobLocation) -> Option<bytes::Bytes> {
+        let (off, len) = (u64::from(loc.offset), u64::from(loc.length));
+        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        w.iter().rev().find_map(|w| {
+            let inside =
+                w.pack == loc.pack && off >= w.start && off + len <= w.start + w.bytes.len() as u64;
+            inside.then(|| {
+                w.bytes
+                    .slice((off - w.start) as usize..(off - w.start + len) as usize)
+            })
+        })
+    }
+
+    fn pack_size(&self, pack: &Id) -> Result<Option<u64>> {
+        let mut sizes = self.pack_sizes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sizes.get(pack) {
+            return Ok(*s);
+        }
+        let size = self.repo.cache().pack(pack)?.map(|p| p.size);
+        if sizes.len() >= 1 << 16 {
+            sizes.clear();
+        }
+        sizes.insert(*pack, size);
+        Ok(size)
+    }
+
+    /// The sealed bytes of small blob `loc` read with up to [`WINDOW_BYTES`] of its pack
+    /// after it, kept as a window; `None` when the pack's size is unknown.
+    fn read_window(&self, loc: &BlobLocation) -> Result<Option<bytes::Bytes>> {
+        let Some(size) = self.pack_size(&loc.pack)? else {
+            return Ok(None);
+        };
+        let (off, len) = (u64::from(loc.offset), u64::from(loc.length));
+        let end = (off + WINDOW_BYTES).min(size);
+        if end < off + len {
+            return Ok(None);
+        }
+        let bytes = self.repo.read_pack_range(&loc.pack, off..end)?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.fetched_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let sealed = bytes.slice(0..len as usize);
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        w.push_back(Window {
+            pack: loc.pack,
+            start: off,
+            bytes,
+        });
+        while w.len() > WINDOWS {
+            w.pop_front();
+        }
+        Ok(Some(sealed))
+    }
+
+    /// Open sealed bytes of blob `id` and keep the result.
+    fn open_and_keep(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Arc<Vec<u8>>> {
+        let raw = Arc::new(self.repo.open_blob(id, loc, sealed)?);
+        self.lru_blobs().insert(*id, raw.clone(), raw.len() as u64);
+        Ok(raw)
+    }
+
+    /// Fetch blob `id`: from a window, or with the pack bytes after it (`Next::Neighbours`,
+    /// small blobs), or with the blobs of `Next::Blobs` stored right after it in its pack (not
+    /// already held) in the same ranged read; all go into the LRU.
+    fn fetch(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
         let loc = self.locate(id)?;
+        if let Some(sealed) = self.from_window(&loc) {
+            return self.open_and_keep(id, &loc, &sealed);
+        }
+        let ahead = match next {
+            Next::Blobs(b) => b,
+            Next::Neighbours if u64::from(loc.length) <= WINDOW_BLOB_MAX => {
+                if let Some(sealed) = self.read_window(&loc)? {
+                    return self.open_and_keep(id, &loc, &sealed);
+                }
+                &[]
+            }
+            _ => &[],
+        };
         let mut items = vec![(*id, loc)];
         let first = u64::from(loc.offset);
         for a in ahead {
@@ -264,7 +373,7 @@ impl Source for RepoSource {
         let t = match cached {
             Some(t) => t,
             None => {
-                let plain = self.fetch(id, &[])?;
+                let plain = self.fetch(id, Next::Nothing)?;
                 self.lru_blobs().remove(id);
                 let t = Tree::decode(&plain, &what)?;
                 self.repo.cache().put_tree(id, &plain)?;
@@ -286,11 +395,11 @@ impl Source for RepoSource {
             .collect()
     }
 
-    fn blob(&self, id: &Id, ahead: &[Id]) -> Result<Arc<Vec<u8>>> {
+    fn blob(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
         if let Some(b) = self.lru_blobs().get(id) {
             return Ok(b);
         }
-        self.fetch(id, ahead)
+        self.fetch(id, next)
     }
 }
 
@@ -342,15 +451,19 @@ mod tests {
         let ids: Vec<Id> = (0..20u8).map(|i| src.add_blob(&[i; 1000])).collect();
         let f = OpenFile::new(&src, &ids).unwrap();
         f.read_at(&src, 0, 10).unwrap();
-        assert_eq!(src.last_ahead(), AHEAD_BLOBS);
+        assert_eq!(src.last_next(), Some(AHEAD_BLOBS));
         f.read_at(&src, 10, 10).unwrap();
-        assert_eq!(src.last_ahead(), AHEAD_BLOBS);
+        assert_eq!(src.last_next(), Some(AHEAD_BLOBS));
         f.read_at(&src, 15_500, 10).unwrap();
-        assert_eq!(src.last_ahead(), 0);
+        assert_eq!(src.last_next(), Some(0));
         // The last blob has nothing ahead.
         f.read_at(&src, 19_000, 1000).unwrap();
         f.read_at(&src, 19_000, 1000).unwrap();
-        assert_eq!(src.last_ahead(), 0);
+        assert_eq!(src.last_next(), Some(0));
+        // A one-blob file asks for its neighbours in the pack.
+        let one = OpenFile::new(&src, &ids[..1]).unwrap();
+        one.read_at(&src, 0, 10).unwrap();
+        assert_eq!(src.last_next(), None);
     }
 
     #[test]

@@ -117,6 +117,8 @@ impl Refresher {
         match repo.reopen(&self.cache_dir, CacheMode::Primary) {
             Ok(primary) => {
                 primary.ensure_index()?;
+                // New snapshots decrypted once, into the cache, for the next mount too.
+                primary.snapshots()?;
                 drop(primary);
                 repo.cache().catch_up()?;
                 self.set_overlay(src, HashMap::new());

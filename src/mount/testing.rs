@@ -1,6 +1,6 @@
 //! An in-memory [`Source`] for the unit tests of the file system and the reader.
 
-use super::reader::Source;
+use super::reader::{Next, Source};
 use crate::error::{Error, Result};
 use crate::format::tree::Tree;
 use crate::id::Id;
@@ -44,9 +44,13 @@ impl MemSource {
         self.fetched.load(Ordering::Relaxed)
     }
 
-    /// How many blobs the last fetch was told a sequential reader wants next.
-    pub fn last_ahead(&self) -> usize {
-        self.last_ahead.load(Ordering::Relaxed)
+    /// What the last fetch was told: how many blobs a sequential reader wants next (0 for a
+    /// random read), `None` for a one-blob file's neighbours.
+    pub fn last_next(&self) -> Option<usize> {
+        match self.last_ahead.load(Ordering::Relaxed) {
+            usize::MAX => None,
+            n => Some(n),
+        }
     }
 
     /// Start counting again.
@@ -76,9 +80,14 @@ impl Source for MemSource {
             .collect()
     }
 
-    fn blob(&self, id: &Id, ahead: &[Id]) -> Result<Arc<Vec<u8>>> {
+    fn blob(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
         self.fetched.fetch_add(1, Ordering::Relaxed);
-        self.last_ahead.store(ahead.len(), Ordering::Relaxed);
+        let n = match next {
+            Next::Blobs(b) => b.len(),
+            Next::Nothing => 0,
+            Next::Neighbours => usize::MAX,
+        };
+        self.last_ahead.store(n, Ordering::Relaxed);
         self.blobs
             .lock()
             .unwrap()

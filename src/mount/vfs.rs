@@ -183,6 +183,10 @@ struct Slot {
     inode: Inode,
     /// References the kernel holds (lookups not yet forgotten).
     lookups: u64,
+    /// A file's blob offsets once read without an open handle ([`Vfs::read_inode`]).
+    file: Option<Arc<OpenFile>>,
+    /// A snapshot folder's listing once read without an open handle.
+    entries: Option<Arc<Vec<DirEntry>>>,
 }
 
 /// The file system over a repository's snapshots, reading through `S`.
@@ -244,6 +248,8 @@ impl<S: Source> Vfs<S> {
                     name: name.as_bytes().to_vec(),
                     inode,
                     lookups: u64::MAX / 2,
+                    file: None,
+                    entries: None,
                 },
             );
         }
@@ -424,6 +430,10 @@ impl<S: Source> Vfs<S> {
         loop {
             match table.get_mut(&ino) {
                 Some(s) if s.parent == parent && s.name == name => {
+                    if s.inode != inode {
+                        s.file = None;
+                        s.entries = None;
+                    }
                     s.inode = inode;
                     s.lookups += 1;
                     let attr = self.attr_of(ino, &s.inode);
@@ -439,6 +449,8 @@ impl<S: Source> Vfs<S> {
                             name: name.to_vec(),
                             inode,
                             lookups: 1,
+                            file: None,
+                            entries: None,
                         },
                     );
                     return Ok((attr, vol));
@@ -481,6 +493,50 @@ impl<S: Source> Vfs<S> {
     /// Open folder `ino`: its listing (`.` and `..` first) is fixed now and read from the
     /// handle ([`Vfs::readdir`]) until [`Vfs::releasedir`].
     pub fn opendir(&self, ino: u64) -> VfsResult<u64> {
+        let entries = self.list(ino)?;
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// The listing of folder `ino` without an open handle (the kernel's no-opendir mode): a
+    /// snapshot folder's is kept with the inode, a virtual folder's made again each time.
+    pub fn readdir_inode(&self, ino: u64) -> VfsResult<Arc<Vec<DirEntry>>> {
+        if let Some(e) = self.table().get(&ino).and_then(|s| s.entries.clone()) {
+            return Ok(e);
+        }
+        let (_, vol) = self.getattr(ino)?;
+        let entries = Arc::new(self.list(ino)?);
+        if vol == Volatility::Fixed {
+            if let Some(s) = self.table().get_mut(&ino) {
+                s.entries = Some(entries.clone());
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Up to `size` bytes at `offset` of file `ino` without an open handle (the kernel's
+    /// no-open mode); the file's blob offsets are kept with the inode.
+    pub fn read_inode(&self, ino: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
+        let cached = self.table().get(&ino).and_then(|s| s.file.clone());
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(self.open_file(ino)?);
+                if let Some(s) = self.table().get_mut(&ino) {
+                    s.file = Some(f.clone());
+                }
+                f
+            }
+        };
+        Ok(f.read_at(&self.source, offset, size)?)
+    }
+
+    /// The entries of folder `ino`, `.` and `..` first.
+    fn list(&self, ino: u64) -> VfsResult<Vec<DirEntry>> {
         let inode = self.inode(ino)?;
         let parent = self.table().get(&ino).map_or(ROOT, |s| s.parent);
         let mut entries = vec![
@@ -495,24 +551,28 @@ impl<S: Source> Vfs<S> {
                 kind: FileKind::Dir,
             },
         ];
-        for (name, child) in self.children(&inode)? {
-            let kind = match &child {
-                Inode::Latest(_) => FileKind::Symlink,
-                Inode::Node(n) => n.kind.into(),
-                _ => FileKind::Dir,
-            };
-            entries.push(DirEntry {
-                ino: fixed_ino(ino, &name).unwrap_or_else(|| hashed_ino(ino, &name)),
-                name,
-                kind,
-            });
+        if let Some(tree) = self.tree_of(&inode)? {
+            // A snapshot's folder: names and kinds straight from the tree, no node copied.
+            entries.extend(tree.nodes.iter().map(|n| DirEntry {
+                ino: hashed_ino(ino, &n.name),
+                name: n.name.clone(),
+                kind: n.kind.into(),
+            }));
+        } else {
+            for (name, child) in self.children(&inode)? {
+                let kind = match &child {
+                    Inode::Latest(_) => FileKind::Symlink,
+                    Inode::Node(n) => n.kind.into(),
+                    _ => FileKind::Dir,
+                };
+                entries.push(DirEntry {
+                    ino: fixed_ino(ino, &name).unwrap_or_else(|| hashed_ino(ino, &name)),
+                    name,
+                    kind,
+                });
+            }
         }
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.dirs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, Arc::new(entries));
-        Ok(fh)
+        Ok(entries)
     }
 
     /// The entries of open folder `fh` (the caller continues at its offset).
@@ -538,19 +598,24 @@ impl<S: Source> Vfs<S> {
         if write {
             return Err(VfsError::ReadOnly);
         }
-        let node = match self.inode(ino)? {
-            Inode::Node(n) if n.kind == NodeKind::File => n,
-            Inode::Node(n) if n.kind != NodeKind::Dir => return Err(VfsError::NoContent),
-            Inode::Latest(_) => return Err(VfsError::NotFound),
-            _ => return Err(VfsError::IsDir),
-        };
-        let f = OpenFile::new(&self.source, &node.content)?;
+        let f = self.open_file(ino)?;
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.files
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(fh, Arc::new(f));
         Ok(fh)
+    }
+
+    /// File `ino`'s content, ready to read.
+    fn open_file(&self, ino: u64) -> VfsResult<OpenFile> {
+        let node = match self.inode(ino)? {
+            Inode::Node(n) if n.kind == NodeKind::File => n,
+            Inode::Node(n) if n.kind != NodeKind::Dir => return Err(VfsError::NoContent),
+            Inode::Latest(_) => return Err(VfsError::NotFound),
+            _ => return Err(VfsError::IsDir),
+        };
+        Ok(OpenFile::new(&self.source, &node.content)?)
     }
 
     /// Read up to `size` bytes at `offset` of open file `fh` (fewer only at the end).

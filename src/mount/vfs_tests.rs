@@ -274,3 +274,31 @@ fn a_new_listing_shows_new_snapshots_and_keeps_open_ones_working() {
     );
     assert!(walk(&vfs, "snapshots/latest").is_err());
 }
+
+#[test]
+fn reads_and_listings_work_without_handles() {
+    let (vfs, whole) = fixture();
+    let a = walk(&vfs, "snapshots/1970-01-01T00:03:20/home/a.txt").unwrap();
+    assert_eq!(vfs.read_inode(a.ino, 0, 4096).unwrap(), whole);
+    assert_eq!(vfs.read_inode(a.ino, 1000, 4).unwrap(), b"tail");
+    let home = walk(&vfs, "snapshots/1970-01-01T00:03:20/home").unwrap();
+    assert_eq!(
+        vfs.read_inode(home.ino, 0, 1).unwrap_err().errno(),
+        libc::EISDIR
+    );
+    let listed = vfs.readdir_inode(home.ino).unwrap();
+    assert_eq!(listed.len(), 5);
+    let fh = vfs.opendir(home.ino).unwrap();
+    assert_eq!(*vfs.readdir(fh).unwrap(), *listed);
+    // A virtual folder's listing follows the snapshots.
+    let snaps = walk(&vfs, "snapshots").unwrap();
+    assert_eq!(vfs.readdir_inode(snaps.ino).unwrap().len(), 6);
+    vfs.set_snapshots(Listing::new(vec![], &utc));
+    assert_eq!(vfs.readdir_inode(snaps.ino).unwrap().len(), 2);
+    // What was kept with an inode goes with it.
+    vfs.forget(a.ino, 1);
+    assert_eq!(
+        vfs.read_inode(a.ino, 0, 1).unwrap_err().errno(),
+        libc::ENOENT
+    );
+}

@@ -84,6 +84,9 @@ pub enum CacheMode {
     /// it never stands in the way of a backup or prune on this host. Its index is what the
     /// primary merged, up to the last [`Cache::catch_up`]; this session never merges itself.
     Secondary,
+    /// [`CacheMode::Secondary`] when the regular cache exists with the current layout, else
+    /// [`CacheMode::Shared`] (the mount: no lock taken when the cache is there already).
+    SecondaryElseShared,
 }
 
 impl std::fmt::Debug for Repository {
@@ -230,6 +233,10 @@ impl Repository {
             CacheMode::Throwaway => Cache::open_temporary(cache_dir, rid)?,
             CacheMode::Primary => Cache::open_primary(cache_dir, rid)?,
             CacheMode::Secondary => Cache::open_secondary(cache_dir, rid)?,
+            CacheMode::SecondaryElseShared => match Cache::open_secondary(cache_dir, rid) {
+                Ok(c) => c,
+                Err(_) => Cache::open(cache_dir, rid)?,
+            },
         };
         let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
