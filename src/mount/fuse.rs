@@ -39,6 +39,9 @@ impl<S> FuseFs<S> {
     }
 }
 
+/// Read-ahead asked of the kernel: reads of large files come in pieces up to this size.
+const READAHEAD: u32 = 1 << 20;
+
 /// Handle 0 is never given out: a request with it comes from the kernel's no-open mode.
 const NO_HANDLE: u64 = 0;
 
@@ -111,6 +114,10 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
         use fuser::InitFlags;
         let both = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
         self.stateless = config.capabilities().contains(both);
+        // Larger reads for large files (the kernel caps this at its own maximum).
+        if let Err(max) = config.set_max_readahead(READAHEAD) {
+            let _ = config.set_max_readahead(max);
+        }
         Ok(())
     }
 
