@@ -396,3 +396,53 @@ fn without_fuse_the_mount_fails_at_once_with_one_line() {
     let o = env.cairn(&[OsStr::new("mount"), env.repo.join("config").as_os_str()]);
     assert_fails_one_line(&o, 1, "mount on a file");
 }
+
+#[test]
+fn without_dev_fuse_the_mount_fails_at_once_with_one_line() {
+    let env = Env::new();
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // A mount namespace of its own with an empty /dev: no /dev/fuse.
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs none /dev && exec "$0" mount "$1""#)
+        .arg(bin())
+        .arg(&mnt)
+        .env("CAIRN_REPOSITORY", &env.repo)
+        .env("CAIRN_PASSWORD", PASSWORD);
+    let t0 = Instant::now();
+    let o = run(c, None);
+    let msg = assert_fails_one_line(&o, 1, "mount without /dev/fuse");
+    assert!(msg.contains("/dev/fuse"), "{msg}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn allow_other_lets_other_users_in() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f.txt"), b"x\n");
+    env.backup(&[src.to_str().unwrap()]);
+    // A mount point other users can reach (the environment's folder is private).
+    let open = tempfile::Builder::new()
+        .prefix("cairn-it-mnt-")
+        .tempdir()
+        .unwrap();
+    chmod(open.path(), 0o755);
+    let mnt = open.path().join("mnt");
+    let as_nobody = |p: &Path| {
+        Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+            .arg(p)
+            .output()
+            .expect("setpriv ls")
+    };
+    let m = Mounted::new(&env, &mnt, &[]);
+    assert!(!as_nobody(&mnt.join("snapshots")).status.success());
+    m.stop_with(libc::SIGTERM);
+    let m = Mounted::new(&env, &mnt, &["--allow-other"]);
+    let o = as_nobody(&mnt.join("snapshots"));
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("latest"));
+    m.stop_with(libc::SIGTERM);
+}

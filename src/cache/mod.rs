@@ -52,6 +52,45 @@ pub struct Cache {
     /// For a secondary instance ([`Cache::open_secondary`]): its own private folder (RocksDB's
     /// info log and the secondary's state), removed when the cache is dropped.
     secondary: Option<tempfile::TempDir>,
+    /// An exclusive `flock` on `<secondary folder>/owner`, held while open: a folder whose
+    /// lock can be taken was left by a process that died, and is removed.
+    _secondary_owner: Option<std::fs::File>,
+}
+
+/// Prefix of a secondary instance's own folder inside the cache folder.
+const SECONDARY_PREFIX: &str = ".secondary-";
+
+/// Take an exclusive `flock` on `file` without waiting.
+fn try_flock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; flock has no other preconditions.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Remove the folders of secondary instances of repository `short` under `dir` whose owner
+/// is gone (its lock on `owner` can be taken, or it never made one). Errors are ignored: a
+/// leftover folder costs only space.
+fn remove_stale_secondaries(dir: &Path, short: &str) {
+    let prefix = format!("{SECONDARY_PREFIX}{short}-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let p = e.path();
+        let stale = match std::fs::File::open(p.join("owner")) {
+            Ok(f) => try_flock(&f),
+            // Made by a process that died before locking it (or long ago).
+            Err(_) => std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 60)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -250,6 +289,7 @@ impl Cache {
             path,
             temp: Some(temp),
             secondary: None,
+            _secondary_owner: None,
         })
     }
 
@@ -264,8 +304,9 @@ impl Cache {
         ensure_private_dir(dir)?;
         let path = dir.join(repo_id.to_hex());
         ensure_private_dir(&path)?;
+        remove_stale_secondaries(dir, &repo_id.short());
         let own = tempfile::Builder::new()
-            .prefix(&format!(".secondary-{}-", repo_id.short()))
+            .prefix(&format!("{SECONDARY_PREFIX}{}-", repo_id.short()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(dir)
             .map_err(|e| {
@@ -278,6 +319,14 @@ impl Cache {
                 )
             })?;
         ensure_private_dir(own.path())?;
+        let owner = std::fs::File::create(own.path().join("owner"))
+            .map_err(|e| Error::io("cannot create the secondary cache's owner file", e))?;
+        if !try_flock(&owner) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "cannot lock the secondary cache's owner file",
+            ));
+        }
         let (mut opts, cfs) = Self::descriptors();
         opts.create_if_missing(false);
         opts.create_missing_column_families(false);
@@ -290,6 +339,7 @@ impl Cache {
             path,
             temp: None,
             secondary: Some(own),
+            _secondary_owner: Some(owner),
         };
         // Not checked: the dirty flag. A primary may be merging right now; a merge only adds
         // locations before it removes superseded ones, so lookups stay correct meanwhile.
@@ -329,6 +379,7 @@ impl Cache {
                         path,
                         temp: None,
                         secondary: None,
+                        _secondary_owner: None,
                     });
                 }
                 Err(e) if is_lock_busy(e.as_ref()) && !fallback => {
@@ -675,6 +726,16 @@ mod tests {
         drop(primary);
         let own = sec.secondary.as_ref().unwrap().path().to_path_buf();
         assert!(own.exists());
+        // A folder left by a dead secondary is removed by the next open; a live one is kept.
+        let dead = tmp
+            .path()
+            .join(format!("{SECONDARY_PREFIX}{}-dead", repo.short()));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("owner"), b"").unwrap();
+        let other = Cache::open_secondary(tmp.path(), &repo).unwrap();
+        assert!(!dead.exists(), "a dead secondary's folder was left");
+        assert!(own.exists(), "a live secondary's folder was removed");
+        drop(other);
         drop(sec);
         assert!(!own.exists(), "the secondary's folder was not removed");
     }

@@ -1,5 +1,6 @@
 //! Browsing snapshots through a read-only FUSE mount.
 //!
+//! - [`attr`]: kinds, attributes, listing entries and errors as the kernel sees them;
 //! - [`listing`]: the virtual folders (`snapshots/`, `ids/`, `hosts/`, `tags/`, `latest`
 //!   links), pure;
 //! - [`vfs`]: inodes over those folders and the snapshots' trees, attributes, listings,
@@ -12,6 +13,7 @@
 //! The mount never holds the regular cache: it merges the index through it at start, then
 //! reads through a RocksDB secondary instance (design.md, "Mount").
 
+pub mod attr;
 pub mod fuse;
 pub mod listing;
 pub mod lru;

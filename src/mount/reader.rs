@@ -8,6 +8,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repo::Repository;
+#[cfg(doc)]
+use crate::repo::reader::runs;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,34 +27,24 @@ pub trait Source: Send + Sync {
 /// What a reader will probably ask for after a blob: a hint, never needed for correctness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next<'a> {
-    /// A sequential reader of a larger file: these blobs of the file come next; the source
-    /// may fetch those stored right after this one in the same read.
+    /// A sequential reader of a larger file: these blobs of the file come next.
     Blobs(&'a [Id]),
-    /// The whole content of a one-blob file: the bytes stored after it in the pack likely
-    /// hold the next files of the folder (a backup stores a folder's files in walk order).
-    Neighbours,
+    /// The last blob of a file read from its start: the first blobs of the next files of its
+    /// folder (whoever reads a whole file often reads the folder: `cat *`, `cp -r`, `grep -r`).
+    Siblings(&'a [Id]),
     /// A random read: fetch nothing more.
     Nothing,
 }
 
 /// Blobs fetched ahead for a sequential reader, at most.
 const AHEAD_BLOBS: usize = 8;
-/// A one-blob file's blob at most this large is read with the pack bytes after it.
-const WINDOW_BLOB_MAX: u64 = 256 << 10;
-/// Bytes of a pack read from a small blob on (the blob and what follows it).
-const WINDOW_BYTES: u64 = 1 << 20;
-/// Windows kept (a backup spreads a folder's files over a few open packs).
-const WINDOWS: usize = 16;
-
-/// Sealed pack bytes read after a small blob.
-struct Window {
-    pack: Id,
-    start: u64,
-    bytes: bytes::Bytes,
-}
-/// Bytes of a pack read at once for a sequential reader, at most (the blob asked for and
-/// those stored after it).
+/// Of the blobs a hint names, those stored at most this far after the one asked for (in the
+/// same pack) are read with it, in the same ranged reads.
 const AHEAD_BYTES: u64 = 8 << 20;
+/// Blobs of the next files named by a [`Next::Siblings`] hint, at most (and per file).
+pub const SIBLING_BLOBS: usize = 32;
+/// … per file.
+pub const SIBLING_BLOBS_PER_FILE: usize = 2;
 
 /// An open file: its blobs and where each ends in the file.
 #[derive(Debug)]
@@ -62,6 +54,8 @@ pub struct OpenFile {
     ends: Vec<u64>,
     /// Where the last read ended: a read starting there is sequential (read ahead).
     next: AtomicU64,
+    /// First blobs of the files after this one in its folder (see [`Next::Siblings`]).
+    siblings: Vec<Id>,
 }
 
 impl OpenFile {
@@ -80,7 +74,14 @@ impl OpenFile {
             content: content.to_vec(),
             ends,
             next: AtomicU64::new(0),
+            siblings: Vec::new(),
         })
+    }
+
+    /// Name the first blobs of the files after this one in its folder, for read-ahead.
+    pub fn with_siblings(mut self, siblings: Vec<Id>) -> Self {
+        self.siblings = siblings;
+        self
     }
 
     /// The length of the content.
@@ -115,12 +116,13 @@ impl OpenFile {
                 break;
             };
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            let next = if self.content.len() == 1 {
-                Next::Neighbours
-            } else if sequential {
-                Next::Blobs(&self.content[i + 1..(i + 1 + AHEAD_BLOBS).min(self.content.len())])
-            } else {
+            let last = i + 1 == self.content.len();
+            let next = if !sequential {
                 Next::Nothing
+            } else if last {
+                Next::Siblings(&self.siblings)
+            } else {
+                Next::Blobs(&self.content[i + 1..(i + 1 + AHEAD_BLOBS).min(self.content.len())])
             };
             let blob = source.blob(id, next)?;
             if blob.len() as u64 != blob_end - start {
@@ -144,32 +146,34 @@ impl OpenFile {
 }
 
 /// The repository as the mount's [`Source`]: trees from the cache (or fetched), blobs through
-/// the one pack reader, both kept decoded in a bounded LRU.
+/// the one pack reader, kept in bounded LRUs: decoded trees, decrypted blobs, and blobs read
+/// ahead (still sealed: opened only when asked for, by whichever thread asks).
 pub struct RepoSource {
     repo: Arc<Repository>,
     blobs: Mutex<Lru<Id, Vec<u8>>>,
     trees: Mutex<Lru<Id, Tree>>,
+    sealed: Mutex<Lru<Id, Vec<u8>>>,
+    /// Held while reading from the store: a thread that wants a blob another thread is
+    /// reading ahead waits for it instead of reading it again.
+    reading: Mutex<()>,
     /// Blobs of index files the cache has not merged yet (see `refresh`).
     overlay: RwLock<HashMap<Id, BlobLocation>>,
-    /// Recent windows of pack bytes read after a small blob, newest last.
-    windows: Mutex<std::collections::VecDeque<Window>>,
-    /// Pack sizes looked up for windows (`None`: unknown to the cache).
-    pack_sizes: Mutex<HashMap<Id, Option<u64>>>,
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
 }
 
 impl RepoSource {
-    /// A source over `repo` keeping up to `cache_bytes` of decoded blobs and trees (a quarter
-    /// for trees).
+    /// A source over `repo` keeping up to `cache_bytes` of decoded trees (a quarter), sealed
+    /// blobs read ahead (an eighth) and decrypted blobs (the rest).
     pub fn new(repo: Arc<Repository>, cache_bytes: u64) -> Self {
+        let (trees, sealed) = (cache_bytes / 4, cache_bytes / 8);
         RepoSource {
             repo,
-            blobs: Mutex::new(Lru::new(cache_bytes - cache_bytes / 4)),
-            trees: Mutex::new(Lru::new(cache_bytes / 4)),
+            blobs: Mutex::new(Lru::new(cache_bytes - trees - sealed)),
+            trees: Mutex::new(Lru::new(trees)),
+            sealed: Mutex::new(Lru::new(sealed)),
+            reading: Mutex::new(()),
             overlay: RwLock::new(HashMap::new()),
-            windows: Mutex::new(std::collections::VecDeque::new()),
-            pack_sizes: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
         }
@@ -206,59 +210,12 @@ impl RepoSource {
         }
     }
 
-    /// The sealed bytes of a blob from a window read earlier, if one holds it.
-    fn from_window(&self, loc: &BlobLocation) -> Option<bytes::Bytes> {
-        let (off, len) = (u64::from(loc.offset), u64::from(loc.length));
-        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        w.iter().rev().find_map(|w| {
-            let inside =
-                w.pack == loc.pack && off >= w.start && off + len <= w.start + w.bytes.len() as u64;
-            inside.then(|| {
-                w.bytes
-                    .slice((off - w.start) as usize..(off - w.start + len) as usize)
-            })
-        })
+    fn lru_blobs(&self) -> std::sync::MutexGuard<'_, Lru<Id, Vec<u8>>> {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pack_size(&self, pack: &Id) -> Result<Option<u64>> {
-        let mut sizes = self.pack_sizes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = sizes.get(pack) {
-            return Ok(*s);
-        }
-        let size = self.repo.cache().pack(pack)?.map(|p| p.size);
-        if sizes.len() >= 1 << 16 {
-            sizes.clear();
-        }
-        sizes.insert(*pack, size);
-        Ok(size)
-    }
-
-    /// The sealed bytes of small blob `loc` read with up to [`WINDOW_BYTES`] of its pack
-    /// after it, kept as a window; `None` when the pack's size is unknown.
-    fn read_window(&self, loc: &BlobLocation) -> Result<Option<bytes::Bytes>> {
-        let Some(size) = self.pack_size(&loc.pack)? else {
-            return Ok(None);
-        };
-        let (off, len) = (u64::from(loc.offset), u64::from(loc.length));
-        let end = (off + WINDOW_BYTES).min(size);
-        if end < off + len {
-            return Ok(None);
-        }
-        let bytes = self.repo.read_pack_range(&loc.pack, off..end)?;
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        self.fetched_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let sealed = bytes.slice(0..len as usize);
-        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        w.push_back(Window {
-            pack: loc.pack,
-            start: off,
-            bytes,
-        });
-        while w.len() > WINDOWS {
-            w.pop_front();
-        }
-        Ok(Some(sealed))
+    fn lru_sealed(&self) -> std::sync::MutexGuard<'_, Lru<Id, Vec<u8>>> {
+        self.sealed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Open sealed bytes of blob `id` and keep the result.
@@ -268,59 +225,68 @@ impl RepoSource {
         Ok(raw)
     }
 
-    /// Fetch blob `id`: from a window, or with the pack bytes after it (`Next::Neighbours`,
-    /// small blobs), or with the blobs of `Next::Blobs` stored right after it in its pack (not
-    /// already held) in the same ranged read; all go into the LRU.
+    /// A blob read ahead earlier, taken out of the sealed LRU.
+    fn take_sealed(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
+        let mut l = self.lru_sealed();
+        let s = l.get(id)?;
+        l.remove(id);
+        Some(s)
+    }
+
+    /// Fetch blob `id` with the blobs `next` names that are stored at most [`AHEAD_BYTES`]
+    /// after it in its pack and not held already, in the same ranged reads ([`runs`]); those
+    /// are kept sealed.
     fn fetch(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
         let loc = self.locate(id)?;
-        if let Some(sealed) = self.from_window(&loc) {
-            return self.open_and_keep(id, &loc, &sealed);
+        if let Some(s) = self.take_sealed(id) {
+            return self.open_and_keep(id, &loc, &s);
         }
-        let ahead = match next {
-            Next::Blobs(b) => b,
-            Next::Neighbours if u64::from(loc.length) <= WINDOW_BLOB_MAX => {
-                if let Some(sealed) = self.read_window(&loc)? {
-                    return self.open_and_keep(id, &loc, &sealed);
-                }
-                &[]
-            }
-            _ => &[],
+        let guard = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        // Read ahead by another thread while this one waited?
+        if let Some(s) = self.take_sealed(id) {
+            drop(guard);
+            return self.open_and_keep(id, &loc, &s);
+        }
+        let (hint, contiguous) = match next {
+            Next::Blobs(b) => (b, true),
+            Next::Siblings(b) => (b, false),
+            Next::Nothing => (&[][..], false),
         };
         let mut items = vec![(*id, loc)];
         let first = u64::from(loc.offset);
-        for a in ahead {
+        for a in hint {
             if a == id || items.iter().any(|(i, _)| i == a) {
                 continue;
             }
-            if self.lru_blobs().get(a).is_some() {
-                continue;
+            let held = self.lru_blobs().get(a).is_some() || self.lru_sealed().get(a).is_some();
+            let near = (!held).then(|| self.locate(a).ok()).flatten().filter(|l| {
+                let end = u64::from(l.offset) + u64::from(l.length);
+                l.pack == loc.pack && u64::from(l.offset) >= first && end - first <= AHEAD_BYTES
+            });
+            match near {
+                Some(l) => items.push((*a, l)),
+                // A file's next blobs are stored in order: the first one elsewhere ends the
+                // run. The next files' blobs may lie in other packs: try them all.
+                None if contiguous && !held => break,
+                None => {}
             }
-            let Ok(l) = self.locate(a) else { break };
-            let end = u64::from(l.offset) + u64::from(l.length);
-            if l.pack != loc.pack || u64::from(l.offset) < first || end - first > AHEAD_BYTES {
-                break;
-            }
-            items.push((*a, l));
         }
         items.sort_by_key(|(_, l)| l.offset);
-        let mut wanted: Option<Arc<Vec<u8>>> = None;
+        let mut wanted: Option<Vec<u8>> = None;
         self.repo.read_pack_blobs(
             &loc.pack,
             &items,
             |x| &x.1,
-            |(bid, l), sealed| {
-                let res = sealed.and_then(|s| {
-                    self.fetched_bytes
-                        .fetch_add(s.len() as u64, Ordering::Relaxed);
-                    self.repo.open_blob(bid, l, s)
-                });
-                match res {
-                    Ok(raw) => {
-                        let raw = Arc::new(raw);
-                        let w = raw.len() as u64;
-                        self.lru_blobs().insert(*bid, raw.clone(), w);
+            |(bid, _), sealed| {
+                match sealed {
+                    Ok(s) => {
+                        self.fetched_bytes
+                            .fetch_add(s.len() as u64, Ordering::Relaxed);
                         if bid == id {
-                            wanted = Some(raw);
+                            wanted = Some(s.to_vec());
+                        } else {
+                            self.lru_sealed()
+                                .insert(*bid, Arc::new(s.to_vec()), s.len() as u64);
                         }
                         Ok(())
                     }
@@ -331,12 +297,11 @@ impl RepoSource {
                 }
             },
         )?;
+        drop(guard);
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        wanted.ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))
-    }
-
-    fn lru_blobs(&self) -> std::sync::MutexGuard<'_, Lru<Id, Vec<u8>>> {
-        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
+        let sealed =
+            wanted.ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
+        self.open_and_keep(id, &loc, &sealed)
     }
 }
 
@@ -449,21 +414,23 @@ mod tests {
     fn sequential_reads_ask_for_the_next_blobs_random_ones_do_not() {
         let src = MemSource::default();
         let ids: Vec<Id> = (0..20u8).map(|i| src.add_blob(&[i; 1000])).collect();
-        let f = OpenFile::new(&src, &ids).unwrap();
+        let sib = src.add_blob(b"next file");
+        let f = OpenFile::new(&src, &ids).unwrap().with_siblings(vec![sib]);
         f.read_at(&src, 0, 10).unwrap();
-        assert_eq!(src.last_next(), Some(AHEAD_BLOBS));
+        assert_eq!(src.last_next(), format!("blobs {AHEAD_BLOBS}"));
         f.read_at(&src, 10, 10).unwrap();
-        assert_eq!(src.last_next(), Some(AHEAD_BLOBS));
+        assert_eq!(src.last_next(), format!("blobs {AHEAD_BLOBS}"));
         f.read_at(&src, 15_500, 10).unwrap();
-        assert_eq!(src.last_next(), Some(0));
-        // The last blob has nothing ahead.
-        f.read_at(&src, 19_000, 1000).unwrap();
-        f.read_at(&src, 19_000, 1000).unwrap();
-        assert_eq!(src.last_next(), Some(0));
-        // A one-blob file asks for its neighbours in the pack.
-        let one = OpenFile::new(&src, &ids[..1]).unwrap();
+        assert_eq!(src.last_next(), "nothing");
+        // Reaching the last blob in order: the next files.
+        f.read_at(&src, 15_510, 4490).unwrap();
+        assert_eq!(src.last_next(), "siblings 1");
+        // A one-blob file read from its start: the next files at once.
+        let one = OpenFile::new(&src, &ids[..1])
+            .unwrap()
+            .with_siblings(vec![sib, ids[3]]);
         one.read_at(&src, 0, 10).unwrap();
-        assert_eq!(src.last_next(), None);
+        assert_eq!(src.last_next(), "siblings 2");
     }
 
     #[test]

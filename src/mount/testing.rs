@@ -15,7 +15,7 @@ pub struct MemSource {
     blobs: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
     lengths: Mutex<HashMap<Id, u64>>,
     fetched: AtomicUsize,
-    last_ahead: AtomicUsize,
+    last_next: Mutex<String>,
 }
 
 impl MemSource {
@@ -44,13 +44,9 @@ impl MemSource {
         self.fetched.load(Ordering::Relaxed)
     }
 
-    /// What the last fetch was told: how many blobs a sequential reader wants next (0 for a
-    /// random read), `None` for a one-blob file's neighbours.
-    pub fn last_next(&self) -> Option<usize> {
-        match self.last_ahead.load(Ordering::Relaxed) {
-            usize::MAX => None,
-            n => Some(n),
-        }
+    /// The hint of the last fetch: `blobs N`, `siblings N` or `nothing`.
+    pub fn last_next(&self) -> String {
+        self.last_next.lock().unwrap().clone()
     }
 
     /// Start counting again.
@@ -82,12 +78,11 @@ impl Source for MemSource {
 
     fn blob(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
         self.fetched.fetch_add(1, Ordering::Relaxed);
-        let n = match next {
-            Next::Blobs(b) => b.len(),
-            Next::Nothing => 0,
-            Next::Neighbours => usize::MAX,
+        *self.last_next.lock().unwrap() = match next {
+            Next::Blobs(b) => format!("blobs {}", b.len()),
+            Next::Siblings(b) => format!("siblings {}", b.len()),
+            Next::Nothing => "nothing".into(),
         };
-        self.last_ahead.store(n, Ordering::Relaxed);
         self.blobs
             .lock()
             .unwrap()

@@ -8,9 +8,10 @@
 //! kernel holds a reference to it (lookup counts, [`Vfs::forget`]), so its memory follows the
 //! kernel's dentry cache, not the size of the repository.
 
+pub use super::attr::{Attr, DirEntry, FileKind, VfsError, VfsResult, Volatility, node_attr};
 use super::listing::{LATEST, Listing, SnapshotEntry};
-use super::reader::{OpenFile, Source};
-use crate::format::tree::{ATIME_NOT_RECORDED, Node, NodeKind, Tree};
+use super::reader::{OpenFile, SIBLING_BLOBS, SIBLING_BLOBS_PER_FILE, Source};
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -25,136 +26,6 @@ const HOSTS: u64 = 4;
 const TAGS: u64 = 5;
 /// Numbers below this are reserved for the fixed folders.
 const FIRST_DYNAMIC: u64 = 16;
-
-/// Why an operation failed; [`VfsError::errno`] is what the kernel hears.
-#[derive(Debug, thiserror::Error)]
-pub enum VfsError {
-    /// No entry by that name, or an inode or handle the file system does not know.
-    #[error("no such file or folder")]
-    NotFound,
-    /// A folder operation on something else.
-    #[error("not a folder")]
-    NotDir,
-    /// A file operation on a folder.
-    #[error("is a folder")]
-    IsDir,
-    /// `readlink` on something that is not a link.
-    #[error("not a symbolic link")]
-    NotLink,
-    /// No extended attribute by that name.
-    #[error("no such attribute")]
-    NoAttr,
-    /// Anything that would change the file system.
-    #[error("read-only file system")]
-    ReadOnly,
-    /// Opening a fifo, socket or device: the mount has no content for them.
-    #[error("no content to read")]
-    NoContent,
-    /// Reading the repository failed (missing pack, damaged blob, store error).
-    #[error(transparent)]
-    Repo(#[from] crate::Error),
-}
-
-impl VfsError {
-    /// The errno for the kernel.
-    pub fn errno(&self) -> i32 {
-        match self {
-            VfsError::NotFound => libc::ENOENT,
-            VfsError::NotDir => libc::ENOTDIR,
-            VfsError::IsDir => libc::EISDIR,
-            VfsError::NotLink => libc::EINVAL,
-            VfsError::NoAttr => libc::ENODATA,
-            VfsError::ReadOnly => libc::EROFS,
-            VfsError::NoContent => libc::ENXIO,
-            VfsError::Repo(_) => libc::EIO,
-        }
-    }
-}
-
-/// Shorthand for the file system's results.
-pub type VfsResult<T> = std::result::Result<T, VfsError>;
-
-/// The kind of an entry, as listings and attributes report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// Folder.
-    Dir,
-    /// Regular file.
-    File,
-    /// Symbolic link.
-    Symlink,
-    /// Named pipe.
-    Fifo,
-    /// Character device.
-    CharDevice,
-    /// Block device.
-    BlockDevice,
-    /// Unix socket.
-    Socket,
-}
-
-impl From<NodeKind> for FileKind {
-    fn from(k: NodeKind) -> Self {
-        match k {
-            NodeKind::File => FileKind::File,
-            NodeKind::Dir => FileKind::Dir,
-            NodeKind::Symlink => FileKind::Symlink,
-            NodeKind::Fifo => FileKind::Fifo,
-            NodeKind::CharDevice => FileKind::CharDevice,
-            NodeKind::BlockDevice => FileKind::BlockDevice,
-            NodeKind::Socket => FileKind::Socket,
-        }
-    }
-}
-
-/// An entry's attributes (what `stat` shows).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attr {
-    /// Inode number.
-    pub ino: u64,
-    /// Kind.
-    pub kind: FileKind,
-    /// Size in bytes.
-    pub size: u64,
-    /// Permission bits (`mode & 0o7777`).
-    pub perm: u16,
-    /// Link count.
-    pub nlink: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Device number (devices).
-    pub rdev: u32,
-    /// Access time, ns since the epoch (the mtime when it was not recorded).
-    pub atime_ns: i64,
-    /// Modification time, ns.
-    pub mtime_ns: i64,
-    /// Status change time, ns.
-    pub ctime_ns: i64,
-}
-
-/// One listing entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirEntry {
-    /// Inode number (the one a lookup of the name gives, but for a hash collision).
-    pub ino: u64,
-    /// Name.
-    pub name: Vec<u8>,
-    /// Kind.
-    pub kind: FileKind,
-}
-
-/// Whether an entry is a virtual folder or link, or a snapshot's root (its listing or its
-/// name changes as snapshots come and go: the kernel should not cache it for long), or lies
-/// inside a snapshot (immutable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Volatility {
-    /// Virtual: may change with the next refresh.
-    Changing,
-    /// Inside a snapshot: never changes.
-    Fixed,
-}
 
 /// What an inode stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,15 +478,38 @@ impl<S: Source> Vfs<S> {
         Ok(fh)
     }
 
+    /// The first blobs of the files after `name` in folder `parent` (read-ahead hint).
+    fn siblings(&self, parent: u64, name: &[u8]) -> Vec<Id> {
+        let Ok(p) = self.inode(parent) else {
+            return Vec::new();
+        };
+        let Ok(Some(tree)) = self.tree_of(&p) else {
+            return Vec::new();
+        };
+        let from = tree.nodes.partition_point(|n| n.name.as_slice() <= name);
+        tree.nodes[from..]
+            .iter()
+            .filter(|n| n.kind == NodeKind::File)
+            .flat_map(|n| n.content.iter().take(SIBLING_BLOBS_PER_FILE))
+            .take(SIBLING_BLOBS)
+            .copied()
+            .collect()
+    }
+
     /// File `ino`'s content, ready to read.
     fn open_file(&self, ino: u64) -> VfsResult<OpenFile> {
+        let (parent, name) = self
+            .table()
+            .get(&ino)
+            .map(|s| (s.parent, s.name.clone()))
+            .ok_or(VfsError::NotFound)?;
         let node = match self.inode(ino)? {
             Inode::Node(n) if n.kind == NodeKind::File => n,
             Inode::Node(n) if n.kind != NodeKind::Dir => return Err(VfsError::NoContent),
             Inode::Latest(_) => return Err(VfsError::NotFound),
             _ => return Err(VfsError::IsDir),
         };
-        Ok(OpenFile::new(&self.source, &node.content)?)
+        Ok(OpenFile::new(&self.source, &node.content)?.with_siblings(self.siblings(parent, &name)))
     }
 
     /// Read up to `size` bytes at `offset` of open file `fh` (fewer only at the end).
@@ -657,31 +551,6 @@ impl<S: Source> Vfs<S> {
                 .ok_or(VfsError::NoAttr),
             _ => Err(VfsError::NoAttr),
         }
-    }
-}
-
-/// The attributes of a snapshot's node.
-pub fn node_attr(ino: u64, n: &Node) -> Attr {
-    let size = match n.kind {
-        NodeKind::Symlink => n.link_target.len() as u64,
-        _ => n.size,
-    };
-    Attr {
-        ino,
-        kind: n.kind.into(),
-        size,
-        perm: (n.mode & 0o7777) as u16,
-        nlink: u32::try_from(n.nlink.max(1)).unwrap_or(u32::MAX),
-        uid: n.uid,
-        gid: n.gid,
-        rdev: u32::try_from(n.rdev).unwrap_or(0),
-        atime_ns: if n.atime_ns == ATIME_NOT_RECORDED {
-            n.mtime_ns
-        } else {
-            n.atime_ns
-        },
-        mtime_ns: n.mtime_ns,
-        ctime_ns: n.ctime_ns,
     }
 }
 

@@ -110,20 +110,6 @@ pub fn runs(locs: &[&BlobLocation]) -> Vec<std::ops::Range<usize>> {
 }
 
 impl Repository {
-    /// One ranged read of pack `pack` as stored (the mount reads the bytes after a small blob
-    /// with it, for the blobs of the next files). A missing pack is `NotFound`, named.
-    pub fn read_pack_range(&self, pack: &Id, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
-        self.backend()
-            .get_range(FileType::Pack, &pack.to_hex(), range)
-            .map_err(|e| {
-                if e.kind() == crate::error::ErrorKind::NotFound {
-                    Error::not_found(format!("pack {} is missing", pack.short()))
-                } else {
-                    e
-                }
-            })
-    }
-
     /// The one pack reader (restore, repack): read `items`' blobs from `pack` as stored
     /// (sealed), neighbours merged into ranged reads ([`runs`]). `items` must be sorted by
     /// offset; `loc` gives each one's location. `f` gets each item with its sealed bytes, or
