@@ -27,7 +27,7 @@ REPEATS=${REPEATS:-3}
 CAIRN_MOUNT_FLAGS=${CAIRN_MOUNT_FLAGS:-}
 export RESTIC_PASSWORD=bench CAIRN_PASSWORD=bench
 RES=$WORK/results.tsv
-: > "$RES"
+: > "$RES"; : > "$WORK/failures"
 echo "# $(date -u +%FT%TZ) cairn $("$CAIRN" version 2>/dev/null | head -1) ($(git -C "$HERE" rev-parse --short HEAD 2>/dev/null)); $("$RESTIC" version); load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$WORK/header.txt"
 [ -d "$DATA/usr" ] || { echo "no $DATA/usr: run ../shared/bench/make-data.sh $DATA"; exit 1; }
 
@@ -60,6 +60,8 @@ env_for restic; "$RESTIC" -q -r "$WORK/restic/repo" init >/dev/null && "$RESTIC"
 mount_round() {
   local t=$1 r=$2 mnt="$WORK/$1/mnt" pid t0
   env_for "$t"
+  # The tool's repository and cache in the page cache, whatever ran before.
+  cat_all "$WORK/$t/repo"; cat_all "$WORK/$t/cache"
   sync
   t0=$(now)
   case $t in

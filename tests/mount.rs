@@ -446,3 +446,51 @@ fn allow_other_lets_other_users_in() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("latest"));
     m.stop_with(libc::SIGTERM);
 }
+
+#[test]
+fn many_files_read_at_once_by_several_readers_match_their_source() {
+    // Small chunks: the larger files are several blobs; the small ones are read ahead of
+    // each other, opened by the background thread or by whichever reader comes first.
+    let env = Env::small();
+    let src = env.path("src");
+    let mut rng = Rng::new(5);
+    for i in 0..400u64 {
+        let len = if i % 50 == 7 {
+            200_000 + rng.next() % 600_000
+        } else {
+            rng.next() % 20_000
+        };
+        write_random(&src.join(format!("d{}/f{i:03}", i % 4)), i, len);
+    }
+    env.backup(&[src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    let m = Mounted::new(&env, &mnt, &["--cache-size", "4M"]);
+    let mounted = restored(&mnt.join("snapshots/latest"), &src);
+    let files: Vec<PathBuf> = walk(&src)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| p.strip_prefix(&src).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(files.len(), 400);
+    std::thread::scope(|s| {
+        for order in 0..3 {
+            let (files, src, mounted) = (&files, &src, &mounted);
+            s.spawn(move || {
+                let mut v: Vec<&PathBuf> = files.iter().collect();
+                match order {
+                    1 => v.reverse(),
+                    2 => v.sort_by_key(|p| p.file_name().map(|n| n.to_os_string())),
+                    _ => {}
+                }
+                for f in v {
+                    assert!(
+                        same_content(&src.join(f), &mounted.join(f)),
+                        "{} differs (reader {order})",
+                        f.display()
+                    );
+                }
+            });
+        }
+    });
+    m.stop_with(libc::SIGTERM);
+}

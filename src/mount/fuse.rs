@@ -177,7 +177,7 @@ impl<S: Source + 'static> Filesystem for FuseFs<S> {
             self.vfs.read(fh.0, offset, size as usize)
         };
         match r {
-            Ok(d) => reply.data(&d),
+            Ok(d) => reply.data(d.as_slice()),
             Err(e) => reply.error(errno(&e)),
         }
     }

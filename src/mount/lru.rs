@@ -64,6 +64,18 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.used += weight;
     }
 
+    /// Whether `key` is held (its place in the order unchanged).
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Remove everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+        self.used = 0;
+    }
+
     /// Remove `key`.
     pub fn remove(&mut self, key: &K) {
         if let Some((_, w, last)) = self.map.remove(key) {
@@ -116,8 +128,12 @@ mod tests {
         l.insert("e", Arc::new(6), 10);
         assert_eq!(*held, 1);
         assert_eq!(l.len(), 1);
+        assert!(l.contains(&"e") && !l.contains(&"a"));
         l.remove(&"e");
         assert!(l.is_empty());
         assert_eq!(l.used(), 0);
+        l.insert("f", Arc::new(7), 3);
+        l.clear();
+        assert!(l.is_empty() && l.used() == 0 && l.get(&"f").is_none());
     }
 }

@@ -5,8 +5,9 @@
 //!   links), pure;
 //! - [`vfs`]: inodes over those folders and the snapshots' trees, attributes, listings,
 //!   extended attributes, reads: the whole file system, tested without FUSE;
-//! - [`reader`]: `read_at` over a file's blobs and the repository source with its LRU of
-//!   decrypted blobs and decoded trees;
+//! - [`reader`]: `read_at` over a file's blobs, from any [`reader::Source`];
+//! - [`source`]: the repository as that source, with its LRUs of decoded trees, decrypted
+//!   blobs and blobs read ahead, and the thread that opens those;
 //! - [`refresh`]: following the cache and the store while mounted;
 //! - [`fuse`]: the thin adapter to the kernel (fuser).
 //!
@@ -19,14 +20,15 @@ pub mod listing;
 pub mod lru;
 pub mod reader;
 pub mod refresh;
+pub mod source;
 #[cfg(test)]
 mod testing;
 pub mod vfs;
 
 use crate::error::Result;
 use crate::repo::{CacheMode, Repository};
-use reader::RepoSource;
 use refresh::{RefreshOutcome, Refresher};
+use source::RepoSource;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,18 +1,12 @@
 //! Reading through the mount: `read_at` on an open file (a prefix sum of its blobs' raw
-//! lengths finds the blobs under a range; only those are fetched), and the repository source
-//! with a bounded LRU of decrypted blobs and decoded trees.
+//! lengths finds the blobs under a range; only those are fetched), over any [`Source`] of
+//! trees and blobs (the repository's is [`super::source::RepoSource`]).
 
-use super::lru::Lru;
-use crate::cache::BlobLocation;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::tree::Tree;
 use crate::id::Id;
-use crate::repo::Repository;
-#[cfg(doc)]
-use crate::repo::reader::runs;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
 /// What the file system reads: trees, blobs and blob lengths by id.
 pub trait Source: Send + Sync {
@@ -38,10 +32,7 @@ pub enum Next<'a> {
 
 /// Blobs fetched ahead for a sequential reader, at most.
 const AHEAD_BLOBS: usize = 8;
-/// Of the blobs a hint names, those stored at most this far after the one asked for (in the
-/// same pack) are read with it, in the same ranged reads.
-const AHEAD_BYTES: u64 = 8 << 20;
-/// Blobs of the next files named by a [`Next::Siblings`] hint, at most (and per file).
+/// Blobs of the next files named by a [`Next::Siblings`] hint, at most.
 pub const SIBLING_BLOBS: usize = 32;
 /// … per file.
 pub const SIBLING_BLOBS_PER_FILE: usize = 2;
@@ -102,13 +93,13 @@ impl OpenFile {
         source: &S,
         offset: u64,
         size: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Data> {
         let end = offset.saturating_add(size as u64).min(self.len());
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(Data::Owned(Vec::new()));
         }
         let sequential = offset == self.next.load(Ordering::Relaxed);
-        let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
+        let mut out: Option<Vec<u8>> = None;
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         while pos < end {
@@ -136,241 +127,65 @@ impl OpenFile {
             // Both within the blob: start <= pos < min(end, blob_end) <= blob_end.
             let from = (pos - start) as usize;
             let to = (end.min(blob_end) - start) as usize;
-            out.extend_from_slice(&blob[from..to]);
+            if out.is_none() && end <= blob_end {
+                // The whole range lies in this blob: no copy.
+                self.next.store(end, Ordering::Relaxed);
+                return Ok(Data::Blob(blob, from..to));
+            }
+            out.get_or_insert_with(|| {
+                Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0))
+            })
+            .extend_from_slice(&blob[from..to]);
             pos = start + to as u64;
             i += 1;
         }
         self.next.store(end, Ordering::Relaxed);
-        Ok(out)
+        Ok(Data::Owned(out.unwrap_or_default()))
     }
 }
 
-/// The repository as the mount's [`Source`]: trees from the cache (or fetched), blobs through
-/// the one pack reader, kept in bounded LRUs: decoded trees, decrypted blobs, and blobs read
-/// ahead (still sealed: opened only when asked for, by whichever thread asks).
-pub struct RepoSource {
-    repo: Arc<Repository>,
-    blobs: Mutex<Lru<Id, Vec<u8>>>,
-    trees: Mutex<Lru<Id, Tree>>,
-    sealed: Mutex<Lru<Id, Vec<u8>>>,
-    /// Held while reading from the store: a thread that wants a blob another thread is
-    /// reading ahead waits for it instead of reading it again.
-    reading: Mutex<()>,
-    /// Blobs of index files the cache has not merged yet (see `refresh`).
-    overlay: RwLock<HashMap<Id, BlobLocation>>,
-    fetches: AtomicU64,
-    fetched_bytes: AtomicU64,
+/// Bytes read from a file: a range of one blob (no copy), or pieces of several copied
+/// together.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// A range of a decrypted blob.
+    Blob(Arc<Vec<u8>>, std::ops::Range<usize>),
+    /// Bytes of their own.
+    Owned(Vec<u8>),
 }
 
-impl RepoSource {
-    /// A source over `repo` keeping up to `cache_bytes` of decoded trees (a quarter), sealed
-    /// blobs read ahead (an eighth) and decrypted blobs (the rest).
-    pub fn new(repo: Arc<Repository>, cache_bytes: u64) -> Self {
-        let (trees, sealed) = (cache_bytes / 4, cache_bytes / 8);
-        RepoSource {
-            repo,
-            blobs: Mutex::new(Lru::new(cache_bytes - trees - sealed)),
-            trees: Mutex::new(Lru::new(trees)),
-            sealed: Mutex::new(Lru::new(sealed)),
-            reading: Mutex::new(()),
-            overlay: RwLock::new(HashMap::new()),
-            fetches: AtomicU64::new(0),
-            fetched_bytes: AtomicU64::new(0),
+impl Data {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Blob(b, r) => &b[r.clone()],
+            Data::Owned(v) => v,
         }
-    }
-
-    /// The repository session reads go through.
-    pub fn repository(&self) -> &Arc<Repository> {
-        &self.repo
-    }
-
-    /// Replace the locations known beyond the cache's index.
-    pub fn set_overlay(&self, overlay: HashMap<Id, BlobLocation>) {
-        *self.overlay.write().unwrap_or_else(|e| e.into_inner()) = overlay;
-    }
-
-    /// Ranged reads made so far and the bytes they fetched.
-    pub fn fetched(&self) -> (u64, u64) {
-        (
-            self.fetches.load(Ordering::Relaxed),
-            self.fetched_bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    fn locate(&self, id: &Id) -> Result<BlobLocation> {
-        match self.repo.locate(id) {
-            Err(e) if e.kind() == ErrorKind::NotFound => self
-                .overlay
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(id)
-                .copied()
-                .ok_or(e),
-            r => r,
-        }
-    }
-
-    fn lru_blobs(&self) -> std::sync::MutexGuard<'_, Lru<Id, Vec<u8>>> {
-        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lru_sealed(&self) -> std::sync::MutexGuard<'_, Lru<Id, Vec<u8>>> {
-        self.sealed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Open sealed bytes of blob `id` and keep the result.
-    fn open_and_keep(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Arc<Vec<u8>>> {
-        let raw = Arc::new(self.repo.open_blob(id, loc, sealed)?);
-        self.lru_blobs().insert(*id, raw.clone(), raw.len() as u64);
-        Ok(raw)
-    }
-
-    /// A blob read ahead earlier, taken out of the sealed LRU.
-    fn take_sealed(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
-        let mut l = self.lru_sealed();
-        let s = l.get(id)?;
-        l.remove(id);
-        Some(s)
-    }
-
-    /// Fetch blob `id` with the blobs `next` names that are stored at most [`AHEAD_BYTES`]
-    /// after it in its pack and not held already, in the same ranged reads ([`runs`]); those
-    /// are kept sealed.
-    fn fetch(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
-        let loc = self.locate(id)?;
-        if let Some(s) = self.take_sealed(id) {
-            return self.open_and_keep(id, &loc, &s);
-        }
-        let guard = self.reading.lock().unwrap_or_else(|e| e.into_inner());
-        // Read ahead by another thread while this one waited?
-        if let Some(s) = self.take_sealed(id) {
-            drop(guard);
-            return self.open_and_keep(id, &loc, &s);
-        }
-        let (hint, contiguous) = match next {
-            Next::Blobs(b) => (b, true),
-            Next::Siblings(b) => (b, false),
-            Next::Nothing => (&[][..], false),
-        };
-        let mut items = vec![(*id, loc)];
-        let first = u64::from(loc.offset);
-        for a in hint {
-            if a == id || items.iter().any(|(i, _)| i == a) {
-                continue;
-            }
-            let held = self.lru_blobs().get(a).is_some() || self.lru_sealed().get(a).is_some();
-            let near = (!held).then(|| self.locate(a).ok()).flatten().filter(|l| {
-                let end = u64::from(l.offset) + u64::from(l.length);
-                l.pack == loc.pack && u64::from(l.offset) >= first && end - first <= AHEAD_BYTES
-            });
-            match near {
-                Some(l) => items.push((*a, l)),
-                // A file's next blobs are stored in order: the first one elsewhere ends the
-                // run. The next files' blobs may lie in other packs: try them all.
-                None if contiguous && !held => break,
-                None => {}
-            }
-        }
-        items.sort_by_key(|(_, l)| l.offset);
-        let mut wanted: Option<Vec<u8>> = None;
-        self.repo.read_pack_blobs(
-            &loc.pack,
-            &items,
-            |x| &x.1,
-            |(bid, _), sealed| {
-                match sealed {
-                    Ok(s) => {
-                        self.fetched_bytes
-                            .fetch_add(s.len() as u64, Ordering::Relaxed);
-                        if bid == id {
-                            wanted = Some(s.to_vec());
-                        } else {
-                            self.lru_sealed()
-                                .insert(*bid, Arc::new(s.to_vec()), s.len() as u64);
-                        }
-                        Ok(())
-                    }
-                    // A blob read ahead that fails is simply not kept; the one asked for is
-                    // the caller's error.
-                    Err(e) if bid == id => Err(e),
-                    Err(_) => Ok(()),
-                }
-            },
-        )?;
-        drop(guard);
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let sealed =
-            wanted.ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
-        self.open_and_keep(id, &loc, &sealed)
     }
 }
 
-/// Roughly the memory a decoded tree takes.
-fn tree_weight(t: &Tree) -> u64 {
-    t.nodes
-        .iter()
-        .map(|n| {
-            160 + n.name.len()
-                + n.link_target.len()
-                + n.user.len()
-                + n.group.len()
-                + 32 * n.content.len()
-                + n.xattrs
-                    .iter()
-                    .map(|x| 48 + x.name.len() + x.value.len())
-                    .sum::<usize>()
-        })
-        .sum::<usize>() as u64
-        + 64
+impl PartialEq<[u8]> for Data {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
 }
 
-impl Source for RepoSource {
-    fn tree(&self, id: &Id) -> Result<Arc<Tree>> {
-        if let Some(t) = self.trees.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return Ok(t);
-        }
-        let what = format!("tree {}", id.short());
-        let cached = self
-            .repo
-            .cache()
-            .tree(id)?
-            .and_then(|p| Tree::decode(&p, &what).ok());
-        let t = match cached {
-            Some(t) => t,
-            None => {
-                let plain = self.fetch(id, Next::Nothing)?;
-                self.lru_blobs().remove(id);
-                let t = Tree::decode(&plain, &what)?;
-                self.repo.cache().put_tree(id, &plain)?;
-                t
-            }
-        };
-        let t = Arc::new(t);
-        self.trees.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            *id,
-            t.clone(),
-            tree_weight(&t),
-        );
-        Ok(t)
+impl PartialEq<Vec<u8>> for Data {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
     }
+}
 
-    fn raw_lengths(&self, ids: &[Id]) -> Result<Vec<u64>> {
-        ids.iter()
-            .map(|id| self.locate(id).map(|l| u64::from(l.raw_length)))
-            .collect()
-    }
-
-    fn blob(&self, id: &Id, next: Next<'_>) -> Result<Arc<Vec<u8>>> {
-        if let Some(b) = self.lru_blobs().get(id) {
-            return Ok(b);
-        }
-        self.fetch(id, next)
+impl<const N: usize> PartialEq<&[u8; N]> for Data {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::mount::testing::MemSource;
 
     #[test]
@@ -387,7 +202,7 @@ mod tests {
         src.reset_counts();
         let at = 3000u64;
         let got = f.read_at(&src, at, 500).unwrap();
-        assert_eq!(got, whole[3000..3500]);
+        assert_eq!(got.as_slice(), &whole[3000..3500]);
         // Blobs 18 (2871..3097), 19 (..3330) and 20 (..3570) lie under 3000..3500: only those.
         assert_eq!(src.fetched(), 3);
         // Ranges of every kind: empty, at the end, past the end, across many blobs.
@@ -401,13 +216,18 @@ mod tests {
             let got = f.read_at(&src, off, len).unwrap();
             let s = (off as usize).min(whole.len());
             let e = (off as usize).saturating_add(len).min(whole.len());
-            assert_eq!(got, whole[s..e], "offset {off} len {len}");
+            assert_eq!(got.as_slice(), &whole[s..e], "offset {off} len {len}");
         }
-        assert!(f.read_at(&src, u64::MAX - 1, 10).unwrap().is_empty());
+        assert!(
+            f.read_at(&src, u64::MAX - 1, 10)
+                .unwrap()
+                .as_slice()
+                .is_empty()
+        );
         // An empty file.
         let empty = OpenFile::new(&src, &[]).unwrap();
         assert!(empty.is_empty());
-        assert!(empty.read_at(&src, 0, 10).unwrap().is_empty());
+        assert!(empty.read_at(&src, 0, 10).unwrap().as_slice().is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! is done and a later refresh merges them.
 
 use super::listing::{Listing, SnapshotEntry, local_time_name};
-use super::reader::RepoSource;
+use super::source::RepoSource;
 use super::vfs::Vfs;
 use crate::backend::FileType;
 use crate::cache::BlobLocation;
@@ -70,6 +70,7 @@ impl Refresher {
         let mut out = RefreshOutcome::default();
         let repo = vfs.source().repository();
         repo.cache().catch_up()?;
+        vfs.source().forget_locations();
         self.sync_index(vfs.source(), &mut out)?;
         let listed = repo.list_snapshots()?;
         if self.listed.as_ref() == Some(&listed) {

@@ -10,7 +10,7 @@
 
 pub use super::attr::{Attr, DirEntry, FileKind, VfsError, VfsResult, Volatility, node_attr};
 use super::listing::{LATEST, Listing, SnapshotEntry};
-use super::reader::{OpenFile, SIBLING_BLOBS, SIBLING_BLOBS_PER_FILE, Source};
+use super::reader::{Data, OpenFile, SIBLING_BLOBS, SIBLING_BLOBS_PER_FILE, Source};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
 use std::collections::HashMap;
@@ -391,7 +391,7 @@ impl<S: Source> Vfs<S> {
 
     /// Up to `size` bytes at `offset` of file `ino` without an open handle (the kernel's
     /// no-open mode); the file's blob offsets are kept with the inode.
-    pub fn read_inode(&self, ino: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
+    pub fn read_inode(&self, ino: u64, offset: u64, size: usize) -> VfsResult<Data> {
         let cached = self.table().get(&ino).and_then(|s| s.file.clone());
         let f = match cached {
             Some(f) => f,
@@ -513,7 +513,7 @@ impl<S: Source> Vfs<S> {
     }
 
     /// Read up to `size` bytes at `offset` of open file `fh` (fewer only at the end).
-    pub fn read(&self, fh: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> VfsResult<Data> {
         let f = self
             .files
             .lock()

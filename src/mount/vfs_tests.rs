@@ -205,7 +205,7 @@ fn reads_return_the_content_and_writes_are_refused() {
     let fh = vfs.open(a.ino, false).unwrap();
     assert_eq!(vfs.read(fh, 0, 4096).unwrap(), whole);
     assert_eq!(vfs.read(fh, 990, 20).unwrap(), whole[990..1010]);
-    assert!(vfs.read(fh, 5000, 10).unwrap().is_empty());
+    assert!(vfs.read(fh, 5000, 10).unwrap().as_slice().is_empty());
     vfs.release(fh);
     assert_eq!(vfs.read(fh, 0, 1).unwrap_err().errno(), libc::ENOENT);
     // Folders, pipes and links are not opened as files.
