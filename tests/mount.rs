@@ -207,6 +207,33 @@ fn the_mounted_latest_snapshot_matches_its_source() {
         Some(libc::EROFS)
     );
     assert_eq!(errno_of(xattr::set(&f, "user.x", b"y")), Some(libc::EROFS));
+    assert_eq!(errno_of(xattr::remove(&f, "user.note")), Some(libc::EROFS));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        errno_of(std::fs::set_permissions(
+            &f,
+            std::fs::Permissions::from_mode(0o777)
+        )),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::chown(&f, Some(1), Some(1))),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("x", mounted.join("newlink"))),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        errno_of(std::fs::hard_link(&f, mounted.join("newhard"))),
+        Some(libc::EROFS)
+    );
+    // Reading still works after all that, and the xattr is listed.
+    assert_eq!(std::fs::read(&f).unwrap(), b"small\n");
+    assert_eq!(
+        xattr::list(&f).unwrap().collect::<Vec<_>>(),
+        vec![std::ffi::OsString::from("user.note")]
+    );
     assert_eq!(
         errno_of(std::fs::create_dir(mnt.join("snapshots/new"))),
         Some(libc::EROFS)

@@ -102,12 +102,24 @@ pub fn run(g: &Global, a: &MountArgs) -> Result<i32> {
             a.mountpoint.display()
         );
     }
+    // A failing refresh is reported once per distinct error, and its recovery once.
+    let mut last_error: Option<String> = None;
     while STOP.load(Ordering::SeqCst) == 0 && !m.is_finished() {
-        if let Err(e) = m.poll() {
-            eprintln!(
-                "warning: refresh failed (trying again): {}",
-                super::escape::text(&e.to_string())
-            );
+        match m.poll() {
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_ref() != Some(&msg) {
+                    eprintln!(
+                        "warning: refresh failed (trying again): {}",
+                        super::escape::text(&msg)
+                    );
+                }
+                last_error = Some(msg);
+            }
+            Ok(Some(_)) if last_error.take().is_some() => {
+                eprintln!("refresh works again");
+            }
+            Ok(_) => {}
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -86,6 +86,8 @@ impl Refresher {
                 Ok(s) => {
                     known.insert(*id, SnapshotEntry::new(*id, &s));
                 }
+                // Deleted since the listing (a forget): simply gone.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if skippable(&e) => repo.warn(Warning::skipped(FileType::Snapshot, *id, &e)),
                 Err(e) => return Err(e),
             }

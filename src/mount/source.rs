@@ -220,9 +220,11 @@ impl RepoSource {
             if a == id || items.iter().any(|(i, _)| i == a) {
                 continue;
             }
-            let held = lock(&self.shared.blobs).contains(a)
-                || lock(&self.shared.sealed).contains(a)
-                || lock(&self.shared.opening).contains(a);
+            // One lock at a time (`held` takes `opening` before `sealed`).
+            let in_blobs = lock(&self.shared.blobs).contains(a);
+            let in_sealed = lock(&self.shared.sealed).contains(a);
+            let in_opening = lock(&self.shared.opening).contains(a);
+            let held = in_blobs || in_sealed || in_opening;
             let near = (!held).then(|| self.locate(a).ok()).flatten().filter(|l| {
                 let end = u64::from(l.offset) + u64::from(l.length);
                 l.pack == loc.pack && u64::from(l.offset) >= first && end - first <= AHEAD_BYTES
