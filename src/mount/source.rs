@@ -22,8 +22,8 @@ use std::time::Duration;
 const AHEAD_BYTES: u64 = 8 << 20;
 /// Blob locations remembered.
 const LOCATIONS: u64 = 1 << 16;
-/// Blobs read ahead waiting for the background opener, at most (more are opened on demand).
-const OPEN_QUEUE: usize = 256;
+/// Reads whose blobs wait for the background opener, at most (more are opened on demand).
+const OPEN_QUEUE: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -50,8 +50,8 @@ impl Shared {
     }
 
     /// The background opener: open what was read ahead, unless a reader took it first.
-    fn opener(&self, rx: crossbeam_channel::Receiver<(Id, BlobLocation)>) {
-        for (id, loc) in rx {
+    fn opener(&self, rx: crossbeam_channel::Receiver<Vec<(Id, BlobLocation)>>) {
+        for (id, loc) in rx.into_iter().flatten() {
             let sealed = {
                 let mut opening = lock(&self.opening);
                 let s = {
@@ -88,7 +88,7 @@ pub struct RepoSource {
     /// forgotten at each refresh: a prune may move blobs.
     locations: Mutex<Lru<Id, BlobLocation>>,
     /// To the background opener (dropped with the source, which ends the thread).
-    to_open: Option<crossbeam_channel::Sender<(Id, BlobLocation)>>,
+    to_open: Option<crossbeam_channel::Sender<Vec<(Id, BlobLocation)>>>,
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
 }
@@ -270,11 +270,10 @@ impl RepoSource {
         )?;
         drop(guard);
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        if let Some(tx) = &self.to_open {
-            for a in ahead {
-                // A full queue: the reader opens that one itself when it gets there.
-                let _ = tx.try_send(a);
-            }
+        if let (Some(tx), false) = (&self.to_open, ahead.is_empty()) {
+            // One message per read (one wake-up); a full queue: the readers open those
+            // themselves when they get there.
+            let _ = tx.try_send(ahead);
         }
         let sealed =
             wanted.ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
