@@ -15,8 +15,9 @@
 #          index load, mounting);
 #   find   `find MNT/snapshots/latest/ > /dev/null` (every folder listed, cold);
 #   cat    `find … -type f -print0 | xargs -0 cat > /dev/null` (every file read);
-# then SIGINT, and the mount must be gone. The source tree's find and cat are timed per round
-# too. Output: WORK/results.tsv (tool step round wall_s) and a table of medians and ratios.
+# then SIGINT, and the mount must be gone; the mount process's peak RSS and CPU seconds are
+# recorded. The source tree's find and cat are timed per round too. Output: WORK/results.tsv
+# (tool step round value) and a table of medians and ratios, and per-round ratios.
 set -uo pipefail
 DATA=$(cd "${1:?data dir}" && pwd); WORK=${2:?work dir}; mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -79,6 +80,8 @@ mount_round() {
   timed "$t" find "$r" find_all "$snap"
   timed "$t" cat "$r" cat_all "$snap"
   record "$t" rss_mib "$r" "$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")"
+  # CPU seconds (user + system) of the mount process over the whole round.
+  record "$t" cpu_s "$r" "$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat")"
   kill -INT "$pid"; wait "$pid"
   mountpoint -q "$mnt" && { echo "$t $r: still mounted after SIGINT" | tee -a "$WORK/failures"; fusermount3 -uz "$mnt"; }
 }
@@ -102,9 +105,15 @@ med = lambda t, s: st.median(d[t, s]) if d.get((t, s)) else None
 f = lambda v: '-' if v is None else f"{v:.2f}"
 q = lambda a, b: '-' if a is None or not b else f"{a / b:.3f}"
 print(f"{'step':8} {'cairn':>8} {'restic':>8} {'source':>8} {'cairn/restic':>13} {'cairn/source':>13}")
-for s in ('ready', 'find', 'cat', 'rss_mib'):
+for s in ('ready', 'find', 'cat', 'rss_mib', 'cpu_s'):
     c, r, o = med('cairn', s), med('restic', s), med('source', s)
     print(f"{s:8} {f(c):>8} {f(r):>8} {f(o):>8} {q(c, r):>13} {q(c, o):>13}")
+# The same round's two figures divided, then the median: steadier on a shared machine.
+for s in ('ready', 'find', 'cat', 'cpu_s'):
+    c, r = d.get(('cairn', s), []), d.get(('restic', s), [])
+    if c and len(c) == len(r):
+        pr = [a / b for a, b in zip(c, r) if b]
+        print(f"{s}: per-round cairn/restic {' '.join(f'{x:.3f}' for x in pr)}, median {st.median(pr):.3f}")
 print("all rounds: " + "; ".join(f"{t} {s}: " + " ".join(f"{x:.2f}" for x in v) for (t, s), v in sorted(d.items())))
 EOF
 [ -s "$WORK/failures" ] && { echo "FAILURES:"; cat "$WORK/failures"; }
