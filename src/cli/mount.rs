@@ -11,9 +11,9 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// Empty folder to mount on
+    /// Folder to mount on
     pub mountpoint: PathBuf,
-    /// Memory for decrypted blobs and decoded trees (e.g. 256M, 1G)
+    /// Memory for decrypted blobs and decoded trees (default 256M; e.g. 64M, 1G)
     #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<String>,
     /// How often to look for new snapshots (e.g. 3s, 1m; 0 = never)

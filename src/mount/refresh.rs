@@ -186,3 +186,88 @@ impl Refresher {
         self.overlay = files;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::crypto::kdf::KdfParams;
+    use crate::format::index::IndexPack;
+    use crate::format::pack::{BlobKind, PackEntry};
+    use crate::mount::reader::Source;
+    use crate::repo::{InitOptions, Repository};
+
+    /// A new index file written by another host's session (a throwaway cache: the regular
+    /// one does not learn of it), listing blob `blob` in a pack that need not exist.
+    fn index_from_elsewhere(repo: &Repository, dir: &std::path::Path, blob: Id) {
+        let other = repo.reopen(dir, CacheMode::Throwaway).unwrap();
+        crate::repo::index::write_index(
+            &other,
+            vec![IndexPack {
+                id: Id::of_stored(b"pack"),
+                size: 1000,
+                marked_ns: None,
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Data,
+                    id: blob,
+                    offset: 0,
+                    length: 100,
+                    raw_length: 77,
+                }],
+            }],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn new_index_files_are_merged_when_the_cache_is_free_and_held_in_memory_when_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache_dir = tmp.path().join("cache");
+        let backend = Backend::open(tmp.path().join("repo").to_str().unwrap(), true).unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        drop(Repository::init(backend, b"pw", &opts, &cache_dir).unwrap());
+        let backend = Backend::open(tmp.path().join("repo").to_str().unwrap(), false).unwrap();
+        let repo =
+            Repository::open_with(backend, b"pw", &cache_dir, CacheMode::SecondaryElseShared)
+                .unwrap();
+        assert!(repo.cache().is_secondary());
+        let (vfs, mut refresher) = crate::mount::prepare(repo, &cache_dir, 1 << 20).unwrap();
+        let src = vfs.source();
+        assert!(src.repository().cache().is_secondary());
+
+        // Another process holds the cache: the new file's blobs are held in memory.
+        let holder = src
+            .repository()
+            .reopen(&cache_dir, CacheMode::Primary)
+            .unwrap();
+        let (a, b) = (Id::of_stored(b"a"), Id::of_stored(b"b"));
+        index_from_elsewhere(src.repository(), &cache_dir, a);
+        assert!(src.raw_lengths(&[a]).is_err());
+        let out = refresher.refresh(&vfs).unwrap();
+        assert_eq!((out.merged, out.overlay_files), (false, 1));
+        assert_eq!(src.raw_lengths(&[a]).unwrap(), vec![77]);
+
+        // Free again: merged into the regular cache, which the secondary then follows.
+        drop(holder);
+        index_from_elsewhere(src.repository(), &cache_dir, b);
+        let out = refresher.refresh(&vfs).unwrap();
+        assert_eq!((out.merged, out.overlay_files), (true, 0));
+        assert_eq!(src.raw_lengths(&[a, b]).unwrap(), vec![77, 77]);
+        // Nothing new: nothing done.
+        let out = refresher.refresh(&vfs).unwrap();
+        assert_eq!(out, RefreshOutcome::default());
+        // The regular cache is free for other processes all along but those moments.
+        drop(
+            src.repository()
+                .reopen(&cache_dir, CacheMode::Primary)
+                .unwrap(),
+        );
+    }
+}
