@@ -3,7 +3,7 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error
+//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
@@ -15,6 +15,8 @@
 //!   the only module that holds keys or touches the backend.
 //! - [`snapshot`]: building and reading trees; choosing snapshots.
 //! - [`backup`], [`restore`]: the two pipelines.
+//! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
+//!   FUSE, and a thin fuser adapter).
 //! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
 //!
 //! # Glossary
@@ -43,6 +45,8 @@ pub mod dump;
 pub mod error;
 pub mod format;
 pub mod id;
+#[cfg(feature = "engine")]
+pub mod mount;
 #[cfg(feature = "engine")]
 pub mod progress;
 #[cfg(feature = "engine")]

@@ -19,6 +19,7 @@ mod interrupted;
 mod key_hardening;
 mod keys;
 mod local_files;
+mod mount;
 mod postgres;
 mod prune;
 mod repair;

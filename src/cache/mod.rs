@@ -49,6 +49,48 @@ pub struct Cache {
     path: PathBuf,
     /// The private temporary folder of a fallback cache, removed when the cache is dropped.
     temp: Option<tempfile::TempDir>,
+    /// For a secondary instance ([`Cache::open_secondary`]): its own private folder (RocksDB's
+    /// info log and the secondary's state), removed when the cache is dropped.
+    secondary: Option<tempfile::TempDir>,
+    /// An exclusive `flock` on `<secondary folder>/owner`, held while open: a folder whose
+    /// lock can be taken was left by a process that died, and is removed.
+    _secondary_owner: Option<std::fs::File>,
+}
+
+/// Prefix of a secondary instance's own folder inside the cache folder.
+const SECONDARY_PREFIX: &str = ".secondary-";
+
+/// Take an exclusive `flock` on `file` without waiting.
+fn try_flock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; flock has no other preconditions.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Remove the folders of secondary instances of repository `short` under `dir` whose owner
+/// is gone (its lock on `owner` can be taken, or it never made one). Errors are ignored: a
+/// leftover folder costs only space.
+fn remove_stale_secondaries(dir: &Path, short: &str) {
+    let prefix = format!("{SECONDARY_PREFIX}{short}-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let p = e.path();
+        let stale = match std::fs::File::open(p.join("owner")) {
+            Ok(f) => try_flock(&f),
+            // Made by a process that died before locking it (or long ago).
+            Err(_) => std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 60)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -193,7 +235,15 @@ impl Cache {
     /// When another process holds the database, a fresh cache in a random private folder
     /// inside `dir` is used instead (correct, only slower) and removed when dropped.
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
-        let c = Self::open_shared(dir, repo_id)?;
+        let c = Self::open_shared(dir, repo_id, true)?;
+        c.check_schema()?;
+        Ok(c)
+    }
+
+    /// Open the regular cache of repository `repo_id` under `dir` only if no other process
+    /// holds it: a `Locked` error instead of [`Cache::open`]'s temporary fallback.
+    pub fn open_primary(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        let c = Self::open_shared(dir, repo_id, false)?;
         c.check_schema()?;
         Ok(c)
     }
@@ -238,10 +288,85 @@ impl Cache {
             db,
             path,
             temp: Some(temp),
+            secondary: None,
+            _secondary_owner: None,
         })
     }
 
-    fn open_shared(dir: &Path, repo_id: &Id) -> Result<Cache> {
+    /// Open the regular cache of repository `repo_id` under `dir` as a RocksDB *secondary*
+    /// instance: read-only, never locking the database, so the process that holds it (or
+    /// opens it later: a backup, a prune) works as if this one were not there. It sees what
+    /// the primary wrote up to its last [`Cache::catch_up`]. Writes of trees and snapshots
+    /// are dropped (they are only a speed-up); the index cannot be changed through it.
+    /// The cache must exist (a primary open created it).
+    pub fn open_secondary(dir: &Path, repo_id: &Id) -> Result<Cache> {
+        use std::os::unix::fs::PermissionsExt;
+        ensure_private_dir(dir)?;
+        let path = dir.join(repo_id.to_hex());
+        ensure_private_dir(&path)?;
+        remove_stale_secondaries(dir, &repo_id.short());
+        let own = tempfile::Builder::new()
+            .prefix(&format!("{SECONDARY_PREFIX}{}-", repo_id.short()))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(dir)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "cannot create a secondary cache folder in {}",
+                        dir.display()
+                    ),
+                    e,
+                )
+            })?;
+        ensure_private_dir(own.path())?;
+        let owner = std::fs::File::create(own.path().join("owner"))
+            .map_err(|e| Error::io("cannot create the secondary cache's owner file", e))?;
+        if !try_flock(&owner) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "cannot lock the secondary cache's owner file",
+            ));
+        }
+        let (mut opts, cfs) = Self::descriptors();
+        opts.create_if_missing(false);
+        opts.create_missing_column_families(false);
+        // A secondary keeps every table file it uses open (the primary may delete them).
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_descriptors_as_secondary(&opts, &path, &own.path().to_path_buf(), cfs)
+            .map_err(db_err)?;
+        let c = Cache {
+            db,
+            path,
+            temp: None,
+            secondary: Some(own),
+            _secondary_owner: Some(owner),
+        };
+        // Not checked: the dirty flag. A primary may be merging right now; a merge only adds
+        // locations before it removes superseded ones, so lookups stay correct meanwhile.
+        if c.get_u64(KEY_SCHEMA)? != Some(SCHEMA) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the cache's index is of another layout; a primary open must rebuild it first",
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Whether this is a read-only secondary instance ([`Cache::open_secondary`]).
+    pub fn is_secondary(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    /// A secondary instance: catch up with what the primary has written since (new index
+    /// files, trees, snapshots). Nothing for a primary.
+    pub fn catch_up(&self) -> Result<()> {
+        if self.is_secondary() {
+            self.db.try_catch_up_with_primary().map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn open_shared(dir: &Path, repo_id: &Id, fallback: bool) -> Result<Cache> {
         ensure_private_dir(dir)?;
         let path = dir.join(repo_id.to_hex());
         ensure_private_dir(&path)?;
@@ -253,13 +378,24 @@ impl Cache {
                         db,
                         path,
                         temp: None,
+                        secondary: None,
+                        _secondary_owner: None,
                     });
+                }
+                Err(e) if is_lock_busy(e.as_ref()) && !fallback => {
+                    return Err(Error::new(
+                        ErrorKind::Locked,
+                        "another process holds the local cache",
+                    ));
                 }
                 Err(e) if is_lock_busy(e.as_ref()) => return Self::temporary(dir, repo_id),
                 // Two processes opening at once race on RocksDB's rotation of its info log
                 // (done before the lock is taken): try again, then use a temporary cache.
                 Err(e) if is_log_race(e.as_ref()) => {
                     attempt += 1;
+                    if attempt >= 5 && !fallback {
+                        return Err(db_err(e));
+                    }
                     if attempt >= 5 {
                         return Self::temporary(dir, repo_id);
                     }
@@ -276,6 +412,12 @@ impl Cache {
     }
 
     fn open_at(path: &Path) -> std::result::Result<DB, rocksdb::Error> {
+        let (opts, cfs) = Self::descriptors();
+        DB::open_cf_descriptors(&opts, path, cfs)
+    }
+
+    /// The database's options and column families (the same for primary and secondary opens).
+    fn descriptors() -> (Options, Vec<ColumnFamilyDescriptor>) {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -332,7 +474,7 @@ impl Cache {
             ColumnFamilyDescriptor::new(CF_TREES, tree_opts.clone()),
             ColumnFamilyDescriptor::new(CF_SNAPSHOTS, tree_opts),
         ];
-        DB::open_cf_descriptors(&opts, path, cfs)
+        (opts, cfs)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
@@ -360,6 +502,9 @@ impl Cache {
 
     /// Remember that every blob `snapshot` references was present at index `generation`.
     pub fn mark_complete(&self, snapshot: &Id, generation: u64) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         self.db
             .put(complete_key(snapshot), generation.to_le_bytes())
             .map_err(db_err)
@@ -375,12 +520,18 @@ impl Cache {
     /// it even after a crash. The rest is in the log; flushing it too would leave a tiny
     /// level-0 file per column family after every run.
     pub fn flush(&self) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         self.db.flush_cf(self.cf(CF_TREES)?).map_err(db_err)
     }
 
     /// Compact the blob column family into sorted runs (after merging many index files), so
     /// point lookups probe one file per level instead of every L0 file.
     pub fn compact_blobs(&self) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         self.db
             .compact_range_cf(self.cf(CF_BLOBS)?, None::<&[u8]>, None::<&[u8]>);
         Ok(())
@@ -391,8 +542,11 @@ impl Cache {
         self.db.get_cf(self.cf(CF_TREES)?, id.0).map_err(db_err)
     }
 
-    /// Cache a verified tree's plaintext.
+    /// Cache a verified tree's plaintext (dropped by a secondary instance).
     pub fn put_tree(&self, id: &Id, plain: &[u8]) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         let mut w = rocksdb::WriteOptions::default();
         w.disable_wal(true);
         self.db
@@ -405,8 +559,11 @@ impl Cache {
         self.db.get_cf(self.cf(CF_SNAPSHOTS)?, id.0).map_err(db_err)
     }
 
-    /// Cache a snapshot's plaintext.
+    /// Cache a snapshot's plaintext (dropped by a secondary instance).
     pub fn put_snapshot(&self, id: &Id, plain: &[u8]) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         self.db
             .put_cf(self.cf(CF_SNAPSHOTS)?, id.0, plain)
             .map_err(db_err)
@@ -427,8 +584,11 @@ impl Cache {
         Ok(out)
     }
 
-    /// Forget a snapshot.
+    /// Forget a snapshot (left to the primary by a secondary instance).
     pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        if self.is_secondary() {
+            return Ok(());
+        }
         self.db
             .delete_cf(self.cf(CF_SNAPSHOTS)?, id.0)
             .map_err(db_err)
@@ -438,7 +598,7 @@ impl Cache {
 impl Drop for Cache {
     fn drop(&mut self) {
         // A temporary cache is removed with its folder (the `temp` field) right after.
-        if self.temp.is_none() {
+        if self.temp.is_none() && self.secondary.is_none() {
             let _ = self.flush();
         }
     }
@@ -535,6 +695,49 @@ mod tests {
         drop(second);
         assert!(!temp.exists(), "the temporary cache was not removed");
         drop(first);
+    }
+
+    #[test]
+    fn a_secondary_follows_the_primary_without_taking_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Id::of_stored(b"repo");
+        let (a, b) = (Id::of_stored(b"a"), Id::of_stored(b"b"));
+        // No cache yet: nothing to follow.
+        assert!(Cache::open_secondary(tmp.path(), &repo).is_err());
+        drop(Cache::open(tmp.path(), &repo).unwrap());
+        let sec = Cache::open_secondary(tmp.path(), &repo).unwrap();
+        assert!(sec.is_secondary());
+        // The primary is free for the next process (not a temporary fallback).
+        let primary = Cache::open(tmp.path(), &repo).unwrap();
+        assert!(!primary.is_temporary());
+        let e = Cache::open_primary(tmp.path(), &repo).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        primary.put_snapshot(&a, b"one").unwrap();
+        assert_eq!(sec.snapshot(&a).unwrap(), None);
+        sec.catch_up().unwrap();
+        assert_eq!(sec.snapshot(&a).unwrap().as_deref(), Some(&b"one"[..]));
+        // Writes through the secondary are dropped, never errors.
+        sec.put_snapshot(&b, b"two").unwrap();
+        sec.put_tree(&b, b"t").unwrap();
+        sec.delete_snapshot(&a).unwrap();
+        assert_eq!(sec.snapshot(&b).unwrap(), None);
+        primary.catch_up().unwrap();
+        assert_eq!(primary.snapshot(&a).unwrap().as_deref(), Some(&b"one"[..]));
+        drop(primary);
+        let own = sec.secondary.as_ref().unwrap().path().to_path_buf();
+        assert!(own.exists());
+        // A folder left by a dead secondary is removed by the next open; a live one is kept.
+        let dead = tmp
+            .path()
+            .join(format!("{SECONDARY_PREFIX}{}-dead", repo.short()));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("owner"), b"").unwrap();
+        let other = Cache::open_secondary(tmp.path(), &repo).unwrap();
+        assert!(!dead.exists(), "a dead secondary's folder was left");
+        assert!(own.exists(), "a live secondary's folder was removed");
+        drop(other);
+        drop(sec);
+        assert!(!own.exists(), "the secondary's folder was not removed");
     }
 
     #[test]

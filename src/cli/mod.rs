@@ -9,6 +9,7 @@ mod generate;
 mod inspect;
 mod keys;
 mod maintain;
+mod mount;
 mod restore;
 
 use anyhow::{Context, Result, bail};
@@ -107,6 +108,8 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Copy snapshots from another repository (--from-repo) into this one
     Copy(copy::CopyArgs),
+    /// Browse the snapshots through a read-only FUSE file system (foreground)
+    Mount(mount::MountArgs),
     /// Reclaim space: delete what no snapshot needs (two-phase: mark, delete after a grace period)
     Prune(maintain::PruneArgs),
     /// Verify the repository: snapshots, trees, index and packs (with --read-data, every blob)
@@ -194,6 +197,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Dump(a) => inspect::dump(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Copy(a) => copy::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Prune(a) => maintain::prune(g, a),
         Command::Check(a) => maintain::check(g, a),
         Command::Repair(a) => maintain::repair(g, a),

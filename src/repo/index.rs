@@ -111,6 +111,40 @@ pub fn sync_cache(repo: &Repository) -> Result<SyncOutcome> {
     Ok(outcome)
 }
 
+/// How far the cache's index is behind the store: index files listed that it has neither
+/// merged nor seen superseded (`new`, with their listed sizes), and how many merged ones are no
+/// longer listed (`gone`: a prune replaced them). One listing of `index/`, nothing written, so
+/// it works on a read-only (secondary) cache too.
+pub fn index_lag(repo: &Repository) -> Result<IndexLag> {
+    let listed: Vec<(Id, u64)> = repo.backend().list(FileType::Index)?;
+    let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
+    let known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
+    let gone = known.iter().filter(|k| !listed_set.contains(k)).count();
+    let mut new = Vec::new();
+    for (id, size) in listed {
+        if !known.contains(&id) && !repo.cache().is_superseded(&id)? {
+            new.push((id, size));
+        }
+    }
+    Ok(IndexLag { new, gone })
+}
+
+/// See [`index_lag`].
+#[derive(Debug, Clone, Default)]
+pub struct IndexLag {
+    /// Listed index files the cache has not merged (nor seen superseded), with their sizes.
+    pub new: Vec<(Id, u64)>,
+    /// Merged index files no longer listed.
+    pub gone: usize,
+}
+
+impl IndexLag {
+    /// Whether the cache's index matches the listing.
+    pub fn is_current(&self) -> bool {
+        self.new.is_empty() && self.gone == 0
+    }
+}
+
 /// What one merge saw.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOutcome {

@@ -80,6 +80,16 @@ pub enum CacheMode {
     /// A fresh temporary cache, removed at the end: nothing already cached is trusted
     /// (`check`), and the regular cache is left alone.
     Throwaway,
+    /// The regular cache, only if no other process holds it (else a `Locked` error): a short
+    /// session that merges the index into it for a reader (the mount's refresh).
+    Primary,
+    /// The regular cache as a read-only RocksDB secondary instance ([`Cache::open_secondary`]):
+    /// it never stands in the way of a backup or prune on this host. Its index is what the
+    /// primary merged, up to the last [`Cache::catch_up`]; this session never merges itself.
+    Secondary,
+    /// [`CacheMode::Secondary`] when the regular cache exists with the current layout, else
+    /// [`CacheMode::Shared`] (the mount: no lock taken when the cache is there already).
+    SecondaryElseShared,
 }
 
 impl std::fmt::Debug for Repository {
@@ -217,7 +227,7 @@ impl Repository {
     /// session: every lookup of a blob goes through here first.
     pub fn ensure_index(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
-        if self.indexed.load(Ordering::Acquire) {
+        if self.indexed.load(Ordering::Acquire) || self.cache.is_secondary() {
             return Ok(());
         }
         let mut g = self
@@ -234,6 +244,11 @@ impl Repository {
     /// Merge the repository's index files again now (after taking a lock, or to see what
     /// other processes added since the first sync).
     pub fn refresh_index(&self) -> Result<index::SyncOutcome> {
+        if self.cache.is_secondary() {
+            return Err(Error::usage(
+                "a session on a read-only (secondary) cache cannot merge the index",
+            ));
+        }
         let mut g = self
             .index_lock
             .lock()
@@ -253,9 +268,16 @@ impl Repository {
         key_hint: keys::KeyHint,
         mode: CacheMode,
     ) -> Result<Arc<Repository>> {
+        let rid = &config.repository_id;
         let cache = match mode {
-            CacheMode::Shared => Cache::open(cache_dir, &config.repository_id)?,
-            CacheMode::Throwaway => Cache::open_temporary(cache_dir, &config.repository_id)?,
+            CacheMode::Shared => Cache::open(cache_dir, rid)?,
+            CacheMode::Throwaway => Cache::open_temporary(cache_dir, rid)?,
+            CacheMode::Primary => Cache::open_primary(cache_dir, rid)?,
+            CacheMode::Secondary => Cache::open_secondary(cache_dir, rid)?,
+            CacheMode::SecondaryElseShared => match Cache::open_secondary(cache_dir, rid) {
+                Ok(c) => c,
+                Err(_) => Cache::open(cache_dir, rid)?,
+            },
         };
         let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
@@ -272,6 +294,27 @@ impl Repository {
             indexed: Default::default(),
             index_lock: Default::default(),
         }))
+    }
+
+    /// Another session on the same repository and keys (no password, no key derivation)
+    /// with a cache opened in `mode`: the mount merges the index through a short
+    /// [`CacheMode::Primary`] session and reads through a [`CacheMode::Secondary`] one.
+    pub fn reopen(&self, cache_dir: &Path, mode: CacheMode) -> Result<Arc<Repository>> {
+        Self::assemble(
+            self.backend.clone(),
+            self.master.clone(),
+            self.config.clone(),
+            self.key_id,
+            cache_dir,
+            self.key_hint.clone(),
+            mode,
+        )
+    }
+
+    /// The snapshot objects in the store with their sizes, sorted by id (one listing; nothing
+    /// is read or decrypted).
+    pub fn list_snapshots(&self) -> Result<Vec<(Id, u64)>> {
+        self.backend.list(FileType::Snapshot)
     }
 
     /// The backend.
@@ -475,7 +518,7 @@ impl Repository {
     /// Read one snapshot; the cached copy is used only when it matches the stored object's
     /// size (`stored_size`, from a listing or a size request), so a truncated or replaced
     /// object is noticed.
-    fn load_snapshot_sized(&self, id: &Id, stored_size: u64) -> Result<Snapshot> {
+    pub fn load_snapshot_sized(&self, id: &Id, stored_size: u64) -> Result<Snapshot> {
         let what = format!("snapshot {}", id.short());
         if let Some(plain) = self.cache.snapshot(id)? {
             let size_ok = stored_size == (plain.len() + crate::crypto::SEAL_OVERHEAD) as u64;
