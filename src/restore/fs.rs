@@ -395,15 +395,23 @@ fn timespec(ns: i64) -> libc::timespec {
 }
 
 /// Raise the soft limit of open descriptors to the hard limit (a restore keeps one per file in
-/// flight and one per open folder).
-pub fn raise_fd_limit() {
+/// flight and one per open folder); returns the soft limit in force.
+pub fn raise_fd_limit() -> u64 {
     // SAFETY: `lim` is a valid out pointer; setrlimit takes a valid struct.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max.min(1 << 20);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
         }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = lim.rlim_max.min(1 << 20);
+            let mut new = lim;
+            new.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
+                return want;
+            }
+        }
+        lim.rlim_cur
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::fs::{self, DirFd};
 use super::meta;
-use super::{BATCH_BYTES, BATCH_FILES, Ctx, Dir};
+use super::{BATCH_BYTES, Ctx, Dir};
 use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
@@ -317,7 +317,7 @@ impl<'a> Planner<'a> {
     }
 
     fn batch_full(&self) -> bool {
-        self.batch.files.len() + self.batch.links.len() >= BATCH_FILES
+        self.batch.files.len() + self.batch.links.len() >= self.ctx.batch_files
             || self.batch.bytes >= BATCH_BYTES
     }
 
