@@ -191,7 +191,6 @@ impl Refresher {
 mod tests {
     use super::*;
     use crate::backend::Backend;
-    use crate::crypto::kdf::KdfParams;
     use crate::format::index::IndexPack;
     use crate::format::pack::{BlobKind, PackEntry};
     use crate::mount::reader::Source;
@@ -224,14 +223,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cache_dir = tmp.path().join("cache");
         let backend = Backend::open(tmp.path().join("repo").to_str().unwrap(), true).unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
+        let opts = InitOptions::for_test();
         drop(Repository::init(backend, b"pw", &opts, &cache_dir).unwrap());
         let backend = Backend::open(tmp.path().join("repo").to_str().unwrap(), false).unwrap();
         let repo =

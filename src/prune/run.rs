@@ -240,7 +240,6 @@ pub fn execute(
 mod tests {
     use super::*;
     use crate::backend::Backend;
-    use crate::crypto::kdf::KdfParams;
     use crate::format::pack::BlobKind;
     use crate::format::snapshot::Snapshot;
     use crate::format::tree::{Node, NodeKind, Tree};
@@ -255,14 +254,7 @@ mod tests {
     fn a_plan_deleting_the_last_copy_of_a_used_blob_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let backend = Backend::open(dir.path().join("repo").to_str().unwrap(), true).unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
+        let opts = InitOptions::for_test();
         let cache = dir.path().join("cache");
         let repo = Repository::init(backend, b"pw", &opts, &cache).unwrap();
         let w = BlobWriter::new(

@@ -26,6 +26,21 @@ use std::path::Path;
 use std::sync::Arc;
 use warnings::{Warning, Warnings};
 
+#[cfg(test)]
+impl InitOptions {
+    /// Defaults with a cheap KDF (1 MiB, one pass), for unit tests that make repositories.
+    pub(crate) fn for_test() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        }
+    }
+}
+
 /// How far around a tree that is read its pack's other trees are read with it (bytes).
 pub const TREE_PREFETCH: u64 = 16 << 20;
 
@@ -682,20 +697,12 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        }
+        InitOptions::for_test().kdf
     }
 
     fn new_repo(dir: &Path) -> Arc<Repository> {
         let backend = Backend::open(dir.join("repo").to_str().unwrap(), true).unwrap();
-        let opts = InitOptions {
-            kdf: cheap(),
-            ..InitOptions::default()
-        };
-        Repository::init(backend, b"pw", &opts, &dir.join("cache")).unwrap()
+        Repository::init(backend, b"pw", &InitOptions::for_test(), &dir.join("cache")).unwrap()
     }
 
     fn key_path(dir: &Path, id: &Id) -> std::path::PathBuf {
