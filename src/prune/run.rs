@@ -228,10 +228,30 @@ pub fn execute(
         .filter(|p| p.action == PackAction::Delete || (instant && p.action == PackAction::Repack))
         .map(|p| (p.id, p.size))
         .chain(unindexed);
-    for (id, size) in doomed {
-        repo.backend().delete(FileType::Pack, &id.to_hex())?;
-        out.packs_deleted += 1;
-        out.bytes_deleted += size;
+    let doomed: Vec<(Id, u64)> = doomed.collect();
+    let backend = repo.backend();
+    // On a remote store each delete is a round trip: keep `-o connections` of them in flight.
+    // Locally they take microseconds and go one by one.
+    let width = if backend.kind() == crate::backend::StoreKind::Local {
+        1
+    } else {
+        backend.connections()
+    };
+    for chunk in doomed.chunks(width) {
+        std::thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(id, _)| s.spawn(move || backend.delete(FileType::Pack, &id.to_hex())))
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| {
+                    Error::new(crate::ErrorKind::Internal, "a delete thread panicked")
+                })??;
+            }
+            Ok(())
+        })?;
+        out.packs_deleted += chunk.len() as u64;
+        out.bytes_deleted += chunk.iter().map(|(_, size)| size).sum::<u64>();
     }
     Ok(out)
 }
