@@ -474,14 +474,7 @@ fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
                 ));
             }
             for e in &h.entries {
-                let loc = BlobLocation {
-                    pack: *id,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                    kind: e.kind,
-                    marked: false,
-                };
+                let loc = BlobLocation::of_entry(*id, e, false);
                 let start = e.offset as usize;
                 let slice = bytes.get(start..start + e.length as usize);
                 let r = match slice {

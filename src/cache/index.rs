@@ -61,6 +61,18 @@ pub struct BlobLocation {
 }
 
 impl BlobLocation {
+    /// Where the pack header (or index) entry `e` of pack `pack` puts its blob.
+    pub fn of_entry(pack: Id, e: &crate::format::pack::PackEntry, marked: bool) -> BlobLocation {
+        BlobLocation {
+            pack,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            kind: e.kind,
+            marked,
+        }
+    }
+
     pub(super) fn encode(&self) -> [u8; 46] {
         let mut b = [0u8; 46];
         b[..32].copy_from_slice(&self.pack.0);
@@ -499,14 +511,7 @@ impl Cache {
             }
             batch.put_cf(cf_pb, p.id.0, &ids);
             for b in &p.blobs {
-                let l = BlobLocation {
-                    pack: p.id,
-                    offset: b.offset,
-                    length: b.length,
-                    raw_length: b.raw_length,
-                    kind: b.kind,
-                    marked,
-                };
+                let l = BlobLocation::of_entry(p.id, b, marked);
                 batch.put_cf(cf_loc, pair(&b.id, &p.id), Entry::of(&l).encode());
                 fast.push((b.id, l));
             }

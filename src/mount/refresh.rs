@@ -140,14 +140,8 @@ impl Refresher {
                             let mut blobs = Vec::new();
                             for p in &f.packs {
                                 for b in &p.blobs {
-                                    let loc = BlobLocation {
-                                        pack: p.id,
-                                        offset: b.offset,
-                                        length: b.length,
-                                        raw_length: b.raw_length,
-                                        kind: b.kind,
-                                        marked: p.marked_ns.is_some(),
-                                    };
+                                    let loc =
+                                        BlobLocation::of_entry(p.id, b, p.marked_ns.is_some());
                                     blobs.push((b.id, loc));
                                 }
                             }
