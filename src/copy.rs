@@ -23,6 +23,7 @@
 //! With different ids the "same backup" rule cannot compare trees (they were rewritten), so two
 //! backups with the same time, host, user, paths, tags and kind count as one.
 
+use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -180,17 +181,8 @@ fn copy_same_ids(
             }
         }
     }
-    // Group by source pack, in offset order, and read packs side by side.
-    let mut by_pack: HashMap<Id, Vec<(Id, crate::cache::BlobLocation)>> = HashMap::new();
-    for id in missing {
-        let loc = src.locate(&id)?;
-        by_pack.entry(loc.pack).or_default().push((id, loc));
-    }
-    let mut packs: Vec<(Id, Vec<(Id, crate::cache::BlobLocation)>)> = by_pack.into_iter().collect();
-    for (_, items) in &mut packs {
-        items.sort_by_key(|(_, l)| l.offset);
-    }
-    packs.sort_by_key(|(p, _)| *p);
+    // Read the source packs side by side.
+    let packs = by_pack(src, missing)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.clamp(1, 8))
         .build()
@@ -213,6 +205,25 @@ fn copy_same_ids(
             )
         })
     })
+}
+
+/// Blobs of one pack with their locations.
+type PackItems = (Id, Vec<(Id, BlobLocation)>);
+
+/// The source locations of `ids`, grouped by pack (packs in id order, each pack's blobs in
+/// offset order, as the pack reader wants them).
+fn by_pack(src: &Repository, ids: impl IntoIterator<Item = Id>) -> Result<Vec<PackItems>> {
+    let mut groups: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    for id in ids {
+        let loc = src.locate(&id)?;
+        groups.entry(loc.pack).or_default().push((id, loc));
+    }
+    let mut packs: Vec<PackItems> = groups.into_iter().collect();
+    for (_, items) in &mut packs {
+        items.sort_by_key(|(_, l)| l.offset);
+    }
+    packs.sort_by_key(|(p, _)| *p);
+    Ok(packs)
 }
 
 /// Re-hashed copies: source ids → destination ids, for trees and data blobs, kept for the
@@ -279,15 +290,7 @@ impl Rewriter {
         writer: &BlobWriter,
         ids: Vec<Id>,
     ) -> Result<()> {
-        let mut by_pack: HashMap<Id, Vec<(Id, crate::cache::BlobLocation)>> = HashMap::new();
-        for id in ids {
-            let loc = src.locate(&id)?;
-            by_pack.entry(loc.pack).or_default().push((id, loc));
-        }
-        let mut packs: Vec<_> = by_pack.into_iter().collect();
-        packs.sort_by_key(|(p, _)| *p);
-        for (pack, mut items) in packs {
-            items.sort_by_key(|(_, l)| l.offset);
+        for (pack, items) in by_pack(src, ids)? {
             src.read_pack_blobs(
                 &pack,
                 &items,
