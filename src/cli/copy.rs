@@ -1,11 +1,10 @@
 //! `copy` and the source repository options it shares with `init --copy-chunker-params`.
 
 use super::inspect::FilterArgs;
-use super::{Global, PasswordSource, password_from_env, print_json};
+use super::{Global, PasswordSource, print_json};
 use anyhow::{Result, bail};
 use cairn::repo::Repository;
 use cairn::snapshot::find::select_snapshots;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,30 +33,23 @@ impl FromRepoArgs {
         let Some(location) = self.from_repo.as_deref().filter(|l| !l.is_empty()) else {
             bail!("no source repository given: use --from-repo or CAIRN_FROM_REPOSITORY");
         };
-        let source = if let Some(f) = &self.from_password_file {
-            PasswordSource::File(f.clone())
-        } else if let Some(c) = &self.from_password_command {
-            PasswordSource::Command(c.into())
-        } else {
-            password_from_env(
+        let pw = PasswordSource::choose(
+            self.from_password_file.as_ref(),
+            self.from_password_command.as_ref(),
+            [
                 "CAIRN_FROM_PASSWORD",
                 "CAIRN_FROM_PASSWORD_FILE",
                 "CAIRN_FROM_PASSWORD_COMMAND",
-            )
-        };
-        let pw = match source {
-            PasswordSource::Prompt if std::io::stdin().is_terminal() => {
-                let p = rpassword::prompt_password(format!(
-                    "enter password for repository {location}: "
-                ))?;
-                zeroize::Zeroizing::new(p.into_bytes())
-            }
-            PasswordSource::Prompt => bail!(
+            ],
+        )
+        .obtain(
+            "source password",
+            &format!("enter password for repository {location}: "),
+            &format!(
                 "no password for {location}: set CAIRN_FROM_PASSWORD, --from-password-file or \
                  --from-password-command"
             ),
-            s => s.read("source password")?,
-        };
+        )?;
         let mut other = g.clone();
         other.options = self.from_options.clone();
         let backend = other.backend_at(location, false)?;

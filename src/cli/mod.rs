@@ -311,32 +311,24 @@ impl Global {
     /// option is a decision made for this one command, so it beats the environment, which may
     /// have been set for a whole session.
     pub fn password_source(&self) -> PasswordSource {
-        if let Some(f) = &self.password_file {
-            return PasswordSource::File(f.clone());
-        }
-        if let Some(c) = &self.password_command {
-            return PasswordSource::Command(c.into());
-        }
-        password_from_env(
-            "CAIRN_PASSWORD",
-            "CAIRN_PASSWORD_FILE",
-            "CAIRN_PASSWORD_COMMAND",
+        PasswordSource::choose(
+            self.password_file.as_ref(),
+            self.password_command.as_ref(),
+            [
+                "CAIRN_PASSWORD",
+                "CAIRN_PASSWORD_FILE",
+                "CAIRN_PASSWORD_COMMAND",
+            ],
         )
     }
 
     /// The password, from [`password_source`](Self::password_source).
     pub fn password(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        match self.password_source() {
-            PasswordSource::Prompt if std::io::stdin().is_terminal() => {
-                let p = rpassword::prompt_password("enter password for repository: ")
-                    .context("cannot read the password")?;
-                Ok(p.into_bytes().into())
-            }
-            PasswordSource::Prompt => bail!(
-                "no password given: set CAIRN_PASSWORD, --password-file or --password-command"
-            ),
-            source => source.read("password"),
-        }
+        self.password_source().obtain(
+            "password",
+            "enter password for repository: ",
+            "no password given: set CAIRN_PASSWORD, --password-file or --password-command",
+        )
     }
 
     /// Open the repository. Warnings about damaged objects it skips (now and later) go to
@@ -380,6 +372,41 @@ pub enum PasswordSource {
 }
 
 impl PasswordSource {
+    /// The first that is given of `file` and `command` (options on the command line), then
+    /// [`password_from_env`] with `vars` (the value, file and command variables).
+    pub fn choose(
+        file: Option<&PathBuf>,
+        command: Option<&String>,
+        vars: [&str; 3],
+    ) -> PasswordSource {
+        if let Some(f) = file {
+            return PasswordSource::File(f.clone());
+        }
+        if let Some(c) = command {
+            return PasswordSource::Command(c.into());
+        }
+        password_from_env(vars[0], vars[1], vars[2])
+    }
+
+    /// Read the password: [`Self::read`], or for `Prompt` ask `prompt` on a terminal and fail
+    /// with `missing` elsewhere.
+    pub fn obtain(
+        self,
+        what: &str,
+        prompt: &str,
+        missing: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        match self {
+            PasswordSource::Prompt if std::io::stdin().is_terminal() => {
+                let p = rpassword::prompt_password(prompt)
+                    .with_context(|| format!("cannot read the {what}"))?;
+                Ok(p.into_bytes().into())
+            }
+            PasswordSource::Prompt => bail!("{missing}"),
+            source => source.read(what),
+        }
+    }
+
     /// Read the password from a file, a command or the environment (`Prompt` is the caller's:
     /// it differs between a password and a new one). `what` names it in errors. A failing
     /// command is not quoted in the error: the command line may hold the secret itself.
