@@ -5,7 +5,9 @@
 //! is read from its pack and verified. Checks, in order:
 //! 1. every index file opens and decodes (the sync's warnings become problems);
 //! 2. every pack the index lists exists with the listed size; every pack in the store is listed
-//!    (a recent unlisted one is only noted: a backup may not have written its index yet);
+//!    (a recent unlisted one is only noted: a backup may not have written its index yet); every
+//!    pack's header is read (two ranged reads) and must agree with the index, so header
+//!    damage is found before `repair index` would need the header;
 //! 3. every snapshot opens, every tree it reaches decodes, every data blob it references is in
 //!    the index (each tree and blob once, in an on-disk set);
 //! 4. with `--read-data[-subset]`: every chosen pack is read whole, its name must be the hash
@@ -121,6 +123,8 @@ pub struct CheckStats {
     pub trees: u64,
     /// Data blobs referenced.
     pub data_blobs: u64,
+    /// Pack headers read and compared with the index (packs not read whole).
+    pub headers_read: u64,
     /// Packs read with `--read-data`.
     pub packs_read: u64,
     /// Bytes read with `--read-data`.
@@ -212,6 +216,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
         Ok(())
     })?;
     r.stats.packs = packs.len() as u64;
+    // Packs whose listing agrees with the index: their headers are read below.
+    let mut present = Vec::with_capacity(packs.len());
     for (id, size) in &packs {
         match stored.remove(id) {
             None => problems.push(Problem {
@@ -224,7 +230,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
                 object: format!("pack {}", id.short()),
                 message: format!("pack {} has {s} bytes, the index says {size}", id.to_hex()),
             }),
-            Some(_) => {}
+            Some(_) => present.push((*id, *size)),
         }
     }
     let now = now_ns();
@@ -256,8 +262,17 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
         Some(subset) => choose(&packs, subset)?,
         None => Vec::new(),
     };
+    // Every other pack's header is read and compared with the index (two ranged reads a
+    // pack): damage there is found before `repair index` needs the header.
+    let read_whole: std::collections::HashSet<Id> = chosen.iter().map(|(id, _)| *id).collect();
+    present.retain(|(id, _)| !read_whole.contains(id));
     let (walked, data) = std::thread::scope(|scope| {
-        let data = scope.spawn(|| read_packs(repo, &chosen));
+        let data = scope.spawn(|| {
+            let (mut ps, counts) = read_packs(repo, &chosen)?;
+            let (hps, headers) = read_headers(repo, &present)?;
+            ps.extend(hps);
+            Ok::<_, Error>((ps, counts, headers))
+        });
         let walked = walk_snapshots(repo, scratch);
         let data = data.join().unwrap_or_else(|_| {
             Err(Error::new(
@@ -276,9 +291,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
     r.stats.data_blobs = data_blobs;
 
     // 4. Data.
-    let (mut found, (n, b, bl)) = data?;
+    let (mut found, (n, b, bl), headers) = data?;
     found.sort_by(|a, b| a.object.cmp(&b.object));
     problems.extend(found);
+    r.stats.headers_read = headers;
     r.stats.packs_read = n;
     r.stats.bytes_read = b;
     r.stats.blobs_verified = bl;
@@ -308,12 +324,97 @@ fn walk_snapshots(repo: &Repository, scratch: &Path) -> Result<(Vec<Problem>, u6
     Ok((problems, snapshots.len() as u64, trees, data_blobs))
 }
 
+/// Read the headers of `packs` (id and size, listing and index agreeing) and compare each
+/// with the index, as many at once as the store takes connections: the problems and the
+/// number of headers read.
+fn read_headers(repo: &Repository, packs: &[(Id, u64)]) -> Result<(Vec<Problem>, u64)> {
+    if packs.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let threads = repo
+        .backend()
+        .connections()
+        .max(rayon::current_num_threads())
+        .min(64);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("cairn-check-header-{i}"))
+        .build()
+        .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("thread pool: {e}")))?;
+    let found: Vec<Vec<Problem>> = pool.install(|| {
+        packs
+            .par_iter()
+            .map(|(id, size)| check_header(repo, id, *size))
+            .collect::<Result<_>>()
+    })?;
+    Ok((found.into_iter().flatten().collect(), packs.len() as u64))
+}
+
+/// Read pack `id`'s header (`size` bytes in all) and compare it with the index.
+fn check_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Problem>> {
+    let name = id.to_hex();
+    let header = repo.pack_header(id, size, |r| {
+        repo.backend().get_range(FileType::Pack, &name, r)
+    });
+    match header {
+        Ok(h) => Ok(compare_header(repo, id, &h)?.into_iter().collect()),
+        // Reported as missing already (it was in the listing a moment ago).
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == crate::ErrorKind::Corrupt => {
+            let n = repo.cache().blobs_in(id)?.len();
+            Ok(vec![Problem {
+                kind: ProblemKind::PackCorrupt,
+                object: format!("pack {}", id.short()),
+                message: format!(
+                    "{e}: its header cannot be read; the index still locates its {n} blobs \
+                     (`cairn check --read-data` reads them; `cairn repair index` keeps those \
+                     that read back)"
+                ),
+            }])
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A problem when pack `id`'s header `h` and the index disagree.
+fn compare_header(
+    repo: &Repository,
+    id: &Id,
+    h: &crate::format::pack::PackHeader,
+) -> Result<Option<Problem>> {
+    let indexed = repo.cache().blobs_in(id)?;
+    let mut from_header: Vec<(Id, u32, u32, u32)> = h
+        .entries
+        .iter()
+        .map(|e| (e.id, e.offset, e.length, e.raw_length))
+        .collect();
+    let mut from_index: Vec<(Id, u32, u32, u32)> = indexed
+        .iter()
+        .map(|(b, l)| (*b, l.offset, l.length, l.raw_length))
+        .collect();
+    from_header.sort();
+    from_index.sort();
+    if from_header == from_index {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        kind: ProblemKind::IndexMismatch,
+        object: format!("pack {}", id.short()),
+        message: format!(
+            "pack {}: its header lists {} blobs, the index {} (or they differ)",
+            id.to_hex(),
+            from_header.len(),
+            from_index.len()
+        ),
+    }))
+}
+
 /// Read and verify the `chosen` packs in parallel: the problems, and (packs, bytes, blobs).
 fn read_packs(repo: &Repository, chosen: &[(Id, u64)]) -> Result<(Vec<Problem>, (u64, u64, u64))> {
     let found = Mutex::new(Vec::new());
     let counts = Mutex::new((0u64, 0u64, 0u64));
-    chosen.par_iter().try_for_each(|(id, _)| -> Result<()> {
-        let (bytes, blobs, ps) = read_pack(repo, id)?;
+    chosen.par_iter().try_for_each(|(id, size)| -> Result<()> {
+        let (bytes, blobs, ps) = read_pack(repo, id, *size)?;
         if let Ok(mut c) = counts.lock() {
             c.0 += 1;
             c.1 += bytes;
@@ -416,9 +517,11 @@ fn shuffle<T>(v: &mut [T]) -> Result<()> {
     Ok(())
 }
 
-/// Read one pack whole and verify it: name = hash, header = index, every blob opens.
+/// Read one pack whole and verify it: name = hash, header = index, every blob opens. `size`
+/// is what the index says: the store's answer is read only up to that (an object swapped for
+/// a larger one is refused before its content is read, so memory stays bounded by the index).
 /// Returns (bytes read, blobs verified, problems).
-fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
+fn read_pack(repo: &Repository, id: &Id, size: u64) -> Result<(u64, u64, Vec<Problem>)> {
     let mut ps = Vec::new();
     let object = format!("pack {}", id.short());
     let problem = |kind, message: String| Problem {
@@ -426,10 +529,14 @@ fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
         object: object.clone(),
         message,
     };
-    let bytes = match repo.backend().get(FileType::Pack, &id.to_hex()) {
+    let bytes = match repo.backend().get_max(FileType::Pack, &id.to_hex(), size) {
         Ok(b) => b,
         // Reported as missing already.
         Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok((0, 0, ps)),
+        Err(e) if e.kind() == crate::ErrorKind::Corrupt => {
+            ps.push(problem(ProblemKind::PackCorrupt, e.to_string()));
+            return Ok((0, 0, ps));
+        }
         Err(e) => return Err(e),
     };
     let len = bytes.len() as u64;
@@ -446,33 +553,37 @@ fn read_pack(repo: &Repository, id: &Id) -> Result<(u64, u64, Vec<Problem>)> {
             .and_then(|(a, b)| bytes.get(a..b))
             .ok_or_else(|| Error::corrupt(format!("{object} is corrupt: truncated")))
     });
-    let indexed = repo.cache().blobs_in(id)?;
     let mut verified = 0u64;
     match header {
-        Err(e) => ps.push(problem(ProblemKind::PackCorrupt, e.to_string())),
-        Ok(h) => {
-            let mut from_header: Vec<(Id, u32, u32, u32)> = h
-                .entries
-                .iter()
-                .map(|e| (e.id, e.offset, e.length, e.raw_length))
-                .collect();
-            let mut from_index: Vec<(Id, u32, u32, u32)> = indexed
-                .iter()
-                .map(|(b, l)| (*b, l.offset, l.length, l.raw_length))
-                .collect();
-            from_header.sort();
-            from_index.sort();
-            if from_header != from_index {
-                ps.push(problem(
-                    ProblemKind::IndexMismatch,
-                    format!(
-                        "pack {}: its header lists {} blobs, the index {} (or they differ)",
-                        id.to_hex(),
-                        from_header.len(),
-                        from_index.len()
-                    ),
-                ));
+        Err(e) => {
+            ps.push(problem(ProblemKind::PackCorrupt, e.to_string()));
+            // The index's entries can still be verified blob by blob.
+            for (blob, loc) in repo.cache().blobs_in(id)? {
+                let start = loc.offset as usize;
+                let slice = start
+                    .checked_add(loc.length as usize)
+                    .and_then(|end| bytes.get(start..end));
+                let r = match slice {
+                    Some(s) => repo.open_blob(&blob, &loc, s).map(|_| ()),
+                    None => Err(Error::corrupt("truncated")),
+                };
+                match r {
+                    Ok(()) => verified += 1,
+                    Err(err) => ps.push(Problem {
+                        kind: ProblemKind::BadBlob,
+                        object: format!("blob {}", blob.short()),
+                        message: format!(
+                            "{} blob {} in pack {}: {err}",
+                            loc.kind.name(),
+                            blob.to_hex(),
+                            id.short()
+                        ),
+                    }),
+                }
             }
+        }
+        Ok(h) => {
+            ps.extend(compare_header(repo, id, &h)?);
             for e in &h.entries {
                 let loc = BlobLocation::of_entry(*id, e, false);
                 let start = e.offset as usize;

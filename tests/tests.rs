@@ -23,6 +23,7 @@ mod mount;
 mod postgres;
 mod prune;
 mod repair;
+mod repair_safety;
 mod restore_safety;
 mod roundtrip;
 mod servers;

@@ -9,8 +9,9 @@
 //! - `TYPE`: `data`, `index`, `snapshots`, `keys`, `locks`, `config` or `any`;
 //! - `ACTION`: `error` (a transient error, nothing done), `lost` (done, then a transient error:
 //!   the reply was lost), `cut` (a put stores nothing; a get's body stops half way), `hang`
-//!   (never answers), `slow=MS` (answers after MS milliseconds) or `denied` (a permanent
-//!   permission error);
+//!   (never answers), `slow=MS` (answers after MS milliseconds), `denied` (a permanent
+//!   permission error), `missing` (a get answers "not found" although the object is there: an
+//!   eventually consistent store) or `short` (a get's body ends half way without an error);
 //! - `WHICH`: which of the matching operations, counted from 1: `N`, `N-M`, `N+` or `*`.
 //!
 //! Unset (always, outside tests) no wrapper is installed and nothing is paid.
@@ -46,6 +47,8 @@ enum Action {
     Hang,
     Slow(u64),
     Denied,
+    Missing,
+    Short,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,8 @@ impl FaultStore {
                 "cut" => Action::Cut,
                 "hang" => Action::Hang,
                 "denied" => Action::Denied,
+                "missing" => Action::Missing,
+                "short" => Action::Short,
                 a => match a.strip_prefix("slow=").and_then(|ms| ms.parse().ok()) {
                     Some(ms) => Action::Slow(ms),
                     None => return Err(bad(r)),
@@ -191,7 +196,11 @@ fn transient(what: &str) -> object_store::Error {
 /// Before the operation: fail, stall or delay it. `Ok(true)` means "do it, then fail" (lost).
 async fn before(action: Option<Action>, path: &Path) -> Result<bool> {
     match action {
-        None | Some(Action::Cut) => Ok(false),
+        None | Some(Action::Cut | Action::Short) => Ok(false),
+        Some(Action::Missing) => Err(object_store::Error::NotFound {
+            path: path.to_string(),
+            source: "injected fault: missing".into(),
+        }),
         Some(Action::Error) => Err(transient("error")),
         Some(Action::Lost) => Ok(true),
         Some(Action::Hang) => {
@@ -252,16 +261,21 @@ impl ObjectStore for FaultStore {
         if lost {
             return Err(transient("reply lost"));
         }
-        if action != Some(Action::Cut) || head {
+        if !matches!(action, Some(Action::Cut | Action::Short)) || head {
             return Ok(r);
         }
-        // Half the body, then the connection drops.
+        // Half the body, then the connection drops (cut) or the body just ends (short).
         let meta = r.meta.clone();
         let range = r.range.clone();
         let attributes = r.attributes.clone();
         let body = r.bytes().await?;
         let half = body.slice(..body.len() / 2);
-        let stream = futures::stream::iter(vec![Ok(half), Err(transient("body cut"))]).boxed();
+        let parts = if action == Some(Action::Short) {
+            vec![Ok(half)]
+        } else {
+            vec![Ok(half), Err(transient("body cut"))]
+        };
+        let stream = futures::stream::iter(parts).boxed();
         Ok(GetResult {
             payload: GetResultPayload::Stream(stream),
             meta,
@@ -339,7 +353,8 @@ impl ObjectStore for FaultStore {
                 .flatten()
                 .boxed()
             }
-            None => self.inner.list(prefix),
+            // Only gets are answered "missing" or short.
+            None | Some(Action::Missing | Action::Short) => self.inner.list(prefix),
         }
     }
 

@@ -765,7 +765,9 @@ impl Backend {
         }
     }
 
-    /// Read a byte range of an object; a short answer is reported as corruption.
+    /// Read a byte range of an object. A short answer is tried again like any transient
+    /// failure (a body cut short is often the network's doing); one that stays short is
+    /// reported as corruption.
     pub fn get_range(&self, t: FileType, name: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path(t, name);
         let want = range.end.saturating_sub(range.start);
@@ -775,15 +777,27 @@ impl Backend {
                 let store = Arc::clone(&self.store);
                 let path = path.clone();
                 let range = range.clone();
-                async move { store.get_range(&path, range).await }
+                async move {
+                    let b = store.get_range(&path, range).await?;
+                    if b.len() as u64 != want {
+                        return Err(generic_error(ShortRead {
+                            got: b.len() as u64,
+                            want,
+                        }));
+                    }
+                    Ok(b)
+                }
             })
-            .map_err(|e| self.map_err(e, &what, false))?;
-        if b.len() as u64 != want {
-            return Err(Error::corrupt(format!(
-                "{what} is corrupt: truncated (wanted bytes {}..{})",
-                range.start, range.end
-            )));
-        }
+            .map_err(|e| {
+                if find_cause::<ShortRead>(&e).is_some() {
+                    Error::corrupt(format!(
+                        "{what} is corrupt: truncated (wanted bytes {}..{})",
+                        range.start, range.end
+                    ))
+                } else {
+                    self.map_err(e, &what, false)
+                }
+            })?;
         self.received(b.len());
         Ok(b)
     }
@@ -885,6 +899,49 @@ impl Backend {
 }
 
 type OsResult<T> = std::result::Result<T, object_store::Error>;
+
+/// A ranged read answered with fewer bytes than asked for: transient to the retry layer (an
+/// `io::Error` underneath), corruption once the retries are spent.
+#[derive(Debug)]
+struct ShortRead {
+    got: u64,
+    want: u64,
+}
+
+impl std::fmt::Display for ShortRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "short read: {} of {} bytes", self.got, self.want)
+    }
+}
+
+impl std::error::Error for ShortRead {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*SHORT_READ_IO)
+    }
+}
+
+/// The cause [`retry::is_transient`] recognises a short read by: an I/O error, as a body
+/// cut short by the transport is.
+static SHORT_READ_IO: std::sync::LazyLock<std::io::Error> = std::sync::LazyLock::new(|| {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "body shorter than the range",
+    )
+});
+
+/// The first cause of type `T` in `e`'s chain.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
+}
 
 fn generic_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
     object_store::Error::Generic {

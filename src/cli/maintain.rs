@@ -260,6 +260,22 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
                         escape::text(why)
                     );
                 }
+                for s in &out.packs_salvaged {
+                    eprintln!(
+                        "warning: pack {}: {}; kept {} blobs of the old index, each read back and verified{}",
+                        s.id.to_hex(),
+                        escape::text(&s.reason),
+                        s.kept,
+                        if s.dropped.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", dropped {} that do not", s.dropped.len())
+                        }
+                    );
+                    for (blob, why) in s.dropped.iter().take(10) {
+                        eprintln!("  blob {}: {}", blob.short(), escape::text(why));
+                    }
+                }
                 println!(
                     "indexed {} packs ({} blobs, {} not in the old index) of {}; wrote {} index files, deleted {}",
                     out.packs_indexed,
@@ -270,10 +286,10 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
                     out.index_files_deleted
                 );
             }
-            Ok(if out.packs_unreadable.is_empty() {
-                0
-            } else {
+            Ok(if out.incomplete() {
                 super::EXIT_PARTIAL
+            } else {
+                0
             })
         }
     }
@@ -289,7 +305,6 @@ fn repair_snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
     } else {
         Some(repo.lock_exclusive("repair snapshots", LockTiming::default())?)
     };
-    repo.refresh_index()?;
     let snaps = cairn::snapshot::find::select_snapshots(&repo, &a.snapshots, &a.filter.filter())?;
     if snaps.is_empty() {
         anyhow::bail!("no snapshot matches");
@@ -408,7 +423,12 @@ fn repair_snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
             );
             if let Some(why) = &r.root_unreadable {
                 println!("  dir /: not readable ({})", escape::text(why));
-                if a.dry_run {
+                if !a.forget {
+                    println!(
+                        "  kept snapshot {}: nothing of it can be read (`--forget` removes it)",
+                        r.old.short()
+                    );
+                } else if a.dry_run {
                     println!("  would remove the snapshot: nothing of it can be read");
                 } else {
                     println!(
@@ -467,7 +487,17 @@ fn repair_snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
             println!("dry run: nothing changed");
         }
     }
-    Ok(if out.failed.is_empty() { 0 } else { 1 })
+    let kept_unreadable = out
+        .repaired
+        .iter()
+        .any(|r| r.root_unreadable.is_some() && !r.removed && !a.dry_run);
+    Ok(if !out.failed.is_empty() {
+        1
+    } else if kept_unreadable {
+        super::EXIT_PARTIAL
+    } else {
+        0
+    })
 }
 
 /// `unlock` options.

@@ -1,19 +1,50 @@
 //! `repair index`: rebuilding the index from the packs themselves.
 //!
 //! `repair index` reads every pack's header (two ranged reads per pack: the trailer, then the
-//! sealed header), writes new index files listing every pack whose header opens, and only then
-//! deletes the index files it replaces (the last new file lists them in `supersedes`, so an
-//! interruption leaves either the old index or both). A pack marked for deletion in the old
-//! index stays marked with its time, so the grace period is not restarted.
+//! sealed header), writes new index files listing every pack, and only then deletes the index
+//! files it replaces (the last new file lists them in `supersedes`, so an interruption leaves
+//! either the old index or both). A pack marked for deletion in the old index stays marked with
+//! its time, so the grace period is not restarted.
+//!
+//! It never drops an index entry it cannot disprove:
+//! - a header read that fails as damage or absence (a short or flaky answer, a pack that
+//!   seemed to vanish) is tried again, [`HEADER_ATTEMPTS`] times in all, before the pack is
+//!   called damaged;
+//! - a pack whose header still cannot be read keeps the old index's entries for it, each one
+//!   confirmed by reading its blob back (decrypted under its id, decompressed, hashed to its
+//!   id). Only entries whose blob fails that check are dropped: they name nothing readable;
+//! - a pack that neither its header nor the old index describes is left out and reported.
+//!   Sealed blobs carry no framing (format.md §10), so a pack's blobs cannot be found without
+//!   an id and a length from one of the two; such a pack is not deleted here (a prune deletes
+//!   it only when nothing references it, after its grace period).
 
 use crate::backend::FileType;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::format::index::IndexPack;
+use crate::format::pack::{PackEntry, PackHeader};
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::index::IndexRewriter;
 use crate::repo::lock::LockGuard;
 use rayon::prelude::*;
+use std::time::Duration;
+
+/// Attempts at a pack header (or at an old entry's blob) before a `NotFound` or `Corrupt`
+/// answer is believed.
+pub const HEADER_ATTEMPTS: u32 = 3;
+
+/// A pack whose header could not be read but whose blobs the old index located.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SalvagedPack {
+    /// The pack.
+    pub id: Id,
+    /// Why its header could not be used.
+    pub reason: String,
+    /// Old entries confirmed by reading their blob, and kept.
+    pub kept: u64,
+    /// Old entries whose blob failed its check (dropped), with why (at most a few listed).
+    pub dropped: Vec<(Id, String)>,
+}
 
 /// What `repair index` did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -24,14 +55,112 @@ pub struct RepairIndexOutcome {
     pub packs_indexed: u64,
     /// Blobs now indexed.
     pub blobs_indexed: u64,
-    /// Packs whose header could not be read (left out; their blobs are lost): id and reason.
+    /// Packs whose header could not be read and that no old index entry describes (left out:
+    /// their blobs cannot be located): id and reason.
     pub packs_unreadable: Vec<(Id, String)>,
+    /// Packs whose header could not be read, indexed from the old index's verified entries.
+    pub packs_salvaged: Vec<SalvagedPack>,
     /// Packs no old index file listed, now indexed.
     pub packs_added: u64,
     /// Index files written.
     pub index_files_written: u64,
     /// Old index files deleted.
     pub index_files_deleted: u64,
+}
+
+impl RepairIndexOutcome {
+    /// Whether anything was lost or is still damaged (the command's exit code 3).
+    pub fn incomplete(&self) -> bool {
+        !self.packs_unreadable.is_empty() || !self.packs_salvaged.is_empty()
+    }
+}
+
+/// Whether an error may be a flaky answer or real damage (as opposed to a failure of the store
+/// or of this machine, which stops the repair).
+fn damage_or_absence(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::NotFound | ErrorKind::Corrupt)
+}
+
+/// Run `f` up to [`HEADER_ATTEMPTS`] times while it fails with damage or absence, pausing a
+/// little longer each time.
+fn patiently<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(e) if damage_or_absence(e.kind()) && attempt < HEADER_ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Read pack `id` (`size` bytes, from the listing) header, patiently.
+fn read_header(repo: &Repository, id: &Id, size: u64) -> Result<PackHeader> {
+    let name = id.to_hex();
+    patiently(|| {
+        repo.pack_header(id, size, |range| {
+            repo.backend().get_range(FileType::Pack, &name, range)
+        })
+    })
+}
+
+/// The old entries of a pack confirmed by reading their blobs, and those dropped with why.
+type Salvage = (Vec<PackEntry>, Vec<(Id, String)>);
+
+/// Confirm the old index's entries for pack `id` by reading each blob back: the entries kept,
+/// and those dropped with why. A failure of the store stops everything.
+fn salvage(repo: &Repository, id: &Id) -> Result<Salvage> {
+    let mut old = repo.cache().blobs_in(id)?;
+    old.sort_by_key(|(_, l)| (l.offset, l.length));
+    let mut kept = Vec::with_capacity(old.len());
+    let mut failed = Vec::new();
+    repo.read_pack_blobs(
+        id,
+        &old,
+        |(_, l)| l,
+        |(blob, loc), sealed| {
+            let r = sealed.and_then(|s| repo.open_blob(blob, loc, s).map(|_| ()));
+            match r {
+                Ok(()) => kept.push((*blob, *loc)),
+                Err(e) if damage_or_absence(e.kind()) => failed.push((*blob, *loc)),
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        },
+    )?;
+    // A second, patient look at each one that failed: a flaky answer is not damage.
+    let name = id.to_hex();
+    let mut dropped = Vec::new();
+    for (blob, loc) in failed {
+        let start = u64::from(loc.offset);
+        let r = patiently(|| {
+            let sealed = repo.backend().get_range(
+                FileType::Pack,
+                &name,
+                start..start + u64::from(loc.length),
+            )?;
+            repo.open_blob(&blob, &loc, &sealed).map(|_| ())
+        });
+        match r {
+            Ok(()) => kept.push((blob, loc)),
+            Err(e) if damage_or_absence(e.kind()) => dropped.push((blob, e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    kept.sort_by_key(|(_, l)| (l.offset, l.length));
+    let entries = kept
+        .into_iter()
+        .map(|(blob, l)| PackEntry {
+            kind: l.kind,
+            id: blob,
+            offset: l.offset,
+            length: l.length,
+            raw_length: l.raw_length,
+        })
+        .collect();
+    Ok((entries, dropped))
 }
 
 /// Rebuild the index from the pack headers while holding `lock`.
@@ -43,7 +172,8 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    // What the old index said, for marks (damaged old files are simply skipped).
+    // What the old index said, for marks and for packs whose header is damaged (damaged old
+    // files are simply skipped: what they said cannot be used).
     repo.refresh_index()?;
     let _ = repo.take_warnings();
     let packs = repo.backend().list(FileType::Pack)?;
@@ -53,31 +183,65 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
     for chunk in packs.chunks(64) {
         let headers: Vec<_> = chunk
             .par_iter()
-            .map(|(id, size)| (*id, *size, repo.read_pack_header(id)))
+            .map(|(id, size)| (*id, *size, read_header(repo, id, *size)))
             .collect();
         for (id, size, h) in headers {
-            let h = match h {
-                Ok(h) => h,
-                Err(e) if e.kind() == crate::ErrorKind::Backend => return Err(e),
-                Err(e) => {
-                    out.packs_unreadable.push((id, e.to_string()));
+            let before = repo.cache().pack(&id)?;
+            let marked_ns = before.as_ref().and_then(|b| b.marked_ns);
+            let from_header = match h {
+                Ok(h) => {
+                    let p = IndexPack {
+                        id,
+                        size,
+                        marked_ns,
+                        blobs: h.entries,
+                    };
+                    // An authenticated header that points outside its pack: only the old
+                    // entries, each verified, can still say where its blobs are.
+                    match p.validate() {
+                        Ok(()) => Ok(p),
+                        Err(why) => Err(format!("its header lists blobs outside the pack ({why})")),
+                    }
+                }
+                Err(e) if damage_or_absence(e.kind()) => Err(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            let p = match from_header {
+                Ok(p) => p,
+                Err(reason) if before.is_none() => {
+                    out.packs_unreadable.push((
+                        id,
+                        format!("{reason}; no index file lists it, so its blobs cannot be located"),
+                    ));
                     continue;
                 }
+                Err(reason) => {
+                    let (entries, dropped) = salvage(repo, &id)?;
+                    let p = IndexPack {
+                        id,
+                        size,
+                        marked_ns,
+                        blobs: entries,
+                    };
+                    let n = p.blobs.len() as u64;
+                    if n == 0 || p.validate().is_err() {
+                        out.packs_unreadable.push((
+                            id,
+                            format!("{reason}; none of the old index's entries for it reads back"),
+                        ));
+                        continue;
+                    }
+                    out.packs_salvaged.push(SalvagedPack {
+                        id,
+                        reason,
+                        kept: n,
+                        dropped,
+                    });
+                    p
+                }
             };
-            let before = repo.cache().pack(&id)?;
             if before.is_none() {
                 out.packs_added += 1;
-            }
-            let p = IndexPack {
-                id,
-                size,
-                marked_ns: before.and_then(|b| b.marked_ns),
-                blobs: h.entries,
-            };
-            if p.validate().is_err() {
-                out.packs_unreadable
-                    .push((id, "its header lists blobs outside the pack".into()));
-                continue;
             }
             out.packs_indexed += 1;
             out.blobs_indexed += p.blobs.len() as u64;
@@ -87,6 +251,7 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
     lock.check()?;
     out.index_files_written = index.finish(old_files.clone())?;
     for f in &old_files {
+        lock.check()?;
         repo.backend().delete(FileType::Index, &f.to_hex())?;
         out.index_files_deleted += 1;
     }

@@ -17,8 +17,13 @@
 //! Once every tree is stored and indexed (the writer is finished), each changed snapshot is
 //! written again with the new root and the tag `repaired` and, with `forget`, the original is
 //! deleted after the new one is stored. A snapshot whose root tree cannot be loaded holds
-//! nothing that could be restored: it is deleted (restic does the same, with or without
-//! `--forget`). The caller holds the exclusive lock (a dry run writes nothing and needs none).
+//! nothing that could be restored; it is reported and kept, and deleted only with `forget`
+//! (restic deletes it either way: a deletion cannot be undone, and the cause may be found
+//! later). The caller holds the exclusive lock (a dry run writes nothing and needs none).
+//!
+//! The repair runs only on a complete index ([`complete_index`], the same preconditions a
+//! prune has): with an index file skipped or a pack unindexed, intact blobs would count as
+//! lost. Tree reads that fail are tried again before a folder is called unreadable.
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -33,6 +38,9 @@ use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
 use crate::snapshot::walk::MAX_DEPTH;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Attempts at reading a tree before a `Corrupt` answer is believed.
+const TREE_ATTEMPTS: u32 = 3;
 
 /// The tag a repaired snapshot gets.
 pub const REPAIRED_TAG: &str = "repaired";
@@ -101,9 +109,9 @@ pub struct RepairedSnapshot {
     pub new: Option<Id>,
     /// The new root tree (`None` when the root cannot be loaded).
     pub new_tree: Option<Id>,
-    /// The root tree could not be loaded (why): the snapshot is (or would be) removed.
+    /// The root tree could not be loaded (why): the snapshot is kept, or removed with `forget`.
     pub root_unreadable: Option<String>,
-    /// The original was deleted (with `forget`, or because its root was unreadable).
+    /// The original was deleted (with `forget`).
     pub removed: bool,
     /// What was dropped or cut, in walk order (at most [`MAX_LISTED`]).
     pub damages: Vec<Damage>,
@@ -228,12 +236,30 @@ impl Rewriter<'_> {
                 Some(l) => format!("its pack {} is missing", l.pack.short()),
             }));
         }
-        match self.repo.load_tree(id) {
-            Ok(t) => Ok(Ok(t)),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
-                Ok(Err(e.to_string()))
+        // A flaky answer is not damage: a read that fails is tried again before the tree is
+        // called unreadable. Its pack is in the listing made at the start (under the
+        // exclusive lock), so a tree still "not found" means the store is not answering
+        // consistently: the repair stops rather than empty a folder.
+        let mut attempt = 1;
+        loop {
+            match self.repo.load_tree(id) {
+                Ok(t) => return Ok(Ok(t)),
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
+                        && attempt < TREE_ATTEMPTS =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+                    attempt += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(Err(e.to_string())),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::backend(format!(
+                        "{e}, although its pack is in the repository's listing; nothing was \
+                         changed for this tree: try again when the store answers consistently"
+                    )));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -403,6 +429,60 @@ impl Rewriter<'_> {
     }
 }
 
+/// Merge the index and make sure it is complete, so that what it lacks is really lost: no
+/// index file skipped (damaged, or gone between listing and reading), no pack in `data/` that
+/// no index file lists, no indexed pack missing from `data/`. Otherwise blobs that are intact
+/// would count as lost, and the repair would cut them out of the snapshots for good. Returns
+/// the packs of the `data/` listing. The caller holds the exclusive lock (or makes a dry run),
+/// so no backup is adding packs meanwhile.
+fn complete_index(repo: &Repository) -> Result<HashSet<Id>> {
+    let synced = repo.refresh_index()?;
+    let first_step =
+        "nothing was changed: run `cairn repair index` first, then `cairn repair snapshots`";
+    if let Some(bad) = synced.skipped.first() {
+        return Err(Error::corrupt(format!(
+            "index file {} cannot be read ({} of {} skipped), so the index is incomplete; {first_step}",
+            bad.short(),
+            synced.skipped.len(),
+            synced.listed.len()
+        )));
+    }
+    let listing = repo.backend().list(FileType::Pack)?;
+    let packs: HashSet<Id> = listing.iter().map(|(id, _)| *id).collect();
+    let mut indexed = HashSet::new();
+    // New trees are deduplicated against the index: an index that still lists lost packs would
+    // make them depend on what is gone (and the writer's final check refuse the snapshots).
+    let mut lost = Vec::new();
+    repo.cache().for_each_pack(|p| {
+        if !packs.contains(&p.id) {
+            lost.push(p.id);
+        }
+        indexed.insert(p.id);
+        Ok(())
+    })?;
+    if let Some(first) = lost.first() {
+        return Err(Error::usage(format!(
+            "the index lists {} packs that are not in the repository (pack {}, …); {first_step}",
+            lost.len(),
+            first.short()
+        )));
+    }
+    let unindexed: Vec<&Id> = listing
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !indexed.contains(*id))
+        .collect();
+    if let Some(first) = unindexed.first() {
+        return Err(Error::usage(format!(
+            "{} packs in the repository are in no index file (pack {}, …): the blobs they hold \
+             would count as lost; {first_step}",
+            unindexed.len(),
+            first.short()
+        )));
+    }
+    Ok(packs)
+}
+
 /// Repair `snapshots` (see the module docs). `lock` is the exclusive lock, required unless
 /// `opts.dry_run`. A failure of the store stops everything; a snapshot that cannot be
 /// repaired otherwise (a tree nested too deep) is listed in `failed` and the others are done.
@@ -417,30 +497,7 @@ pub fn repair_snapshots(
             "internal error: repair snapshots needs the exclusive lock",
         ));
     }
-    repo.ensure_index()?;
-    let packs: HashSet<Id> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    // New trees are deduplicated against the index: an index that still lists lost packs would
-    // make them depend on what is gone (and the writer's final check refuse the snapshots).
-    let mut lost = Vec::new();
-    repo.cache().for_each_pack(|p| {
-        if !packs.contains(&p.id) {
-            lost.push(p.id);
-        }
-        Ok(())
-    })?;
-    if let Some(first) = lost.first() {
-        return Err(Error::usage(format!(
-            "the index lists {} packs that are not in the repository (pack {}, …); run `cairn \
-             repair index` first, then `cairn repair snapshots`",
-            lost.len(),
-            first.short()
-        )));
-    }
+    let packs = complete_index(repo)?;
     let writer = BlobWriter::new(
         repo.clone(),
         WriterOptions {
@@ -502,8 +559,12 @@ pub fn repair_snapshots(
     for r in &mut out.repaired {
         lock.check()?;
         let Some(tree) = r.new_tree else {
-            repo.delete_snapshot(&r.old)?;
-            r.removed = true;
+            // Nothing of it can be read; still, deleting it cannot be undone and the cause
+            // may yet be found (a pack restored from elsewhere): only `--forget` removes it.
+            if opts.forget {
+                repo.delete_snapshot(&r.old)?;
+                r.removed = true;
+            }
             continue;
         };
         let mut s = r.snapshot.clone();
@@ -514,6 +575,7 @@ pub fn repair_snapshots(
         let new = repo.save_snapshot(&s)?;
         r.new = Some(new);
         if opts.forget && new != r.old {
+            lock.check()?;
             repo.delete_snapshot(&r.old)?;
             r.removed = true;
         }

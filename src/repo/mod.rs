@@ -401,7 +401,7 @@ impl Repository {
             return Err(Error::new(
                 e.kind(),
                 format!(
-                    "the new key {} failed its check after writing and was removed, nothing else                      changed: {e}",
+                    "the new key {} failed its check after writing and was removed, nothing else changed: {e}",
                     id.short()
                 ),
             ));
