@@ -51,7 +51,67 @@ const INDEX_RACE: &str = "cannot be read; nothing was changed";
 /// [`backups_sharing_one_cache_all_succeed`] for one host).
 #[test]
 fn backups_running_during_a_prune_lose_nothing() {
-    backups_during_a_prune(false);
+    backups_during_a_prune(false, false);
+}
+
+/// The same with `cairn unlock --remove-all` in the middle of the prune (held 20 s in its
+/// first old-index delete through the store's fault hook, its lock refreshed every 200 ms) and
+/// a second prune run to the end meanwhile: the first stops with "the repository lock was
+/// lost" and never writes its lock again (review LK1), and nothing kept is lost.
+#[test]
+fn backups_during_a_prune_whose_lock_is_removed_lose_nothing() {
+    backups_during_a_prune(false, true);
+}
+
+/// A prune among the backups whose lock `cairn unlock --remove-all` removes once it has
+/// planned, and a second prune (its own cache) that runs meanwhile; see
+/// [`backups_during_a_prune_whose_lock_is_removed_lose_nothing`].
+fn prune_whose_lock_is_removed(env: &Env) {
+    use std::io::BufRead;
+    let mut c = env.command();
+    c.args(["prune", "--max-unused", "0"])
+        .env("CAIRN_TEST_FAULTS", "delete:index:slow=20000:1")
+        .env("CAIRN_TEST_LOCK_REFRESH_MS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut first = c.spawn().expect("spawn cairn");
+    let stdout = first.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The plan's last line: execution starts next.
+    loop {
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(l) if l.starts_with("unused space left after the prune") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let o = wait_output(&mut first, TIMEOUT, "first prune");
+                panic!("the first prune printed no plan\n{}", describe(&o));
+            }
+        }
+    }
+    let o = env.ok(&["unlock", "--remove-all"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("removed lock"),
+        "{}",
+        describe(&o)
+    );
+    let second_cache = env.path("cache-second-prune");
+    let mut second = spawn(env, &["prune", "--max-unused", "0"], Some(&second_cache));
+    let so = wait_output(&mut second, TIMEOUT, "second prune");
+    assert_eq!(so.status.code(), Some(0), "second prune\n{}", describe(&so));
+    let fo = wait_output(&mut first, TIMEOUT, "first prune");
+    let _ = reader.join();
+    let line = assert_fails_one_line(&fo, 11, "the prune whose lock was removed");
+    assert!(line.contains("lock was lost"), "{line}");
+    assert!(objects(&env.repo.join("locks")).is_empty());
 }
 
 /// A prune planned while backups write index files must not take a file written after its
@@ -131,7 +191,7 @@ fn backups_sharing_one_cache_all_succeed() {
     check_clean(&env, &[], "after the backups");
 }
 
-fn backups_during_a_prune(retry_on_race: bool) {
+fn backups_during_a_prune(retry_on_race: bool, remove_lock: bool) {
     let env = Env::small();
     let srcs: Vec<PathBuf> = (0..4).map(|k| env.path(&format!("s{k}"))).collect();
     // (snapshot, copy of its source, source)
@@ -183,7 +243,10 @@ fn backups_during_a_prune(retry_on_race: bool) {
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(150));
     let t0 = std::time::Instant::now();
-    for attempt in 0.. {
+    if remove_lock {
+        prune_whose_lock_is_removed(&env);
+    }
+    for attempt in (0..).take_while(|_| !remove_lock) {
         let mut prune = spawn(&env, &["prune", "--max-unused", "0"], None);
         let po = wait_output(&mut prune, TIMEOUT, "prune");
         let raced =

@@ -412,6 +412,155 @@ fn locks_exclude_prunes_and_unlock_clears_stale_ones() {
     env.ok(&["prune"]);
 }
 
+/// How long the first prune of the lost-lock tests is held in one delete: long enough for an
+/// `unlock --remove-all` and a whole second prune meanwhile (checked, not assumed).
+const HELD_MS: u64 = 20_000;
+
+/// LK1: a prune is held in a delete (the store's fault hook), `cairn unlock --remove-all`
+/// removes its lock and a second prune (another cache, as from another host) runs to the end.
+/// The first prune's refresh thread (every 200 ms here) must not write its lock again, and the
+/// prune must stop with `Locked` ("the repository lock was lost") at its next check instead of
+/// deleting on. `ready` says when the first prune is inside the held delete. Returns the first
+/// prune's output.
+fn prune_loses_its_lock(
+    env: &Env,
+    args: &[&str],
+    faults: &str,
+    ready: impl Fn() -> bool,
+) -> std::process::Output {
+    let mut c = env.command();
+    c.args(args)
+        .env("CAIRN_TEST_FAULTS", faults)
+        .env("CAIRN_TEST_LOCK_REFRESH_MS", "200")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut first = c.spawn().expect("spawn cairn");
+    let t0 = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            matches!(first.try_wait(), Ok(None)),
+            "the first prune ended before reaching the held delete"
+        );
+        assert!(t0.elapsed() < TIMEOUT, "the first prune never got there");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let locks = env.repo.join("locks");
+    assert!(!objects(&locks).is_empty(), "the first prune's lock");
+    let o = env.ok(&["unlock", "--remove-all"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("removed lock"),
+        "{}",
+        describe(&o)
+    );
+    assert!(objects(&locks).is_empty(), "{}", describe(&o));
+    let second = env.cairn_with(&["prune"], |c| {
+        c.env("CAIRN_CACHE_DIR", env.path("cache-second"));
+    });
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "second prune\n{}",
+        describe(&second)
+    );
+    assert!(
+        matches!(first.try_wait(), Ok(None)),
+        "the first prune ended before the second finished: raise HELD_MS for this machine"
+    );
+    // Until the first prune ends, with a refresh due every 200 ms: no lock is written again.
+    while matches!(first.try_wait(), Ok(None)) {
+        assert_eq!(
+            objects(&locks),
+            Vec::<PathBuf>::new(),
+            "a lock appeared after the second prune ended"
+        );
+        assert!(t0.elapsed() < TIMEOUT, "the first prune never ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = wait_output(&mut first, TIMEOUT, "first prune");
+    let line = assert_fails_one_line(&out, 11, "the prune whose lock was removed");
+    assert!(line.contains("lock was lost"), "{line}");
+    assert!(line.contains("removed by someone else"), "{line}");
+    assert!(objects(&locks).is_empty());
+    out
+}
+
+/// Backup a (24 MiB of its own data, many packs), backup b, forget a. Returns the source, b's
+/// id and a copy of b's source.
+fn a_then_b_forget_a(env: &Env) -> (PathBuf, String, PathBuf) {
+    let src = env.path("src");
+    write_random(&src.join("big.bin"), 1, 24 << 20);
+    let a = snapshot_id(&env.backup(&[src.to_str().unwrap()]));
+    std::fs::remove_file(src.join("big.bin")).unwrap();
+    write_random(&src.join("small.bin"), 2, 100 << 10);
+    let copy = env.path("copy");
+    copy_tree(&src, &copy);
+    let b = snapshot_id(&env.backup(&[src.to_str().unwrap()]));
+    forget(env, &[&a]);
+    (src, b, copy)
+}
+
+/// The review's scenario: the first prune held in its first old-index delete (step 3).
+#[test]
+fn a_prune_whose_lock_is_removed_mid_way_stops_and_never_recreates_it() {
+    let env = Env::small();
+    let (src, kept, copy) = a_then_b_forget_a(&env);
+    // a's packs are only marked: no repack, so step 2 writes the only new index file.
+    let o = env.ok(&["prune", "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["plan"]["repack"]["packs"], 0, "{plan}");
+    assert!(
+        plan["plan"]["mark"]["packs"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
+    let index = env.repo.join("index");
+    let before = objects(&index);
+    assert!(before.len() >= 2, "two old index files to delete");
+    prune_loses_its_lock(
+        &env,
+        &["prune"],
+        &format!("delete:index:slow={HELD_MS}:1"),
+        // The new index is written: step 3 is next.
+        || objects(&index).iter().any(|f| !before.contains(f)),
+    );
+    check_clean(&env, &["--read-data"], "after the two prunes");
+    assert_eq!(env.snapshots().len(), 1);
+    restore_matches(&env, &kept, &copy, &src, "r");
+    env.ok(&["prune", "--delete-after", "0s"]);
+    check_clean(&env, &["--read-data"], "after a third prune");
+    restore_matches(&env, &kept, &copy, &src, "r2");
+}
+
+/// The first prune held in its first pack delete (step 4) of many: the lock is checked again
+/// between batches of deletes, so it stops with packs still undeleted.
+#[test]
+fn a_prune_whose_lock_is_removed_stops_between_pack_deletes() {
+    let env = Env::small();
+    let (src, kept, copy) = a_then_b_forget_a(&env);
+    let o = env.ok(&["prune", "--dry-run", "--instant-delete", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let doomed = plan["plan"]["delete"]["packs"].as_u64().unwrap();
+    assert!(doomed > 8, "more packs to delete than one batch: {plan}");
+    let data = env.repo.join("data");
+    let packs_before = objects(&data).len() as u64;
+    let index = env.repo.join("index");
+    let old_index = objects(&index);
+    prune_loses_its_lock(
+        &env,
+        &["prune", "--instant-delete"],
+        &format!("delete:data:slow={HELD_MS}:1"),
+        // The old index files are gone: step 4 has begun.
+        || !objects(&index).iter().any(|f| old_index.contains(f)),
+    );
+    let left = objects(&data).len() as u64;
+    assert!(
+        left > packs_before - doomed,
+        "the first prune deleted all {doomed} packs after losing its lock ({left} left of {packs_before})"
+    );
+    check_clean(&env, &["--read-data"], "after the two prunes");
+    restore_matches(&env, &kept, &copy, &src, "r");
+}
+
 #[test]
 fn prune_refuses_when_a_snapshot_needs_a_missing_blob() {
     let env = Env::small();

@@ -9,7 +9,9 @@
 //! 4. packs are deleted: those marked for longer than the grace period and still unused, old
 //!    unindexed ones, and with `--instant-delete` the unused and repacked ones.
 //!
-//! The lock is checked before each step that deletes or replaces. Interrupted anywhere, the
+//! The lock is checked before each step that deletes or replaces, before each old index file's
+//! delete and between batches of pack deletes: a prune whose lock was lost (removed by `cairn
+//! unlock --remove-all`, taken over) stops there with `Locked`. Interrupted anywhere, the
 //! repository holds every blob a snapshot needs, and the next prune finishes the job.
 
 use super::plan::{PackAction, PrunePlan};
@@ -195,15 +197,14 @@ pub fn execute(
     // counting.
     out.index_files_written += index.finish(plan.index_files.clone())?;
 
-    // 3. The old index files.
-    lock.check()?;
+    // 3. The old index files, the lock checked before each (there are few).
     for f in &plan.index_files {
+        lock.check()?;
         repo.backend().delete(FileType::Index, &f.to_hex())?;
         out.index_files_deleted += 1;
     }
 
     // 4. Packs.
-    lock.check()?;
     // An unindexed pack may have been indexed since the plan (a slow backup's last index
     // file): merge what was written meanwhile and spare those.
     let mut unindexed: Vec<(Id, u64)> = plan
@@ -237,24 +238,36 @@ pub fn execute(
     } else {
         backend.connections()
     };
-    for chunk in doomed.chunks(width) {
-        std::thread::scope(|s| -> Result<()> {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(id, _)| s.spawn(move || backend.delete(FileType::Pack, &id.to_hex())))
-                .collect();
-            for h in handles {
-                h.join().map_err(|_| {
-                    Error::new(crate::ErrorKind::Internal, "a delete thread panicked")
-                })??;
-            }
-            Ok(())
-        })?;
-        out.packs_deleted += chunk.len() as u64;
-        out.bytes_deleted += chunk.iter().map(|(_, size)| size).sum::<u64>();
+    // The lock is checked again before each batch of DELETE_BATCH_ROUNDS rounds (one `head`
+    // and one listing of `locks/` each), so a prune whose lock was removed or taken over stops
+    // within a batch, however many packs are left.
+    for batch in doomed.chunks(width * DELETE_BATCH_ROUNDS) {
+        lock.check()?;
+        for chunk in batch.chunks(width) {
+            std::thread::scope(|s| -> Result<()> {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(id, _)| s.spawn(move || backend.delete(FileType::Pack, &id.to_hex())))
+                    .collect();
+                for h in handles {
+                    h.join().map_err(|_| {
+                        Error::new(crate::ErrorKind::Internal, "a delete thread panicked")
+                    })??;
+                }
+                Ok(())
+            })?;
+            out.packs_deleted += chunk.len() as u64;
+            out.bytes_deleted += chunk.iter().map(|(_, size)| size).sum::<u64>();
+        }
     }
+    // A lock lost during the last deletes is reported, not taken for a clean run.
+    lock.check()?;
     Ok(out)
 }
+
+/// Rounds of pack deletes (each `width` at once) between two lock checks in step 4: locally 8
+/// packs, remotely 8 round trips of deletes per check's two.
+const DELETE_BATCH_ROUNDS: usize = 8;
 
 #[cfg(test)]
 mod tests {
