@@ -25,6 +25,7 @@ mod prune;
 mod repair;
 mod restore_safety;
 mod roundtrip;
+mod selection;
 mod servers;
 mod stdin;
 mod stores;
