@@ -6,6 +6,7 @@ mod at;
 mod backup_race;
 mod cache;
 mod concurrent;
+mod copy_verify;
 mod damaged;
 mod dedup;
 mod errors;
