@@ -5,8 +5,9 @@
 //! Blob ids are keyed per repository (design.md §2), so there are two ways:
 //! - **Same ids** (the destination was made with `init --copy-chunker-params --from-repo SRC`,
 //!   so it shares the source's id key, chunker key and chunker parameters): trees are copied as
-//!   they are; each missing blob is opened with the source's key and sealed with the
-//!   destination's, never decompressed or re-chunked. Copies deduplicate against the
+//!   they are; each missing blob is opened with the source's key, verified (decompressed and
+//!   hashed: its content must match its id), and its compressed form sealed with the
+//!   destination's key, never re-compressed or re-chunked. Copies deduplicate against the
 //!   destination's own backups, since the same files cut into the same chunks.
 //! - **Re-hashed** (any two repositories): every data blob of a copied snapshot is read,
 //!   decompressed and hashed under the destination's id key, and every tree is rewritten with
@@ -17,10 +18,15 @@
 //! stored (one writer for the run, finished first); a copy interrupted at any point leaves only
 //! complete packs and index files, which the next copy reuses.
 //!
-//! Limits: with shared ids a blob is decrypted (which authenticates it under its id) and sealed
-//! again, not decompressed and re-hashed: a key holder could have sealed wrong content under
-//! an id, and the copy would carry it over as `check --read-data` of the source would find it.
-//! With different ids the "same backup" rule cannot compare trees (they were rewritten), so two
+//! Verification with shared ids: decryption alone authenticates a blob under its id, but any
+//! holder of a source key can seal wrong content under the id of a common chunk. The
+//! destination deduplicates its own later backups against what a copy stored, so such a blob
+//! would make it never store the real chunk. Every blob is therefore decompressed and hashed
+//! before it is sealed for the destination (the check [`Repository::open_blob`] makes); one
+//! that fails stops the copy before any snapshot is written, as in the re-hashed mode
+//! (docs/design.md §"copy", docs/performance.md for the cost).
+//!
+//! Limits: with different ids the "same backup" rule cannot compare trees (they were rewritten), so two
 //! backups with the same time, host, user, paths, tags and kind count as one.
 
 use crate::cache::BlobLocation;
@@ -198,6 +204,7 @@ fn copy_same_ids(
                     let sealed = sealed?;
                     let what = format!("blob {} in pack {}", id.short(), pack.short());
                     let plain = src.sealer().open(id.as_bytes(), sealed, &what)?;
+                    verify_plain(src, id, l, &plain, &what)?;
                     let resealed = writer.repo().sealer().seal(id.as_bytes(), &plain)?;
                     writer.add_sealed(l.kind, *id, resealed, l.raw_length)?;
                     Ok(())
@@ -205,6 +212,26 @@ fn copy_same_ids(
             )
         })
     })
+}
+
+/// Check that a blob's opened (still compressed) bytes decode to `raw_length` bytes whose
+/// keyed id is `id`: a blob sealed with the right key but the wrong content is refused
+/// (`Corrupt`), as [`Repository::open_blob`] refuses it on every read.
+fn verify_plain(
+    src: &Repository,
+    id: &Id,
+    l: &BlobLocation,
+    plain: &[u8],
+    what: &str,
+) -> Result<()> {
+    let raw = crate::format::blob::decode(plain, l.raw_length as usize, &what)?;
+    if src.blob_id(&raw) != *id {
+        return Err(crate::Error::corrupt(format!(
+            "{what} is corrupt: content does not match its id; no snapshot was copied (run \
+             `cairn check --read-data` on the source)"
+        )));
+    }
+    Ok(())
 }
 
 /// Blobs of one pack with their locations.

@@ -794,7 +794,8 @@ fn hostile_trees_are_counted_by_tree_and_deep_ones_refused() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 
     for (i, leaf) in [&b"x"[..], b"y"].into_iter().enumerate() {
-        craft(&env, 1_800_000_000_000_000_000 + i as i64, |add| {
+        // Newer than the first (2023), and in the past: `latest` is one of these.
+        craft(&env, 1_750_000_000_000_000_000 + i as i64, |add| {
             let mut t = add(Tree {
                 version: VERSION,
                 nodes: vec![Node::new(leaf.to_vec(), NodeKind::File)],

@@ -603,6 +603,116 @@ fn forget_keeps_what_restic_keeps() {
     );
 }
 
+/// cairn's one deliberate departure from restic (docs/design.md, "Snapshots dated in the
+/// future"): a snapshot dated a year ahead is kept by both, but restic counts it in the
+/// `--keep-*` buckets (it takes a `last`, daily, ... slot from a real snapshot) and cairn does
+/// not. So cairn's outcome with the future snapshot, less that snapshot, is restic's outcome
+/// for the timeline without it, reasons and counters included; and restic, given the future
+/// snapshot, keeps fewer real ones.
+#[test]
+fn forget_departs_from_restic_only_for_future_snapshots() {
+    if let Err(why) = restic_014() {
+        eprintln!("note: {why}: forget_departs_from_restic_only_for_future_snapshots skipped");
+        return;
+    }
+    let env = Env::new();
+    write(&env.path("src/f"), b"one\n");
+    let now = Utc::now().timestamp();
+    // Twelve real snapshots, 7 hours apart, ending a day ago; one dated a year ahead.
+    let real: Vec<Snap> = (0..12i64)
+        .map(|i| Snap {
+            t: now - 86_400 - i * 7 * 3600,
+            host: "alpha",
+            dir: "src",
+            tags: vec![],
+        })
+        .rev()
+        .collect();
+    let future = Snap {
+        t: now + 365 * 86_400,
+        host: "alpha",
+        dir: "src",
+        tags: vec![],
+    };
+    let mut with_future = real.clone();
+    with_future.push(future.clone());
+    cairn_backups(&env, &with_future);
+
+    let rrepo = env.path("restic-repo");
+    restic_ok(&rrepo, &["init"]);
+    let first = &real[0];
+    let wall = DateTime::from_timestamp(first.t + i64::from(berlin_offset(first.t)), 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let src = env.path("src");
+    restic_ok(
+        &rrepo,
+        &[
+            "backup",
+            "-q",
+            "--time",
+            &wall,
+            "--host",
+            "alpha",
+            src.to_str().unwrap(),
+        ],
+    );
+    let listed: Value =
+        serde_json::from_slice(&restic_ok(&rrepo, &["snapshots", "--json"]).stdout).unwrap();
+    let tree = listed[0]["tree"].as_str().unwrap().to_string();
+    restic_write_snapshots(&env, &rrepo, &tree, &real[1..]);
+
+    let policies: Vec<Vec<&str>> = vec![
+        vec!["--keep-last", "3"],
+        vec!["--keep-hourly", "5"],
+        vec!["--keep-daily", "2"],
+        vec!["--keep-within", "1d", "--keep-last", "1"],
+        vec!["--keep-within-hourly", "2d", "--keep-daily", "1"],
+    ];
+    let restic_json = |policy: &[&str]| -> Value {
+        let mut a = vec!["forget", "--dry-run", "--json"];
+        a.extend_from_slice(policy);
+        serde_json::from_slice(&restic_ok(&rrepo, &a).stdout).unwrap()
+    };
+    let without: Vec<_> = policies.iter().map(|p| restic_json(p)).collect();
+    // Now restic's repository holds the future snapshot too (its own object names differ).
+    let work = env.path("restic-objects");
+    std::fs::remove_dir_all(&work).unwrap();
+    restic_write_snapshots(&env, &rrepo, &tree, std::slice::from_ref(&future));
+    for (policy, restic_without) in policies.iter().zip(&without) {
+        let mut c = outcomes(&forget_json_cairn(&env, policy), true);
+        let r = outcomes(restic_without, true);
+        assert_eq!(r.len(), 1, "one group");
+        let key = r.keys().next().unwrap().clone();
+        let cg = c.get_mut(&key).expect("cairn has restic's group");
+        assert_eq!(
+            cg.0.first(),
+            Some(&(
+                future.t,
+                vec!["dated in the future (not counted)".to_string()],
+                cg.0[0].2.clone()
+            )),
+            "{policy:?}: cairn keeps the future snapshot, uncounted"
+        );
+        cg.0.remove(0);
+        assert_eq!(
+            c, r,
+            "{policy:?}: cairn less the future snapshot = restic without it"
+        );
+        // restic with it: the future snapshot takes a slot of some bucket.
+        let rf = outcomes(&restic_json(policy), false);
+        let kept = &rf[&key].0;
+        assert_eq!(kept[0].0, future.t, "{policy:?}: restic keeps it too");
+        if !policy.contains(&"--keep-within") && !policy.contains(&"--keep-within-hourly") {
+            assert!(
+                kept.len() < r[&key].0.len() + 1,
+                "{policy:?}: restic counts the future snapshot against real ones"
+            );
+        }
+    }
+}
+
 #[test]
 fn forget_removes_snapshots_and_refuses_empty_policies() {
     let env = Env::new();

@@ -163,6 +163,22 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
         .into_iter()
         .map(|(k, v)| (k, policy::apply(&policy, v)))
         .collect();
+    // Snapshots dated in the future are kept and not counted (policy.rs); say so, also with
+    // --json (stderr), since they are usually a wrong clock or a planted snapshot.
+    let now = cairn::snapshot::select::now_ns();
+    for (_, r) in &results {
+        for (id, s) in r.keep.iter().filter(|(id, _)| r.future.contains(id)) {
+            eprintln!(
+                "warning: snapshot {} of {} is dated {}, {} ahead of this host's clock: kept, \
+                 and not counted by --keep-*; check the clock of the host that made it, and \
+                 forget it by id if it is not wanted",
+                id.short(),
+                escape::text(&s.host),
+                local_time(s.time_ns),
+                ahead(s.time_ns, now)
+            );
+        }
+    }
     if !g.json {
         println!("applying policy: {}", escape::text(&policy.to_string()));
         for (k, r) in &results {
@@ -214,6 +230,17 @@ fn delete(
         );
     }
     Ok(())
+}
+
+/// How far `t` lies after `now`, for a human (`365d 0h`, `2h 5m`).
+fn ahead(t: i64, now: i64) -> String {
+    let mins = (i128::from(t) - i128::from(now)).max(0) / 60_000_000_000;
+    let (d, h, m) = (mins / 1440, mins / 60 % 24, mins % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else {
+        format!("{h}h {m}m")
+    }
 }
 
 /// A time in the local zone (the zone whose calendar the policy used).

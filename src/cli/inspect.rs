@@ -8,7 +8,7 @@ use cairn::format::tree::{Node, NodeKind};
 use cairn::repo::Repository;
 use cairn::snapshot::find_node;
 use cairn::snapshot::group::{GroupBy, GroupKey, group, latest_per_group};
-use cairn::snapshot::select::{Filter, find, format_time};
+use cairn::snapshot::select::{FUTURE_SKEW_NS, Filter, find, format_time, is_future, now_ns};
 use cairn::snapshot::walk::{Step, TreeWalk};
 use std::io::Write;
 
@@ -107,6 +107,7 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         .into_iter()
         .filter(|(_, s)| f.matches(s))
         .collect();
+    let now = now_ns();
     let by = match &a.group_by {
         Some(s) => GroupBy::parse(s)?,
         None => GroupBy::HOST_PATHS,
@@ -124,10 +125,10 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         let mut flat: Vec<(Id, Snapshot)> = groups.into_iter().flat_map(|(_, v)| v).collect();
         flat.sort_by(|x, y| x.1.time_ns.cmp(&y.1.time_ns).then(x.0.cmp(&y.0)));
         if g.json {
-            let v: Vec<_> = flat.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+            let v: Vec<_> = flat.iter().map(|(id, s)| listed_json(id, s, now)).collect();
             return print_json(&v).map(|_| 0);
         }
-        print_snapshot_table(&flat);
+        print_snapshot_table(&flat, now);
         return Ok(0);
     }
     if g.json {
@@ -136,7 +137,7 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             .map(|(k, v)| {
                 serde_json::json!({
                     "group_key": group_key_json(k),
-                    "snapshots": v.iter().map(|(id, s)| snapshot_json(id, s)).collect::<Vec<_>>(),
+                    "snapshots": v.iter().map(|(id, s)| listed_json(id, s, now)).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -147,22 +148,38 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             println!();
         }
         println!("snapshots for {}:", group_key_text(k));
-        print_snapshot_table(v);
+        print_snapshot_table(v, now);
     }
     Ok(0)
 }
 
-/// The snapshot table of `snapshots`, with a count line.
-fn print_snapshot_table(list: &[(Id, Snapshot)]) {
+/// A snapshot in `snapshots --json`: [`snapshot_json`] and `dated_in_future` (more than
+/// [`FUTURE_SKEW_NS`] after `now`: never `latest` or a parent, not counted by `forget`).
+fn listed_json(id: &Id, s: &Snapshot, now: i64) -> serde_json::Value {
+    let mut v = snapshot_json(id, s);
+    v["dated_in_future"] = is_future(s.time_ns, now).into();
+    v
+}
+
+/// The snapshot table of `snapshots`, with a count line; a `!` after the time marks a
+/// snapshot dated in the future, explained below the table.
+fn print_snapshot_table(list: &[(Id, Snapshot)], now: i64) {
     println!(
         "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} paths",
         "id", "time", "host", "type", "parent", "tags"
     );
     println!("{}", "-".repeat(100));
     // Host, tags and paths come from the repository: escaped, never raw to the terminal.
+    let mut future = 0;
     for (id, s) in list {
+        let mark = if is_future(s.time_ns, now) {
+            future += 1;
+            "!"
+        } else {
+            " "
+        };
         println!(
-            "{:<9} {:<19} {:<14} {:<12} {:<9} {:<16} {}",
+            "{:<9} {:<19}{mark}{:<14} {:<12} {:<9} {:<16} {}",
             id.short(),
             format_time(s.time_ns),
             escape::text(&s.host),
@@ -173,6 +190,13 @@ fn print_snapshot_table(list: &[(Id, Snapshot)]) {
         );
     }
     println!("{} snapshots", list.len());
+    if future > 0 {
+        println!(
+            "! {future} dated more than {} min after this host's clock: never `latest` or a \
+             parent, not counted by forget --keep-* (check the clock of the host that made it)",
+            FUTURE_SKEW_NS / 60_000_000_000
+        );
+    }
 }
 
 /// A snapshot's paths for a human, escaped and separated by spaces.

@@ -1,10 +1,12 @@
 //! The virtual folders above the snapshots' trees: which names `snapshots/`, `ids/`,
 //! `hosts/<host>/` and `tags/<tag>/` show, and where each folder's `latest` points. Pure: built
-//! from a list of snapshots, no I/O.
+//! from a list of snapshots and the current time ([`Listing::new_at`]), no I/O. A snapshot
+//! dated in the future is listed but never `latest` (docs/design.md §8).
 
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::is_valid_name;
 use crate::id::Id;
+use crate::snapshot::select::{is_future, now_ns};
 use std::collections::BTreeMap;
 
 /// What the mount needs of one snapshot.
@@ -41,7 +43,7 @@ impl SnapshotEntry {
 pub struct Folder {
     /// Name → snapshot index.
     pub names: BTreeMap<String, usize>,
-    /// Name of the newest snapshot, the target of `latest`.
+    /// Name of the newest snapshot not dated in the future, the target of `latest`.
     pub latest: Option<String>,
 }
 
@@ -50,11 +52,12 @@ pub const LATEST: &str = "latest";
 
 impl Folder {
     /// The folder of `members` (indexes into `all`, which is sorted oldest first), named by
-    /// `time_name`.
+    /// `time_name`; `latest` skips snapshots dated in the future of `now`.
     fn new(
         all: &[SnapshotEntry],
         members: impl Iterator<Item = usize>,
         time_name: &dyn Fn(i64) -> String,
+        now: i64,
     ) -> Folder {
         let mut f = Folder::default();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -63,7 +66,9 @@ impl Folder {
             let n = seen.entry(base.clone()).or_insert(0);
             let name = if *n == 0 { base } else { format!("{base}-{n}") };
             *n += 1;
-            f.latest = Some(name.clone());
+            if !is_future(all[i].time_ns, now) {
+                f.latest = Some(name.clone());
+            }
             f.names.insert(name, i);
         }
         f
@@ -110,11 +115,22 @@ pub fn local_time_name(ns: i64) -> String {
 }
 
 impl Listing {
-    /// The listing of `snapshots` (any order), folders named by `time_name`.
-    pub fn new(mut snapshots: Vec<SnapshotEntry>, time_name: &dyn Fn(i64) -> String) -> Listing {
+    /// The listing of `snapshots` (any order), folders named by `time_name`, at this host's
+    /// current time.
+    pub fn new(snapshots: Vec<SnapshotEntry>, time_name: &dyn Fn(i64) -> String) -> Listing {
+        Listing::new_at(snapshots, time_name, now_ns())
+    }
+
+    /// The listing of `snapshots` (any order), folders named by `time_name`, with `now` (ns)
+    /// deciding which snapshots are dated in the future.
+    pub fn new_at(
+        mut snapshots: Vec<SnapshotEntry>,
+        time_name: &dyn Fn(i64) -> String,
+        now: i64,
+    ) -> Listing {
         snapshots.sort_by(|a, b| a.time_ns.cmp(&b.time_ns).then(a.id.cmp(&b.id)));
         snapshots.dedup_by(|a, b| a.id == b.id);
-        let all = Folder::new(&snapshots, 0..snapshots.len(), time_name);
+        let all = Folder::new(&snapshots, 0..snapshots.len(), time_name, now);
         // Short ids: 8 hex digits, more when two snapshots share a prefix.
         let mut len = 8;
         while len < 64 {
@@ -132,7 +148,9 @@ impl Listing {
         for (i, s) in snapshots.iter().enumerate() {
             let short = s.id.to_hex()[..len].to_string();
             ids.names.insert(short.clone(), i);
-            ids.latest = Some(short);
+            if !is_future(s.time_ns, now) {
+                ids.latest = Some(short);
+            }
         }
         let mut by_host: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -147,11 +165,11 @@ impl Listing {
         }
         let hosts = by_host
             .into_iter()
-            .map(|(h, m)| (h, Folder::new(&snapshots, m.into_iter(), time_name)))
+            .map(|(h, m)| (h, Folder::new(&snapshots, m.into_iter(), time_name, now)))
             .collect();
         let tags = by_tag
             .into_iter()
-            .map(|(t, m)| (t, Folder::new(&snapshots, m.into_iter(), time_name)))
+            .map(|(t, m)| (t, Folder::new(&snapshots, m.into_iter(), time_name, now)))
             .collect();
         let newest_ns = snapshots.last().map_or(0, |s| s.time_ns);
         Listing {
@@ -246,5 +264,35 @@ mod tests {
         );
         let e = Listing::new(vec![], &utc);
         assert!(e.all.names.is_empty() && e.all.latest.is_none() && e.hosts.is_empty());
+    }
+
+    #[test]
+    fn latest_never_points_at_a_snapshot_dated_in_the_future() {
+        // Now is 1000 s; the snapshot at 100 000 s is a day ahead, the one at 1200 s within
+        // the skew.
+        let now = 1_000 * 1_000_000_000;
+        let l = Listing::new_at(
+            vec![
+                entry(1, 500, "web", &["t"]),
+                entry(2, 1_200, "db", &[]),
+                entry(3, 100_000, "web", &["t"]),
+            ],
+            &utc,
+            now,
+        );
+        assert_eq!(l.all.names.len(), 3, "listed all the same");
+        assert_eq!(
+            l.all.latest.as_deref(),
+            Some(utc(l.snapshots[1].time_ns).as_str())
+        );
+        assert_eq!(l.ids.latest.as_deref(), Some("02020202"));
+        assert_eq!(
+            l.hosts["web"].latest.as_deref(),
+            Some(utc(l.snapshots[0].time_ns).as_str())
+        );
+        assert_eq!(
+            l.tags["t"].latest.as_deref(),
+            Some(utc(l.snapshots[0].time_ns).as_str())
+        );
     }
 }

@@ -14,6 +14,11 @@
 //!   D is subtracted with calendar arithmetic in local time, as Go's `AddDate` does (months and
 //!   days may overflow: one month before March 31 is March 3 or 2), then the hours as a fixed
 //!   duration. "Newest" ignores snapshots dated after now.
+//! - Snapshots dated in the future (more than [`FUTURE_SKEW_NS`] after now: a host whose clock
+//!   runs ahead, or another key holder's planted snapshot) are kept with the reason
+//!   [`FUTURE_REASON`] and take no part in the count buckets, so they never push real snapshots
+//!   out of `--keep-last` and the like. This is cairn's one deliberate departure from restic,
+//!   which counts them (docs/design.md, "Snapshots dated in the future").
 //! - `--keep-tag a,b` keeps every snapshot that has all of `a` and `b` (an empty tag matches a
 //!   snapshot without tags); several `--keep-tag` keep a snapshot matching any of them.
 //!
@@ -23,6 +28,8 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::Id;
+pub use crate::snapshot::select::FUTURE_SKEW_NS;
+use crate::snapshot::select::is_future;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike};
 use std::fmt;
 
@@ -171,6 +178,18 @@ impl KeepPolicy {
         ]
     }
 
+    /// The counters before any snapshot is taken (the counts as given).
+    fn counters(&self) -> Counters {
+        Counters {
+            last: self.last,
+            hourly: self.hourly,
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+            yearly: self.yearly,
+        }
+    }
+
     fn withins(&self) -> [(Option<Duration>, &'static str); 5] {
         [
             (set(&self.within_hourly), "hourly"),
@@ -316,7 +335,13 @@ pub struct Applied {
     pub remove: Vec<(Id, Snapshot)>,
     /// One per kept snapshot, in the order of `keep`.
     pub reasons: Vec<KeepReason>,
+    /// The kept snapshots dated in the future (more than [`FUTURE_SKEW_NS`] after now), newest
+    /// first: kept whatever the policy says and not counted by any bucket.
+    pub future: Vec<Id>,
 }
+
+/// The reason given for keeping a snapshot dated in the future.
+pub const FUTURE_REASON: &str = "dated in the future (not counted)";
 
 /// Apply `policy` to one group, with local calendar periods (`TZ`) and the current time.
 pub fn apply(policy: &KeepPolicy, snapshots: Vec<(Id, Snapshot)>) -> Applied {
@@ -403,8 +428,9 @@ fn has_tags(s: &Snapshot, set: &[String]) -> bool {
 }
 
 /// Apply `policy` to one group of snapshots, with periods in `tz` and `now_ns` as the current
-/// time (snapshots dated after it do not count as the newest for `--keep-within*`). Snapshots
-/// are sorted newest first (equal times: larger id first; restic keeps its listing order).
+/// time (snapshots dated after it do not count as the newest for `--keep-within*`; those dated
+/// more than [`FUTURE_SKEW_NS`] after it are kept and not counted by any bucket). Snapshots are
+/// sorted newest first (equal times: larger id first; restic keeps its listing order).
 pub fn apply_in<Tz: TimeZone>(
     policy: &KeepPolicy,
     mut snapshots: Vec<(Id, Snapshot)>,
@@ -413,16 +439,30 @@ pub fn apply_in<Tz: TimeZone>(
 ) -> Applied {
     crate::snapshot::group::sort_newest_first(&mut snapshots);
     let mut out = Applied::default();
+    // Dated in the future: kept, reported, and out of every bucket (they sort first).
+    let n_future = snapshots
+        .iter()
+        .take_while(|(_, s)| is_future(s.time_ns, now_ns))
+        .count();
+    let rest = snapshots.split_off(n_future);
+    for (id, s) in snapshots {
+        out.future.push(id);
+        out.reasons.push(KeepReason {
+            id,
+            matches: vec![FUTURE_REASON.into()],
+            counters: policy.counters(),
+        });
+        out.keep.push((id, s));
+    }
+    let snapshots = rest;
     if policy.is_empty() {
-        out.reasons = snapshots
-            .iter()
-            .map(|(id, _)| KeepReason {
+        out.reasons
+            .extend(snapshots.iter().map(|(id, _)| KeepReason {
                 id: *id,
                 matches: vec!["policy is empty".into()],
                 counters: Counters::default(),
-            })
-            .collect();
-        out.keep = snapshots;
+            }));
+        out.keep.extend(snapshots);
         return out;
     }
     // The newest snapshot not dated after now; with none, every snapshot is "within".
@@ -843,6 +883,47 @@ mod tests {
             utc(local_to_utc(wall(2021, 10, 31, 2, 30), &Berlin).unwrap()),
             ns(2021, 10, 31, 1, 30),
             "02:30 twice: Go takes CET east of Greenwich"
+        );
+    }
+
+    #[test]
+    fn future_snapshots_are_kept_but_not_counted() {
+        let now = ns(2026, 12, 7, 12, 0);
+        let l = list(&[
+            ns(2027, 12, 7, 12, 0),                  // a year ahead
+            ns(2026, 12, 7, 10, 0),                  // real
+            ns(2026, 12, 7, 11, 0),                  // real, newest
+            now + super::FUTURE_SKEW_NS,             // within the skew: a real one
+            now + super::FUTURE_SKEW_NS + 1_000_000, // just beyond it
+        ]);
+        let p = KeepPolicy {
+            last: 2,
+            daily: 1,
+            ..Default::default()
+        };
+        let a = apply_in(&p, l, now, &Berlin);
+        assert_eq!(a.future, vec![id(1), id(5)]);
+        let got: Vec<(Id, Vec<String>)> = a
+            .reasons
+            .iter()
+            .map(|r| (r.id, r.matches.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (id(1), vec![FUTURE_REASON.to_string()]),
+                (id(5), vec![FUTURE_REASON.to_string()]),
+                (
+                    id(4),
+                    vec!["last snapshot".to_string(), "daily snapshot".to_string()]
+                ),
+                (id(3), vec!["last snapshot".to_string()]),
+            ]
+        );
+        assert_eq!(a.reasons[0].counters.last, 2, "not counted");
+        assert_eq!(
+            a.remove.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![id(2)]
         );
     }
 

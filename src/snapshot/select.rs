@@ -76,27 +76,67 @@ pub fn format_time(ns: i64) -> String {
         .to_string()
 }
 
-/// Resolve `spec` (`latest`, or a full or unique short id) among the filtered snapshots; with
-/// `at`, `latest` means the newest at or before that time.
+/// How far a snapshot's time may lie ahead of this host's clock and still count as a real,
+/// current snapshot: five minutes, for ordinary skew between hosts. A snapshot dated later than
+/// that (from a host whose clock runs ahead, or planted by another key holder) is "dated in the
+/// future": it is never `latest`, never a backup's parent, never counted by `forget`'s
+/// `--keep-last`/`--keep-hourly`/… buckets (it is kept, and reported), and `snapshots` flags it
+/// (docs/design.md, "Snapshots dated in the future").
+pub const FUTURE_SKEW_NS: i64 = 5 * 60 * 1_000_000_000;
+
+/// This host's clock, in ns since the epoch.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Whether a snapshot dated `time_ns` is dated in the future: more than [`FUTURE_SKEW_NS`]
+/// after `now_ns`.
+pub fn is_future(time_ns: i64, now_ns: i64) -> bool {
+    time_ns > now_ns.saturating_add(FUTURE_SKEW_NS)
+}
+
+/// Resolve `spec` (`latest`, or a full or unique short id) and read that snapshot.
+///
+/// - `latest` is the newest snapshot passing `filter` (with `at`: at or before that time) that
+///   is not dated in the future ([`is_future`]). It needs every snapshot's time, so every
+///   snapshot is read; a damaged one is skipped with a warning, since it may have been the
+///   newest.
+/// - An id or a unique id prefix is resolved against the listing of snapshot names alone and
+///   only the match is read: damage to any other snapshot does not concern it. Ids ignore
+///   `filter` and `at` (restic's rule).
 pub fn find(
     repo: &Repository,
     spec: &str,
     filter: &Filter,
     at: Option<i64>,
 ) -> Result<(Id, Snapshot)> {
-    let all = repo.snapshots()?;
     if spec == "latest" {
-        return all
+        let now = now_ns();
+        let mut future = 0usize;
+        let newest = repo
+            .snapshots()?
             .into_iter()
             .filter(|(_, s)| filter.matches(s) && at.is_none_or(|t| s.time_ns <= t))
-            .max_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)))
-            .ok_or_else(|| match at {
+            .filter(|(_, s)| {
+                let f = is_future(s.time_ns, now);
+                future += usize::from(f);
+                !f
+            })
+            .max_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        return newest.ok_or_else(|| {
+            let passed = if future > 0 {
+                format!(" ({future} dated in the future were passed over; give an id to use one)")
+            } else {
+                String::new()
+            };
+            match at {
                 Some(t) => Error::not_found(format!(
-                    "no snapshot at or before {} matches",
+                    "no snapshot at or before {} matches{passed}",
                     format_time(t)
                 )),
-                None => Error::not_found("no snapshot matches"),
-            });
+                None => Error::not_found(format!("no snapshot matches{passed}")),
+            }
+        });
     }
     let spec_l = spec.to_ascii_lowercase();
     if spec_l.is_empty() || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -104,13 +144,17 @@ pub fn find(
             "invalid snapshot {spec:?}: give an id, a unique id prefix, or latest"
         )));
     }
-    let mut hits: Vec<(Id, Snapshot)> = all
+    let mut hits: Vec<(Id, u64)> = repo
+        .list_snapshots()?
         .into_iter()
         .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
         .collect();
     match hits.len() {
         0 => Err(Error::not_found(format!("snapshot {spec} not found"))),
-        1 => Ok(hits.remove(0)),
+        1 => {
+            let (id, size) = hits.remove(0);
+            Ok((id, repo.load_snapshot_sized(&id, size)?))
+        }
         n => Err(Error::usage(format!(
             "snapshot prefix {spec} is ambiguous ({n} snapshots match)"
         ))),
@@ -127,5 +171,14 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T01:00:00+01:00").unwrap(), 0);
         assert!(parse_time("yesterday-ish").is_err());
         assert!(parse_time("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn future_means_beyond_the_skew() {
+        let now = 1_000 * 1_000_000_000;
+        assert!(!is_future(now, now));
+        assert!(!is_future(now + FUTURE_SKEW_NS, now));
+        assert!(is_future(now + FUTURE_SKEW_NS + 1, now));
+        assert!(!is_future(i64::MAX, i64::MAX));
     }
 }
