@@ -8,6 +8,7 @@ mod cache;
 mod concurrent;
 mod damaged;
 mod dedup;
+mod dump_names;
 mod errors;
 mod everyday;
 mod excludes;
