@@ -1,21 +1,35 @@
 //! `dump`: a file of a snapshot as its bytes, or a folder as a tar stream (POSIX pax: raw-byte
 //! names of any length, nanosecond times, owners by id and name, symlinks, hard links, fifos,
 //! devices, extended attributes as `SCHILY.xattr.*`) or a zip stream (deflate; modes, mtimes to
-//! two seconds, symlinks; names as UTF-8 with invalid bytes replaced, hard links as copies, no
-//! owners, xattrs or special files: zip has no place for them), written in walk order with
-//! bounded memory.
+//! two seconds, symlinks; names as UTF-8, hard links as copies, no owners, xattrs or special
+//! files: zip has no place for them), written in walk order with bounded memory.
 //!
 //! Content is read a window of blobs at a time, in parallel, and written in order, so memory is
-//! at most a window of blobs whatever the size of the folder.
+//! at most a window of blobs whatever the size of the folder. A file is always written as
+//! exactly its node's `size` bytes: content past it is cut and never read, short content is
+//! padded with zeros, and a blob ending more than [`CONTENT_SLACK`] past `size` is not read at
+//! all (a node of size 1 whose content repeats a large blob thousands of times costs neither
+//! memory nor time). Such a file is warned about ([`EntryProblem::Damaged`]).
+//!
+//! Names: tar carries the snapshot's raw bytes, except that a name which a Windows extractor
+//! would read as a parent-folder reference (`..\..\x.bat`, where `\` is a separator there, or
+//! `.. `, which Windows trims to `..`) has its `\` and those dots written as `%5C` and `%2E`.
+//! zip names must be UTF-8 and zip extractors on Windows take `\` as a separator, so bytes that
+//! are not UTF-8 become `%XX`, every `\` becomes `%5C`, and the same dots `%2E`. A name that
+//! then equals one already written in its folder gets a suffix `~1`, `~2`, …. Every name
+//! changed is warned about ([`EntryProblem::Renamed`]).
 
+use crate::cache::BlobLocation;
 use crate::error::{Error, Result};
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{CONTENT_SLACK, Node, NodeKind};
 use crate::id::Id;
 use crate::repo::Repository;
 use crate::snapshot::walk::{Step, TreeWalk};
+use crate::warning::{EntryProblem, EntrySink, EntryWarning};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 /// Blobs fetched at once while streaming a file's content.
 const WINDOW: usize = 8;
@@ -25,7 +39,7 @@ const WINDOW: usize = 8;
 pub struct DumpSummary {
     /// Entries written (folders, files, links, …).
     pub entries: u64,
-    /// Bytes of file content.
+    /// Bytes of file content (each file's `size`).
     pub bytes: u64,
 }
 
@@ -33,48 +47,321 @@ fn io_err(e: std::io::Error) -> Error {
     Error::io("cannot write the dump", e)
 }
 
-/// Write the content of file node `n` to `out`, a window of blobs at a time: the window's
-/// blobs are grouped by pack and read through the one pack reader (neighbours in one ranged
-/// read), packs in parallel, then written in order.
-pub fn write_content(repo: &Repository, n: &Node, out: &mut dyn Write) -> Result<u64> {
-    let mut written = 0u64;
+/// What [`write_content`] wrote for a file node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    /// The content's length as the index gives it: the sum of its blobs' raw lengths.
+    pub listed: u64,
+    /// Bytes of real content written; the rest of the node's `size` was written as zeros.
+    pub read: u64,
+}
+
+/// Write exactly `n.size` bytes for file node `n` to `out`: its content, cut at `size`, or
+/// padded with zeros when the content is shorter. Blobs that start at or past `size` are not
+/// read, nor is any blob (or the rest of the list) once a blob would end more than
+/// [`CONTENT_SLACK`] past `size`: memory and work follow the node's size, not its content list.
+/// A window of blobs is grouped by pack and read through the one pack reader (neighbours in one
+/// ranged read), packs in parallel, then written in order.
+pub fn write_content(repo: &Repository, n: &Node, out: &mut dyn Write) -> Result<Content> {
+    let size = n.size;
+    let limit = size.saturating_add(CONTENT_SLACK);
+    let mut listed = 0u64;
+    let mut read = 0u64;
+    let mut reading = true;
     for window in n.content.chunks(WINDOW) {
-        // Slot i of the window ← the blob read for it (a blob used twice is read once).
-        let mut by_pack: HashMap<Id, Vec<(Id, crate::cache::BlobLocation)>> = HashMap::new();
+        let mut wanted: Vec<(Id, BlobLocation)> = Vec::with_capacity(window.len());
         for id in window {
             let loc = repo.locate(id)?;
-            let group = by_pack.entry(loc.pack).or_default();
-            if !group.iter().any(|(b, _)| b == id) {
-                group.push((*id, loc));
+            let start = listed;
+            listed = listed.saturating_add(u64::from(loc.raw_length));
+            if reading && start < size {
+                if listed > limit {
+                    reading = false;
+                } else {
+                    wanted.push((*id, loc));
+                }
             }
         }
-        let read: Vec<Vec<(Id, Vec<u8>)>> = by_pack
-            .into_par_iter()
-            .map(|(pack, mut blobs)| {
-                blobs.sort_by_key(|(_, l)| (l.offset, l.length));
-                let mut got = Vec::with_capacity(blobs.len());
-                repo.read_pack_blobs(
-                    &pack,
-                    &blobs,
-                    |(_, l)| l,
-                    |(id, l), sealed| {
-                        got.push((*id, repo.open_blob(id, l, sealed?)?));
-                        Ok(())
-                    },
-                )?;
-                Ok(got)
-            })
-            .collect::<Result<_>>()?;
-        let raw: HashMap<Id, Vec<u8>> = read.into_iter().flatten().collect();
-        for id in window {
-            let b = raw
-                .get(id)
-                .ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
-            out.write_all(b).map_err(io_err)?;
-            written += b.len() as u64;
+        if !wanted.is_empty() {
+            read += write_blobs(repo, &wanted, size - read, out)?;
         }
     }
+    write_zeros(out, size - read)?;
+    Ok(Content { listed, read })
+}
+
+/// Read `blobs` (grouped by pack, packs in parallel; a blob listed twice is read once) and
+/// write them in order, at most `left` bytes in all; returns the bytes written.
+fn write_blobs(
+    repo: &Repository,
+    blobs: &[(Id, BlobLocation)],
+    mut left: u64,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    for (id, loc) in blobs {
+        let group = by_pack.entry(loc.pack).or_default();
+        if !group.iter().any(|(b, _)| b == id) {
+            group.push((*id, *loc));
+        }
+    }
+    let read: Vec<Vec<(Id, Vec<u8>)>> = by_pack
+        .into_par_iter()
+        .map(|(pack, mut blobs)| {
+            blobs.sort_by_key(|(_, l)| (l.offset, l.length));
+            let mut got = Vec::with_capacity(blobs.len());
+            repo.read_pack_blobs(
+                &pack,
+                &blobs,
+                |(_, l)| l,
+                |(id, l), sealed| {
+                    got.push((*id, repo.open_blob(id, l, sealed?)?));
+                    Ok(())
+                },
+            )?;
+            Ok(got)
+        })
+        .collect::<Result<_>>()?;
+    let raw: HashMap<Id, Vec<u8>> = read.into_iter().flatten().collect();
+    let mut written = 0u64;
+    for (id, _) in blobs {
+        let b = raw
+            .get(id)
+            .ok_or_else(|| Error::not_found(format!("blob {} was not read", id.short())))?;
+        let k = (b.len() as u64).min(left) as usize;
+        out.write_all(&b[..k]).map_err(io_err)?;
+        left -= k as u64;
+        written += k as u64;
+    }
     Ok(written)
+}
+
+fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<()> {
+    let zeros = [0u8; 8192];
+    while n > 0 {
+        let k = n.min(zeros.len() as u64) as usize;
+        out.write_all(&zeros[..k]).map_err(io_err)?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// The warning for file node `n` at snapshot path `spath` when [`write_content`] found its
+/// content not matching its size.
+fn content_warning(spath: &[u8], n: &Node, c: &Content) -> Option<EntryWarning> {
+    if c.listed == n.size {
+        return None;
+    }
+    let what = if c.listed > n.size.saturating_add(CONTENT_SLACK) {
+        format!(
+            "its content lists {} bytes, implausibly more than its size of {}: only its first {} \
+             bytes were read, the rest written as zeros",
+            c.listed, n.size, c.read
+        )
+    } else if c.listed > n.size {
+        format!(
+            "its content ({} bytes) is longer than its size of {}: cut to its size",
+            c.listed, n.size
+        )
+    } else {
+        format!(
+            "its content ({} bytes) is shorter than its size of {}: padded with zeros",
+            c.listed, n.size
+        )
+    };
+    Some(EntryWarning::new(
+        EntryProblem::Damaged,
+        std::ffi::OsStr::from_bytes(spath),
+        format!("{}: {what}", String::from_utf8_lossy(spath)),
+    ))
+}
+
+/// Write file node `n`, found at snapshot path `spath`, as its bytes (exactly its `size`, see
+/// [`write_content`]); a content list that does not match the size is warned about.
+pub fn file(
+    repo: &Repository,
+    n: &Node,
+    spath: &[u8],
+    out: &mut dyn Write,
+    warn: EntrySink<'_>,
+) -> Result<DumpSummary> {
+    let c = write_content(repo, n, out)?;
+    if let Some(w) = content_warning(spath, n, &c) {
+        warn(&w);
+    }
+    Ok(DumpSummary {
+        entries: 1,
+        bytes: n.size,
+    })
+}
+
+/// How an archive format names entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Tar,
+    Zip,
+}
+
+/// Whether `piece` (a name, or a part of one between backslashes) is a parent-folder reference
+/// to a Windows extractor: `..`, or dots and spaces that Windows trims to it (`.. `, `. .`).
+/// Three or more dots alone are an ordinary name there too.
+fn windows_dotdot(piece: &[u8]) -> bool {
+    let dots = piece.iter().filter(|&&b| b == b'.').count();
+    piece.iter().all(|&b| b == b'.' || b == b' ') && dots >= 2 && (dots == 2 || dots < piece.len())
+}
+
+fn push_escaped(out: &mut Vec<u8>, b: u8) {
+    out.extend_from_slice(format!("%{b:02X}").as_bytes());
+}
+
+/// One name (a path component: never empty, `/` or NUL) as `format` writes it; see the module
+/// documentation.
+fn escape_component(name: &[u8], format: Format) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    match format {
+        Format::Zip => {
+            for chunk in name.utf8_chunks() {
+                for &b in chunk.valid().as_bytes() {
+                    if b == b'\\' {
+                        push_escaped(&mut out, b);
+                    } else {
+                        out.push(b);
+                    }
+                }
+                for &b in chunk.invalid() {
+                    push_escaped(&mut out, b);
+                }
+            }
+        }
+        Format::Tar => {
+            if name.split(|&b| b == b'\\').any(windows_dotdot) {
+                for &b in name {
+                    if b == b'\\' {
+                        push_escaped(&mut out, b);
+                    } else {
+                        out.push(b);
+                    }
+                }
+            } else {
+                out.extend_from_slice(name);
+            }
+        }
+    }
+    if windows_dotdot(&out) {
+        let mut dots = Vec::with_capacity(out.len() * 3);
+        for &b in &out {
+            if b == b'.' {
+                push_escaped(&mut dots, b);
+            } else {
+                dots.push(b);
+            }
+        }
+        out = dots;
+    }
+    out
+}
+
+fn renamed(spath: &[u8], path: &[u8]) -> EntryWarning {
+    EntryWarning::new(
+        EntryProblem::Renamed,
+        std::ffi::OsStr::from_bytes(spath),
+        format!(
+            "{} is written to the archive as {}",
+            String::from_utf8_lossy(spath),
+            String::from_utf8_lossy(path)
+        ),
+    )
+}
+
+/// Archive paths of the folders being walked, and the names already given in each, so every
+/// name is unique in its folder after escaping.
+struct Namer {
+    format: Format,
+    /// (archive path, names given in it), innermost last.
+    stack: Vec<(Vec<u8>, HashSet<Vec<u8>>)>,
+}
+
+impl Namer {
+    /// The archive path of `name`, a node of the innermost folder found at snapshot path
+    /// `spath`; a changed name is warned about.
+    fn name(&mut self, spath: &[u8], name: &[u8], warn: EntrySink<'_>) -> Vec<u8> {
+        let escaped = escape_component(name, self.format);
+        let Some((dir, used)) = self.stack.last_mut() else {
+            return escaped;
+        };
+        let mut pick = escaped.clone();
+        let mut k = 0u64;
+        while used.contains(&pick) {
+            k += 1;
+            pick = escaped.clone();
+            pick.extend_from_slice(format!("~{k}").as_bytes());
+        }
+        used.insert(pick.clone());
+        let mut path = dir.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&pick);
+        if pick != name {
+            warn(&renamed(spath, &path));
+        }
+        path
+    }
+}
+
+/// Walk node `node`, found at snapshot path `spath`, in archive order, calling `emit(snapshot
+/// path, archive path, node)` for it (unless it is the snapshot's root) and everything below
+/// it. Archive paths have no leading `/` (as `restore` lays entries out below its target) and
+/// are named by `format`'s rules.
+fn walk_named(
+    repo: &Repository,
+    node: &Node,
+    spath: &[u8],
+    format: Format,
+    warn: EntrySink<'_>,
+    mut emit: impl FnMut(&[u8], &[u8], &Node) -> Result<()>,
+) -> Result<()> {
+    let mut top = Vec::new();
+    let raw: Vec<&[u8]> = spath
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    for c in &raw {
+        if !top.is_empty() {
+            top.push(b'/');
+        }
+        top.extend_from_slice(&escape_component(c, format));
+    }
+    if !raw.is_empty() {
+        if top != raw.join(&b'/') {
+            warn(&renamed(spath, &top));
+        }
+        emit(spath, &top, node)?;
+    }
+    if let (NodeKind::Dir, Some(tree)) = (node.kind, node.subtree) {
+        let mut names = Namer {
+            format,
+            stack: vec![(top, HashSet::new())],
+        };
+        let mut walk = TreeWalk::new(repo, &tree, spath)?;
+        while let Some(step) = walk.next_step() {
+            match step {
+                Step::Node(n) => {
+                    let sp = walk.child_path(&n.name);
+                    let path = names.name(&sp, &n.name, warn);
+                    emit(&sp, &path, &n)?;
+                    if n.kind == NodeKind::Dir {
+                        walk.enter(&n)?;
+                        names.stack.push((path, HashSet::new()));
+                    }
+                }
+                Step::Leave => {
+                    names.stack.pop();
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One pax record: `"<len> key=value\n"`, where len counts the whole record.
@@ -99,17 +386,18 @@ fn time_value(ns: i64) -> String {
 }
 
 /// Streams a folder of a snapshot as a tar archive.
-struct TarWriter<'w> {
+struct TarWriter<'w, 's> {
     out: tar::Builder<&'w mut dyn Write>,
     /// (device, inode) of multiply linked files → the archive path of their first link.
     links: HashMap<(u64, u64), Vec<u8>>,
     summary: DumpSummary,
+    warn: EntrySink<'s>,
 }
 
-impl TarWriter<'_> {
-    /// Write `n` at archive path `path` (no leading `/`), with its content for a regular file
-    /// that is not a hard link to an earlier entry.
-    fn entry(&mut self, repo: &Repository, path: &[u8], n: &Node) -> Result<()> {
+impl TarWriter<'_, '_> {
+    /// Write `n`, found at snapshot path `spath`, at archive path `path` (no leading `/`), with
+    /// its content for a regular file that is not a hard link to an earlier entry.
+    fn entry(&mut self, repo: &Repository, spath: &[u8], path: &[u8], n: &Node) -> Result<()> {
         use tar::EntryType;
         let mut pax = Vec::new();
         let mut hdr = tar::Header::new_ustar();
@@ -195,33 +483,18 @@ impl TarWriter<'_> {
         hdr.set_cksum();
         self.summary.entries += 1;
         if ty == EntryType::Regular {
-            // Content straight from the repository into the archive; a short or long content
-            // list is padded or cut to the size the header promised, so the archive stays valid.
-            let mut body = Vec::new();
-            if size <= (WINDOW as u64) << 20 {
-                write_content(repo, n, &mut body)?;
-                body.resize(size as usize, 0);
-                self.out.append(&hdr, body.as_slice()).map_err(io_err)?;
-            } else {
-                let out = self.out.get_mut();
-                out.write_all(hdr.as_bytes()).map_err(io_err)?;
-                let mut limited = Limited {
-                    out: &mut **out,
-                    left: size,
-                };
-                write_content(repo, n, &mut limited)?;
-                let pad = limited.left;
-                let zeros = [0u8; 8192];
-                let mut left = pad;
-                while left > 0 {
-                    let k = left.min(zeros.len() as u64) as usize;
-                    out.write_all(&zeros[..k]).map_err(io_err)?;
-                    left -= k as u64;
-                }
-                let rem = (size % 512) as usize;
-                if rem != 0 {
-                    out.write_all(&zeros[..512 - rem]).map_err(io_err)?;
-                }
+            // Content straight from the repository into the archive, exactly the size the
+            // header promised (cut or padded), so the archive stays valid and nothing of the
+            // content list past that size is read or held.
+            let out = self.out.get_mut();
+            out.write_all(hdr.as_bytes()).map_err(io_err)?;
+            let c = write_content(repo, n, &mut **out)?;
+            let rem = size % 512;
+            if rem != 0 {
+                write_zeros(&mut **out, 512 - rem)?;
+            }
+            if let Some(w) = content_warning(spath, n, &c) {
+                (self.warn)(&w);
             }
             self.summary.bytes += size;
         } else {
@@ -231,79 +504,48 @@ impl TarWriter<'_> {
     }
 }
 
-/// A writer that passes on at most `left` bytes and drops the rest.
-struct Limited<'a> {
-    out: &'a mut dyn Write,
-    left: u64,
-}
-
-impl Write for Limited<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = (buf.len() as u64).min(self.left) as usize;
-        self.out.write_all(&buf[..k])?;
-        self.left -= k as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
 /// Write folder (or file) `node`, found at snapshot path `spath`, as a tar archive to `out`.
 /// Entry names are snapshot paths without the leading `/`, as `restore` lays them out below
-/// its target.
+/// its target (see the module documentation for the few names changed); changed names and
+/// content that does not match its size are warned about through `warn`.
 pub fn tar(
     repo: &Repository,
     node: &Node,
     spath: &[u8],
     out: &mut dyn Write,
+    warn: EntrySink<'_>,
 ) -> Result<DumpSummary> {
     let mut w = TarWriter {
         out: tar::Builder::new(out),
         links: HashMap::new(),
         summary: DumpSummary::default(),
+        warn,
     };
-    let rel = |p: &[u8]| -> Vec<u8> {
-        let mut v = p.to_vec();
-        while v.first() == Some(&b'/') {
-            v.remove(0);
-        }
-        v
-    };
-    let top = rel(spath);
-    if !top.is_empty() {
-        w.entry(repo, &top, node)?;
-    }
-    if let (NodeKind::Dir, Some(tree)) = (node.kind, node.subtree) {
-        let mut walk = TreeWalk::new(repo, &tree, spath)?;
-        while let Some(step) = walk.next_step() {
-            if let Step::Node(n) = step {
-                let p = rel(&walk.child_path(&n.name));
-                w.entry(repo, &p, &n)?;
-                if n.kind == NodeKind::Dir {
-                    walk.enter(&n)?;
-                }
-            }
-        }
-    }
+    walk_named(repo, node, spath, Format::Tar, warn, |sp, path, n| {
+        w.entry(repo, sp, path, n)
+    })?;
     w.out.finish().map_err(io_err)?;
     Ok(w.summary)
 }
 
 /// Write folder (or file) `node`, found at snapshot path `spath`, as a zip archive to `out`
-/// (streamed: no seeking, so sizes go into data descriptors). Names as in [`tar`].
+/// (streamed: no seeking, so sizes go into data descriptors). Names as in [`tar`], made UTF-8,
+/// free of `\` and unique (see the module documentation); what was changed is warned about
+/// through `warn`, as is content that does not match its size.
 pub fn zip(
     repo: &Repository,
     node: &Node,
     spath: &[u8],
     out: &mut dyn Write,
+    warn: EntrySink<'_>,
 ) -> Result<DumpSummary> {
     use zip::write::SimpleFileOptions;
     let zerr =
         |e: zip::result::ZipError| Error::io("cannot write the dump", std::io::Error::other(e));
     let mut z = zip::ZipWriter::new_stream(out);
     let mut summary = DumpSummary::default();
-    let mut one = |z: &mut zip::ZipWriter<_>, path: &[u8], n: &Node| -> Result<()> {
+    let mut one = |sp: &[u8], path: &[u8], n: &Node| -> Result<()> {
+        // Always UTF-8: `escape_component` escaped every byte that was not.
         let name = String::from_utf8_lossy(path).into_owned();
         let secs = n.mtime_ns.div_euclid(1_000_000_000);
         let when = chrono::DateTime::from_timestamp(secs, 0)
@@ -330,7 +572,11 @@ pub fn zip(
             NodeKind::Dir => z.add_directory(format!("{name}/"), opts).map_err(zerr)?,
             NodeKind::File => {
                 z.start_file(name, opts).map_err(zerr)?;
-                summary.bytes += write_content(repo, n, z)?;
+                let c = write_content(repo, n, &mut z)?;
+                if let Some(w) = content_warning(sp, n, &c) {
+                    warn(&w);
+                }
+                summary.bytes += n.size;
             }
             NodeKind::Symlink => z
                 .add_symlink(name, String::from_utf8_lossy(&n.link_target), opts)
@@ -340,22 +586,7 @@ pub fn zip(
         summary.entries += 1;
         Ok(())
     };
-    let rel = |p: &[u8]| -> Vec<u8> { p.iter().skip_while(|&&b| b == b'/').copied().collect() };
-    let top = rel(spath);
-    if !top.is_empty() {
-        one(&mut z, &top, node)?;
-    }
-    if let (NodeKind::Dir, Some(tree)) = (node.kind, node.subtree) {
-        let mut walk = TreeWalk::new(repo, &tree, spath)?;
-        while let Some(step) = walk.next_step() {
-            if let Step::Node(n) = step {
-                one(&mut z, &rel(&walk.child_path(&n.name)), &n)?;
-                if n.kind == NodeKind::Dir {
-                    walk.enter(&n)?;
-                }
-            }
-        }
-    }
+    walk_named(repo, node, spath, Format::Zip, warn, &mut one)?;
     z.finish().map_err(zerr)?;
     Ok(summary)
 }
@@ -382,5 +613,34 @@ mod tests {
             "1400000000.000000007"
         );
         assert_eq!(time_value(-1), "-0.000000001");
+    }
+
+    #[test]
+    fn names_are_escaped_where_an_archive_or_a_windows_extractor_needs_it() {
+        let zip = |n: &[u8]| escape_component(n, Format::Zip);
+        let tar = |n: &[u8]| escape_component(n, Format::Tar);
+        assert_eq!(zip(b"n\xff"), b"n%FF");
+        assert_eq!(zip("café %41".as_bytes()), "café %41".as_bytes());
+        assert_eq!(zip(b"..\\..\\x.bat"), b"..%5C..%5Cx.bat");
+        assert_eq!(zip(b"a\\b"), b"a%5Cb");
+        assert_eq!(zip(b".. "), b"%2E%2E ");
+        assert_eq!(zip(b"..."), b"...");
+        assert_eq!(tar(b"n\xff"), b"n\xff");
+        assert_eq!(tar(b"a\\b"), b"a\\b");
+        assert_eq!(tar(b"..\\..\\x.bat"), b"..%5C..%5Cx.bat");
+        assert_eq!(tar(b"x\\. .\\y"), b"x%5C. .%5Cy");
+        assert_eq!(tar(b".. "), b"%2E%2E ");
+        assert_eq!(tar(b".hidden"), b".hidden");
+        for (piece, yes) in [
+            (&b".."[..], true),
+            (b".. ", true),
+            (b". .", true),
+            (b"...", false),
+            (b".", false),
+            (b"..a", false),
+            (b"  ", false),
+        ] {
+            assert_eq!(windows_dotdot(piece), yes, "{}", piece.escape_ascii());
+        }
     }
 }

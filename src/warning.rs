@@ -1,7 +1,8 @@
-//! Problems with single entries of a tree being backed up or restored: the entry is skipped or
-//! left incomplete, the run goes on, and the command's exit code says so (3 for a backup, 1 for
-//! a restore). Typed, so a front end can count, filter or print them as JSON; damaged or missing
-//! repository objects are [`crate::repo::warnings::Warning`]s instead.
+//! Problems with single entries of a tree being backed up, restored or dumped: the entry is
+//! skipped, left incomplete or renamed, the run goes on, and the command's exit code says so (3
+//! for a backup or a dump, 1 for a restore). Typed, so a front end can count, filter or print
+//! them as JSON; damaged or missing repository objects are [`crate::repo::warnings::Warning`]s
+//! instead.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub enum EntryProblem {
     Verify,
     /// Left out on purpose (a device node without root, a folder that cannot be read).
     Skipped,
+    /// Written under another name: the archive could not hold the name as it is, or it would
+    /// have escaped the extraction folder on some systems, or it collided (dump).
+    Renamed,
 }
 
 /// One entry's problem.

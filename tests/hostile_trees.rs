@@ -1,6 +1,7 @@
 //! Trees another key holder could write (sealed with the real keys through the library's own
-//! encoder): a chain of 100 000 nested folders, and a "billion laughs" of 2^20 paths over 21
-//! tree blobs. Neither may crash a command or make its memory grow with the paths.
+//! encoder): a chain of 100 000 nested folders, a "billion laughs" of 2^20 paths over 21 tree
+//! blobs, and a file of size 1 whose content repeats a 2 MiB blob 100 times. None may crash a
+//! command or make its memory grow with the paths or the content list.
 
 use crate::util::*;
 use bytes::Bytes;
@@ -17,6 +18,13 @@ use std::time::{Duration, Instant};
 
 /// Write the trees `build` makes (bottom-up, returning the root) and a snapshot of them.
 fn craft(env: &Env, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
+    craft_blobs(env, |add| {
+        build(&|t: Tree| add(BlobKind::Tree, t.encode().unwrap()))
+    })
+}
+
+/// [`craft`] with blobs of any kind (`add(kind, bytes)`), so trees can name data blobs too.
+fn craft_blobs(env: &Env, build: impl FnOnce(&dyn Fn(BlobKind, Vec<u8>) -> Id) -> Id) {
     let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
     let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
     let w = BlobWriter::new(
@@ -27,11 +35,7 @@ fn craft(env: &Env, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
         },
     )
     .unwrap();
-    let add = |t: Tree| -> Id {
-        w.add(BlobKind::Tree, Bytes::from(t.encode().unwrap()))
-            .unwrap()
-            .0
-    };
+    let add = |kind: BlobKind, b: Vec<u8>| -> Id { w.add(kind, Bytes::from(b)).unwrap().0 };
     let root = build(&add);
     w.finish().unwrap();
     let snap = Snapshot {
@@ -204,4 +208,97 @@ fn a_future_dated_snapshot_is_never_a_parent() {
         Some(real.as_str()),
         "{newest_real}"
     );
+}
+
+/// DM1: a file node of size 1 whose content repeats a 2 MiB blob 100 times (200 MiB listed).
+/// `dump` writes it as its size says, one byte, without reading the blob (it ends more than
+/// `CONTENT_SLACK` past the size; the tar path used to collect all 200 MiB in memory and then
+/// cut it, zip streamed all of it), warns, and exits 3; a node whose content runs a little past
+/// its size is cut to it, and good files are intact.
+#[test]
+fn dump_writes_a_file_as_its_size_says_whatever_its_content_lists() {
+    let env = Env::new();
+    craft_blobs(&env, |add| {
+        let big = add(BlobKind::Data, random_bytes(11, 2 << 20));
+        let abcdef = add(BlobKind::Data, b"abcdef".to_vec());
+        let good = add(BlobKind::Data, b"good".to_vec());
+        let file = |name: &[u8], content: Vec<Id>, size: u64| {
+            let mut n = Node::new(name.to_vec(), NodeKind::File);
+            n.mode = 0o100644;
+            n.nlink = 1;
+            n.content = content;
+            n.size = size;
+            n
+        };
+        add(
+            BlobKind::Tree,
+            Tree {
+                version: VERSION,
+                nodes: vec![
+                    file(b"bomb", vec![big; 100], 1),
+                    file(b"cut", vec![abcdef], 3),
+                    file(b"ok", vec![good], 4),
+                ],
+            }
+            .encode()
+            .unwrap(),
+        )
+    });
+    let want: [(&str, &[u8]); 3] = [("bomb", &[0]), ("cut", b"abc"), ("ok", b"good")];
+
+    let o = env.cairn(&["dump", "latest", "/bomb"]);
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    assert_eq!(o.stdout, [0]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "lists 209715200 bytes, implausibly more than its size of 1: only its first 0"
+        ),
+        "{err}"
+    );
+    let o = env.cairn(&["dump", "latest", "/cut"]);
+    assert_eq!(
+        (o.status.code(), o.stdout.as_slice()),
+        (Some(3), &b"abc"[..])
+    );
+    let o = env.ok(&["dump", "latest", "/ok"]);
+    assert_eq!(o.stdout, b"good");
+
+    let o = env.cairn(&["dump", "--archive", "tar", "latest", "/"]);
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr)
+            .matches("warning:")
+            .count(),
+        2,
+        "{}",
+        describe(&o)
+    );
+    let mut got = Vec::new();
+    for e in tar::Archive::new(o.stdout.as_slice()).entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+        got.push((
+            String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+            body,
+        ));
+    }
+    let want_owned: Vec<(String, Vec<u8>)> = want
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_vec()))
+        .collect();
+    assert_eq!(got, want_owned);
+
+    let o = env.cairn(&["dump", "--archive", "zip", "latest", "/"]);
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(o.stdout.clone())).unwrap();
+    let mut got = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut body).unwrap();
+        got.push((f.name().to_string(), body));
+    }
+    assert_eq!(got, want_owned);
 }

@@ -9,6 +9,7 @@ mod concurrent;
 mod copy_verify;
 mod damaged;
 mod dedup;
+mod dump_names;
 mod errors;
 mod everyday;
 mod excludes;

@@ -424,17 +424,23 @@ pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
         ),
     };
     let spath = format!("/{}", a.path.trim_matches('/'));
+    let spath = spath.trim_end_matches('/').as_bytes();
+    // Renamed entries and files whose content does not match their size: `warning: …` on
+    // stderr (stdout is the archive, also with `--json`), and exit code 3.
+    let warned = std::sync::atomic::AtomicUsize::new(0);
+    let warn = |w: &cairn::warning::EntryWarning| {
+        warned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("warning: {}", super::escape::text(&w.message));
+    };
     match archive {
-        None => {
-            cairn::dump::write_content(&repo, &node, &mut w)?;
-        }
-        Some(Archive::Tar) => {
-            cairn::dump::tar(&repo, &node, spath.trim_end_matches('/').as_bytes(), &mut w)?;
-        }
-        Some(Archive::Zip) => {
-            cairn::dump::zip(&repo, &node, spath.trim_end_matches('/').as_bytes(), &mut w)?;
-        }
-    }
+        None => cairn::dump::file(&repo, &node, spath, &mut w, &warn)?,
+        Some(Archive::Tar) => cairn::dump::tar(&repo, &node, spath, &mut w, &warn)?,
+        Some(Archive::Zip) => cairn::dump::zip(&repo, &node, spath, &mut w, &warn)?,
+    };
     w.flush()?;
-    Ok(0)
+    Ok(if warned.into_inner() > 0 {
+        super::EXIT_PARTIAL
+    } else {
+        0
+    })
 }

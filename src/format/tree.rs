@@ -37,6 +37,12 @@ pub struct Xattr {
 /// `atime_ns` of a node whose access time was not recorded; restore sets atime = mtime.
 pub const ATIME_NOT_RECORDED: i64 = i64::MIN;
 
+/// How far the raw lengths of a file's content list may run past its `size` before a reader
+/// (`dump`, the mount) calls the list implausible and refuses to read past that point. A good
+/// tree's content sums to exactly `size`; one listing far more (a node of size 1 whose content
+/// repeats a large blob thousands of times) is damaged or was written to exhaust memory.
+pub const CONTENT_SLACK: u64 = 1 << 20;
+
 /// One directory entry with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {

@@ -3,7 +3,7 @@
 //! trees and blobs (the repository's is [`super::source::RepoSource`]).
 
 use crate::error::{Error, Result};
-use crate::format::tree::Tree;
+use crate::format::tree::{CONTENT_SLACK, Node, Tree};
 use crate::id::Id;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,8 @@ pub const SIBLING_BLOBS_PER_FILE: usize = 2;
 /// An open file: its blobs and where each ends in the file.
 #[derive(Debug)]
 pub struct OpenFile {
-    content: Vec<Id>,
+    /// The file's node, shared with the tree it came from (its content list is not copied).
+    node: Arc<Node>,
     /// `ends[i]`: offset just past blob `i` (prefix sum of raw lengths).
     ends: Vec<u64>,
     /// Where the last read ended: a read starting there is sequential (read ahead).
@@ -50,19 +51,35 @@ pub struct OpenFile {
 }
 
 impl OpenFile {
-    /// Open the file made of `content`: one length lookup per blob, nothing fetched.
-    pub fn new<S: Source + ?Sized>(source: &S, content: &[Id]) -> Result<OpenFile> {
-        let lens = source.raw_lengths(content)?;
+    /// Open file node `node`: one length lookup per blob, nothing fetched. A content list that
+    /// is implausible for the node's size is refused before anything is copied or summed:
+    /// more blobs than bytes (a blob is never empty; one more is allowed), or raw lengths that
+    /// sum to more than [`CONTENT_SLACK`] past the size (a node of size 1 repeating a large blob
+    /// thousands of times). Reads never go past the node's size.
+    pub fn new<S: Source + ?Sized>(source: &S, node: Arc<Node>) -> Result<OpenFile> {
+        let size = node.size;
+        let entries = node.content.len() as u64;
+        if entries > size.saturating_add(1) {
+            return Err(Error::corrupt(format!(
+                "file {} lists {entries} blobs for {size} bytes",
+                node.name.escape_ascii()
+            )));
+        }
+        let lens = source.raw_lengths(&node.content)?;
+        let limit = size.saturating_add(CONTENT_SLACK);
         let mut ends = Vec::with_capacity(lens.len());
         let mut end = 0u64;
         for l in lens {
-            end = end
-                .checked_add(l)
-                .ok_or_else(|| Error::corrupt("a file's blob lengths overflow"))?;
+            end = end.checked_add(l).filter(|&e| e <= limit).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "the content of file {} is far longer than its size of {size} bytes",
+                    node.name.escape_ascii()
+                ))
+            })?;
             ends.push(end);
         }
         Ok(OpenFile {
-            content: content.to_vec(),
+            node,
             ends,
             next: AtomicU64::new(0),
             siblings: Vec::new(),
@@ -75,9 +92,9 @@ impl OpenFile {
         self
     }
 
-    /// The length of the content.
+    /// The length of the content (at most the node's size).
     pub fn len(&self) -> u64 {
-        self.ends.last().copied().unwrap_or(0)
+        self.ends.last().copied().unwrap_or(0).min(self.node.size)
     }
 
     /// Whether the content is empty.
@@ -99,21 +116,22 @@ impl OpenFile {
             return Ok(Data::Owned(Vec::new()));
         }
         let sequential = offset == self.next.load(Ordering::Relaxed);
+        let content = &self.node.content;
         let mut out: Option<Vec<u8>> = None;
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         while pos < end {
-            let (Some(id), Some(&blob_end)) = (self.content.get(i), self.ends.get(i)) else {
+            let (Some(id), Some(&blob_end)) = (content.get(i), self.ends.get(i)) else {
                 break;
             };
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            let last = i + 1 == self.content.len();
+            let last = i + 1 == content.len();
             let next = if !sequential {
                 Next::Nothing
             } else if last {
                 Next::Siblings(&self.siblings)
             } else {
-                Next::Blobs(&self.content[i + 1..(i + 1 + AHEAD_BLOBS).min(self.content.len())])
+                Next::Blobs(&content[i + 1..(i + 1 + AHEAD_BLOBS).min(content.len())])
             };
             let blob = source.blob(id, next)?;
             if blob.len() as u64 != blob_end - start {
@@ -186,7 +204,16 @@ impl<const N: usize> PartialEq<&[u8; N]> for Data {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::format::tree::NodeKind;
     use crate::mount::testing::MemSource;
+
+    /// A file node of `size` bytes made of `content`.
+    fn file(content: &[Id], size: u64) -> Arc<Node> {
+        let mut n = Node::new(b"f".to_vec(), NodeKind::File);
+        n.content = content.to_vec();
+        n.size = size;
+        Arc::new(n)
+    }
 
     #[test]
     fn read_at_reads_only_the_blobs_under_the_range() {
@@ -196,7 +223,7 @@ mod tests {
             .collect();
         let ids: Vec<Id> = parts.iter().map(|p| src.add_blob(p)).collect();
         let whole: Vec<u8> = parts.concat();
-        let f = OpenFile::new(&src, &ids).unwrap();
+        let f = OpenFile::new(&src, file(&ids, whole.len() as u64)).unwrap();
         assert_eq!(f.len(), whole.len() as u64);
         // A read in the middle, off the blob boundaries.
         src.reset_counts();
@@ -225,7 +252,7 @@ mod tests {
                 .is_empty()
         );
         // An empty file.
-        let empty = OpenFile::new(&src, &[]).unwrap();
+        let empty = OpenFile::new(&src, file(&[], 0)).unwrap();
         assert!(empty.is_empty());
         assert!(empty.read_at(&src, 0, 10).unwrap().as_slice().is_empty());
     }
@@ -235,7 +262,9 @@ mod tests {
         let src = MemSource::default();
         let ids: Vec<Id> = (0..20u8).map(|i| src.add_blob(&[i; 1000])).collect();
         let sib = src.add_blob(b"next file");
-        let f = OpenFile::new(&src, &ids).unwrap().with_siblings(vec![sib]);
+        let f = OpenFile::new(&src, file(&ids, 20_000))
+            .unwrap()
+            .with_siblings(vec![sib]);
         f.read_at(&src, 0, 10).unwrap();
         assert_eq!(src.last_next(), format!("blobs {AHEAD_BLOBS}"));
         f.read_at(&src, 10, 10).unwrap();
@@ -246,7 +275,7 @@ mod tests {
         f.read_at(&src, 15_510, 4490).unwrap();
         assert_eq!(src.last_next(), "siblings 1");
         // A one-blob file read from its start: the next files at once.
-        let one = OpenFile::new(&src, &ids[..1])
+        let one = OpenFile::new(&src, file(&ids[..1], 1000))
             .unwrap()
             .with_siblings(vec![sib, ids[3]]);
         one.read_at(&src, 0, 10).unwrap();
@@ -258,8 +287,34 @@ mod tests {
         let src = MemSource::default();
         let a = src.add_blob(b"abcdef");
         src.lie_about_length(&a, 10);
-        let f = OpenFile::new(&src, &[a]).unwrap();
+        let f = OpenFile::new(&src, file(&[a], 10)).unwrap();
         let e = f.read_at(&src, 0, 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
+    }
+
+    /// DM1: a node of size 1 whose content repeats a 64 KiB blob 10 000 times is refused at
+    /// open before its list is summed or copied (more blobs than bytes), one of 20 000 bytes
+    /// with that list (655 MB listed) before its prefix sums are kept; nothing is read. A list
+    /// a little longer than the size opens, and reads stop at the size.
+    #[test]
+    fn a_content_list_implausible_for_the_size_is_refused_at_open() {
+        let src = MemSource::default();
+        let big = src.add_blob(&[7u8; 64 << 10]);
+        let e = OpenFile::new(&src, file(&vec![big; 10_000], 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("10000 blobs for 1 bytes"), "{e}");
+        let e = OpenFile::new(&src, file(&vec![big; 10_000], 20_000)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("far longer than its size"), "{e}");
+        let tiny = src.add_blob(b"x");
+        let e = OpenFile::new(&src, file(&[tiny; 3], 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("3 blobs for 1 bytes"), "{e}");
+        assert_eq!(src.fetched(), 0);
+        // Within the slack: opened, but nothing past the size is shown.
+        let f = OpenFile::new(&src, file(&[big], 1000)).unwrap();
+        assert_eq!(f.len(), 1000);
+        assert_eq!(f.read_at(&src, 0, 1 << 20).unwrap(), vec![7u8; 1000]);
+        assert!(f.read_at(&src, 1000, 10).unwrap().as_slice().is_empty());
     }
 }

@@ -509,7 +509,7 @@ impl<S: Source> Vfs<S> {
             Inode::Latest(_) => return Err(VfsError::NotFound),
             _ => return Err(VfsError::IsDir),
         };
-        Ok(OpenFile::new(&self.source, &node.content)?.with_siblings(self.siblings(parent, &name)))
+        Ok(OpenFile::new(&self.source, node)?.with_siblings(self.siblings(parent, &name)))
     }
 
     /// Read up to `size` bytes at `offset` of open file `fh` (fewer only at the end).

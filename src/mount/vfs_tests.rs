@@ -302,3 +302,43 @@ fn reads_and_listings_work_without_handles() {
         libc::ENOENT
     );
 }
+
+/// DM1: a file node of size 1 whose content repeats one blob 10 000 times is not opened (EIO),
+/// with or without a handle, and its neighbours still read.
+#[test]
+fn a_file_whose_content_is_implausible_for_its_size_is_not_opened() {
+    let src = MemSource::default();
+    let big = src.add_blob(&[1u8; 64 << 10]);
+    let good = src.add_blob(b"good");
+    let mut bomb = node("bomb", NodeKind::File);
+    bomb.content = vec![big; 10_000];
+    bomb.size = 1;
+    let mut ok = node("ok", NodeKind::File);
+    ok.content = vec![good];
+    ok.size = 4;
+    let root = src.add_tree(Tree {
+        version: 1,
+        nodes: vec![bomb, ok],
+    });
+    let vfs = Vfs::new(src, 7, 8);
+    vfs.set_snapshots(Listing::new(
+        vec![SnapshotEntry {
+            id: Id([9; 32]),
+            time_ns: 100_000_000_000,
+            host: "h".into(),
+            tags: vec![],
+            tree: root,
+        }],
+        &utc,
+    ));
+    let bomb = walk(&vfs, "snapshots/1970-01-01T00:01:40/bomb").unwrap();
+    assert_eq!(bomb.size, 1);
+    assert_eq!(vfs.open(bomb.ino, false).unwrap_err().errno(), libc::EIO);
+    assert_eq!(
+        vfs.read_inode(bomb.ino, 0, 4096).unwrap_err().errno(),
+        libc::EIO
+    );
+    let ok = walk(&vfs, "snapshots/1970-01-01T00:01:40/ok").unwrap();
+    let fh = vfs.open(ok.ino, false).unwrap();
+    assert_eq!(vfs.read(fh, 0, 4096).unwrap(), b"good");
+}
