@@ -22,6 +22,7 @@ mod local_files;
 mod mount;
 mod postgres;
 mod prune;
+mod prune_clock;
 mod repair;
 mod restore_safety;
 mod roundtrip;
