@@ -24,6 +24,7 @@ mod local_files;
 mod mount;
 mod postgres;
 mod prune;
+mod prune_clock;
 mod repair;
 mod repair_safety;
 mod restore_safety;

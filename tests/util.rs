@@ -132,6 +132,32 @@ impl Env {
         c
     }
 
+    /// [`Self::command`] run under libfaketime with the clock moved by `offset` (`"+25h"`,
+    /// `"-2h"`): a host whose clock is wrong. The store's timestamps are not moved.
+    pub fn command_skewed(&self, offset: &str) -> Command {
+        let base = self.command();
+        let mut c = Command::new("faketime");
+        c.arg("-f").arg(offset).arg(base.get_program());
+        c.args(base.get_args());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(d) = base.get_current_dir() {
+            c.current_dir(d);
+        }
+        c
+    }
+
+    /// Run cairn with `args` on a clock moved by `offset` ([`Self::command_skewed`]).
+    pub fn cairn_skewed<S: AsRef<OsStr>>(&self, offset: &str, args: &[S]) -> Output {
+        let mut c = self.command_skewed(offset);
+        c.args(args);
+        run(c, None)
+    }
+
     /// Run cairn with `args` (stdin empty).
     pub fn cairn<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         let mut c = self.command();

@@ -82,7 +82,12 @@ struct WriterSink<'a>(&'a BlobWriter, bool);
 
 impl TreeSink for WriterSink<'_> {
     fn reuse_tree(&mut self, id: &Id) -> Result<bool> {
-        Ok(self.1 || self.0.has(id)?)
+        if self.1 {
+            // No lookup: rule 3 must then cover the packs by other means.
+            self.0.reused_without_lookup();
+            return Ok(true);
+        }
+        self.0.has(id)
     }
 
     fn store_tree(&mut self, tree: &Tree) -> Result<Id> {

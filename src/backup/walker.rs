@@ -331,7 +331,10 @@ impl Walker<'_> {
         {
             return Ok(None);
         }
-        if !self.parent_complete {
+        if self.parent_complete {
+            // No lookup: rule 3 must then cover the packs by other means.
+            self.writer.reused_without_lookup();
+        } else {
             for id in &p.content {
                 if !self.writer.has(id)? {
                     return Ok(None);

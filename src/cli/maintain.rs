@@ -87,8 +87,27 @@ pub fn prune_open(
     };
     let synced = repo.refresh_index()?;
     let scratch = g.cache_dir()?;
-    let plan = cairn::prune::plan(repo, &synced, opts, &scratch)?;
+    // Ages are judged by the store's clock, read from the lock object (a dry run writes
+    // nothing, so it has only the local clock).
+    let clocks = match &lock {
+        Some(l) => cairn::prune::Clocks::measure(repo, l)?,
+        None => cairn::prune::Clocks::unmeasured(),
+    };
+    let plan = cairn::prune::plan(repo, &synced, opts, &clocks, &scratch)?;
     let s = &plan.stats;
+    if s.future_marks.packs > 0 {
+        eprintln!(
+            "warning: {} packs carry a deletion mark dated in the future (marked by a host whose \
+             clock was ahead): treated as just marked",
+            tally(&s.future_marks)
+        );
+    }
+    if let Some(why) = &s.held_reason {
+        eprintln!(
+            "warning: {why}; {} packs past their grace period stay",
+            tally(&s.held)
+        );
+    }
     if !g.json {
         println!(
             "{} snapshots reach {} trees and {} data blobs",
@@ -126,6 +145,12 @@ pub fn prune_open(
         if g.json {
             print_json(&serde_json::json!({"dry_run": true, "plan": s}))?;
         } else {
+            if s.delete.packs + s.unindexed_delete.packs > 0 && !opts.instant_delete {
+                println!(
+                    "dry run: ages judged by this host's clock alone; the prune also reads the \
+                     store's and deletes nothing by age if they disagree"
+                );
+            }
             println!("dry run: nothing changed");
         }
         return Ok(0);

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
 use crate::id::Id;
 use crate::repo::Repository;
+use super::clock::{Clocks, MarkAge};
 use crate::repo::index::SyncOutcome;
-use crate::repo::keys::now_ns;
 use crate::snapshot::reach::{self, ReachStats, StopOnError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -137,7 +137,8 @@ pub struct PackPlan {
     /// Kind of its blobs.
     #[serde(serialize_with = "kind_name")]
     pub kind: BlobKind,
-    /// When it was marked, if it is.
+    /// When it was marked, if it is. For a mark dated in the future (beyond the clock skew
+    /// allowed) that the prune keeps, the time it is dated again to: the plan's, by the store.
     pub marked_ns: Option<i64>,
     /// Blobs used from this pack.
     pub used_blobs: u64,
@@ -218,6 +219,15 @@ pub struct PlanStats {
     pub unused_after: u64,
     /// Superseded index files still in the store (an interrupted prune): deleted.
     pub stale_index_files: u64,
+    /// Marked packs whose mark is dated in the future (a marking host whose clock was
+    /// ahead): treated as just marked, and marked again with the plan's time.
+    pub future_marks: Tally,
+    /// Packs past their grace period (marked, or unindexed) that are not deleted because the
+    /// local and the store's clock disagree; [`Self::held_reason`] says by how much.
+    pub held: Tally,
+    /// Why nothing is deleted by age (the clocks disagree by more than
+    /// [`super::clock::MAX_CLOCK_SKEW`]); one line.
+    pub held_reason: Option<String>,
 }
 
 /// A prune's plan: the decision for every pack, and what the walk reached.
@@ -232,8 +242,10 @@ pub struct PrunePlan {
     pub stats: PlanStats,
     /// Every tree and data blob the remaining snapshots reach.
     pub used: BlobSet,
-    /// The time the plan was made (marks carry it).
+    /// The time the plan was made (local clock).
     pub now_ns: i64,
+    /// The clocks the ages were judged by.
+    pub clocks: Clocks,
     /// The options it was made with.
     pub options: PruneOptions,
 }
@@ -256,6 +268,7 @@ impl PrunePlan {
             + s.delete.packs
             + s.unindexed_delete.packs
             + s.stale_index_files
+            + s.future_marks.packs
             == 0
     }
 }
@@ -274,15 +287,20 @@ struct Acc {
 }
 
 /// Plan a prune of `repo` from the index as merged by `synced` (the outcome of the
-/// [`Repository::refresh_index`] made after taking the lock). `scratch` is a private folder for
-/// the on-disk set.
+/// [`Repository::refresh_index`] made after taking the lock). Ages of marks and of unindexed
+/// packs are judged by `clocks` ([`Clocks::measure`] with the prune's lock; a dry run has only
+/// the local clock). `scratch` is a private folder for the on-disk set.
 pub fn plan(
     repo: &Repository,
     synced: &SyncOutcome,
     opts: &PruneOptions,
+    clocks: &Clocks,
     scratch: &Path,
 ) -> Result<PrunePlan> {
-    let now = now_ns();
+    let now = clocks.local_ns;
+    // Clocks that disagree: nothing goes by age (marking, recovering and `--instant-delete`
+    // of unused indexed packs do not depend on a clock).
+    let held_reason = clocks.skew_refusal();
     let cache = repo.cache();
     // A listed index file the merge could not read: its packs would look unindexed, so
     // nothing is changed until it is repaired.
@@ -427,16 +445,34 @@ pub fn plan(
         )));
     }
 
-    // 3. Decisions.
+    // 3. Decisions. A marked pack goes once the grace period has passed by both clocks (marks
+    //    are dated by the store's clock, design.md §10); one dated in the future counts as
+    //    just marked and is dated again.
     let grace = i64::try_from(opts.delete_after.as_nanos()).unwrap_or(i64::MAX);
+    let mut future_marks = Tally::default();
+    let mut held = Tally::default();
     let mut out: Vec<PackPlan> = packs
         .into_values()
         .map(|a| {
+            let mut marked_ns = a.info.marked_ns;
             let action = match (a.used_blobs, a.info.marked_ns) {
-                (0, Some(m)) if opts.instant_delete || now.saturating_sub(m) >= grace => {
-                    PackAction::Delete
-                }
-                (0, Some(_)) => PackAction::KeepMarked,
+                (0, Some(_)) if opts.instant_delete => PackAction::Delete,
+                (0, Some(m)) => match clocks.mark_age(m) {
+                    MarkAge::Future => {
+                        future_marks.add(a.info.size);
+                        marked_ns = Some(clocks.store_ns());
+                        PackAction::KeepMarked
+                    }
+                    MarkAge::Age(age) if age >= grace => {
+                        if held_reason.is_some() {
+                            held.add(a.info.size);
+                            PackAction::KeepMarked
+                        } else {
+                            PackAction::Delete
+                        }
+                    }
+                    MarkAge::Age(_) => PackAction::KeepMarked,
+                },
                 (0, None) if opts.instant_delete => PackAction::Delete,
                 (0, None) => PackAction::Mark,
                 (_, Some(_)) => PackAction::Recover,
@@ -446,7 +482,7 @@ pub fn plan(
                 id: a.info.id,
                 size: a.info.size,
                 kind: a.kind,
-                marked_ns: a.info.marked_ns,
+                marked_ns,
                 used_blobs: a.used_blobs,
                 used_bytes: a.used_bytes,
                 unused_blobs: a.unused_blobs,
@@ -459,14 +495,19 @@ pub fn plan(
     choose_repacks(&mut out, opts, repo.config().pack_size);
 
     // 4. Packs nobody indexed: left over by an interrupted backup or prune, or a backup that
-    //    has not written its index yet. Only old ones go.
+    //    has not written its index yet. Only old ones go, aged by the store's clock (the
+    //    store's last-modified against the store's now).
     let mut unindexed = Vec::new();
     let indexed: std::collections::HashSet<Id> = out.iter().map(|p| p.id).collect();
     for (id, size, modified) in repo.backend().list_meta(crate::backend::FileType::Pack)? {
         if !indexed.contains(&id) {
             // A backup uploads packs minutes before the index file naming them: however
             // short the grace period, an unindexed pack younger than an hour stays.
-            let delete = now.saturating_sub(modified) >= grace.max(UNINDEXED_MIN_AGE_NS);
+            let mut delete = clocks.store_age(modified) >= grace.max(UNINDEXED_MIN_AGE_NS);
+            if delete && held_reason.is_some() {
+                held.add(size);
+                delete = false;
+            }
             unindexed.push(Unindexed { id, size, delete });
         }
     }
@@ -475,6 +516,9 @@ pub fn plan(
         snapshots: listed.len() as u64,
         reach,
         stale_index_files,
+        future_marks,
+        held,
+        held_reason,
         ..PlanStats::default()
     };
     for p in &out {
@@ -513,6 +557,7 @@ pub fn plan(
         stats,
         used,
         now_ns: now,
+        clocks: *clocks,
         options: opts.clone(),
     })
 }
@@ -626,6 +671,153 @@ mod tests {
             unused_bytes: unused,
             action: PackAction::Keep,
         }
+    }
+
+    use crate::backend::Backend;
+    use crate::format::index::IndexPack;
+    use crate::format::pack::PackEntry;
+    use crate::prune::clock::{Clocks, MAX_CLOCK_SKEW};
+    use crate::repo::InitOptions;
+    use crate::repo::index::IndexRewriter;
+    use crate::repo::keys::now_ns;
+    use crate::repo::lock::LockTiming;
+    use crate::repo::writer::{BlobWriter, WriterOptions};
+    use std::sync::Arc;
+
+    const HOUR: i64 = 3600 * 1_000_000_000;
+
+    /// A repository whose one pack nothing uses, marked at `marked_ns`.
+    fn marked_unused_pack(dir: &Path, marked_ns: i64) -> (Arc<Repository>, Id) {
+        let backend = Backend::open(dir.join("repo").to_str().unwrap(), true).unwrap();
+        let repo =
+            Repository::init(backend, b"pw", &InitOptions::for_test(), &dir.join("cache")).unwrap();
+        let w = BlobWriter::new(
+            repo.clone(),
+            WriterOptions {
+                threads: 1,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+        let (blob, _) = w
+            .add(BlobKind::Data, bytes::Bytes::from_static(b"nobody uses this"))
+            .unwrap();
+        w.finish().unwrap();
+        let pack = repo.cache().blob(&blob).unwrap().unwrap().pack;
+        let size = repo.cache().pack(&pack).unwrap().unwrap().size;
+        let blobs = repo
+            .cache()
+            .blobs_in(&pack)
+            .unwrap()
+            .into_iter()
+            .map(|(id, l)| PackEntry {
+                kind: l.kind,
+                id,
+                offset: l.offset,
+                length: l.length,
+                raw_length: l.raw_length,
+            })
+            .collect();
+        let mut ix = IndexRewriter::new(&repo);
+        ix.add(IndexPack {
+            id: pack,
+            size,
+            marked_ns: Some(marked_ns),
+            blobs,
+        })
+        .unwrap();
+        ix.finish(repo.cache().known_index_files().unwrap())
+            .unwrap();
+        repo.refresh_index().unwrap();
+        (repo, pack)
+    }
+
+    fn plan_at(repo: &Repository, clocks: &Clocks, scratch: &Path) -> PrunePlan {
+        let synced = repo.refresh_index().unwrap();
+        plan(repo, &synced, &PruneOptions::default(), clocks, scratch).unwrap()
+    }
+
+    /// PR1: a mark past the grace period by the local clock only (the store's says it is
+    /// recent) stays; clocks that disagree by more than the bound delete nothing by age; a dry
+    /// run (no store clock) judges by the local clock.
+    #[test]
+    fn a_mark_is_deleted_only_when_both_clocks_agree_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ns();
+        let (repo, pack) = marked_unused_pack(dir.path(), now - 72 * HOUR);
+        let action = |c: &Clocks| {
+            let p = plan_at(&repo, c, dir.path());
+            let a = p.packs.iter().find(|p| p.id == pack).unwrap().action;
+            (a, p.stats)
+        };
+        // Clocks agree: 72 h > 24 h.
+        let (a, s) = action(&Clocks {
+            local_ns: now,
+            store_offset_ns: Some(1_000_000),
+        });
+        assert_eq!(a, PackAction::Delete);
+        assert!(s.held_reason.is_none());
+        // The store says the mark is 2 h old (this host is 70 h ahead): stays, not even held.
+        let (a, s) = action(&Clocks {
+            local_ns: now,
+            store_offset_ns: Some(-70 * HOUR),
+        });
+        assert_eq!(a, PackAction::KeepMarked);
+        assert!(s.held_reason.unwrap().contains("ahead of"));
+        assert_eq!(s.held.packs, 0);
+        // Old by both, but the clocks differ by 30 h: held.
+        let (a, s) = action(&Clocks {
+            local_ns: now,
+            store_offset_ns: Some(-30 * HOUR),
+        });
+        assert_eq!(a, PackAction::KeepMarked);
+        assert_eq!(s.held.packs, 1);
+        // Just within the bound: deleted.
+        let (a, _) = action(&Clocks {
+            local_ns: now,
+            store_offset_ns: Some(i64::try_from(MAX_CLOCK_SKEW.as_nanos()).unwrap()),
+        });
+        assert_eq!(a, PackAction::Delete);
+        // A dry run: the local clock alone.
+        let (a, _) = action(&Clocks {
+            local_ns: now,
+            store_offset_ns: None,
+        });
+        assert_eq!(a, PackAction::Delete);
+    }
+
+    /// PR1: a mark dated in the future (a marking host whose clock was ahead) counts as just
+    /// marked, is reported, and is dated again with the store's time, so it goes a grace
+    /// period later rather than when the wrong clock says.
+    #[test]
+    fn a_mark_dated_in_the_future_is_dated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ns();
+        let (repo, pack) = marked_unused_pack(dir.path(), now + 400 * 24 * HOUR);
+        let clocks = Clocks {
+            local_ns: now,
+            store_offset_ns: Some(0),
+        };
+        let p = plan_at(&repo, &clocks, dir.path());
+        let pp = p.packs.iter().find(|p| p.id == pack).unwrap();
+        assert_eq!(pp.action, PackAction::KeepMarked);
+        assert_eq!(pp.marked_ns, Some(now));
+        assert_eq!(p.stats.future_marks.packs, 1);
+        assert!(!p.is_empty(), "the new date must be written");
+        let lock = repo.lock_exclusive("prune", LockTiming::default()).unwrap();
+        crate::prune::execute(&repo, &p, &lock, 1).unwrap();
+        lock.release().unwrap();
+        repo.refresh_index().unwrap();
+        assert_eq!(repo.cache().pack(&pack).unwrap().unwrap().marked_ns, Some(now));
+        // A grace period later (by both clocks) it goes.
+        let later = Clocks {
+            local_ns: now + 24 * HOUR + 1,
+            store_offset_ns: Some(0),
+        };
+        let p = plan_at(&repo, &later, dir.path());
+        let pp = p.packs.iter().find(|p| p.id == pack).unwrap();
+        assert_eq!(pp.action, PackAction::Delete);
+        assert_eq!(p.stats.future_marks.packs, 0);
     }
 
     #[test]

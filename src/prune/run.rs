@@ -156,9 +156,11 @@ pub fn execute(
     }
 
     // 2. The new index. New marks carry the time they become visible, not the plan's: a
-    // repack can take long, and backups meanwhile still see the packs unmarked.
+    // repack can take long, and backups meanwhile still see the packs unmarked. The time is
+    // the store's (read from the lock object), so whichever host deletes judges the grace
+    // period by the same clock (design.md §10).
     lock.check()?;
-    let marked_now = crate::repo::keys::now_ns();
+    let marked_now = super::clock::Clocks::measure(repo, lock)?.store_ns();
     let mut index = IndexRewriter::new(repo);
     for p in &plan.packs {
         let marked_ns = match p.action {
@@ -321,7 +323,8 @@ mod tests {
             instant_delete: true,
             ..Default::default()
         };
-        let mut plan = crate::prune::plan(&repo, &synced, &opts, &cache).unwrap();
+        let clocks = crate::prune::Clocks::measure(&repo, &lock).unwrap();
+        let mut plan = crate::prune::plan(&repo, &synced, &opts, &clocks, &cache).unwrap();
         assert!(plan.is_empty(), "nothing to prune yet");
         // The bug: the data pack, fully used, planned for deletion.
         let data_pack = repo.cache().blob(&data).unwrap().unwrap().pack;

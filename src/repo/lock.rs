@@ -300,6 +300,15 @@ impl LockGuard {
         Err(lost(&why))
     }
 
+    /// The id of the lock object written last (it changes at every refresh). Prune reads the
+    /// store's clock from its last-modified time (`prune::clock`).
+    pub fn current_id(&self) -> Result<Id> {
+        self.state
+            .lock()
+            .map(|s| s.current)
+            .map_err(|_| lost("the refresh thread panicked"))
+    }
+
     /// Stop refreshing and remove the lock.
     pub fn release(mut self) -> Result<()> {
         self.stop_and_remove()

@@ -94,6 +94,9 @@ struct Shared {
     /// Packs the snapshot will rely on: those holding blobs this writer deduplicated against,
     /// and those it stored itself (format.md §16, rollback rule 3).
     deduped: Mutex<HashSet<Id>>,
+    /// Blobs were reused without any lookup (the parent's "complete" mark): rule 3 then
+    /// covers every pack the cache's index lists ([`BlobWriter::reused_without_lookup`]).
+    reused_without_lookup: std::sync::atomic::AtomicBool,
     /// When the oldest pack waiting for an index file was stored.
     pending_since: Mutex<Option<std::time::Instant>>,
     error: Mutex<Option<Error>>,
@@ -289,13 +292,35 @@ impl BlobWriter {
         }
     }
 
+    /// The caller reused blobs without looking them up: a parent snapshot's unchanged files or
+    /// trees, taken on the strength of its "complete" mark (design.md §9). Their packs are
+    /// not known one by one, so at [`Self::finish`] rule 3 covers every pack the cache's index
+    /// lists unmarked (all of them if the index generation moved meanwhile): a superset of the
+    /// packs those blobs live in, checked against the same one listing of `data/`.
+    pub fn reused_without_lookup(&self) {
+        self.shared
+            .reused_without_lookup
+            .store(true, Ordering::Relaxed);
+    }
+
     /// Rollback rule 3 (format.md §16): every pack this writer deduplicated against, and every
     /// pack it stored, must be in a listing of `data/` made now, so a snapshot never names a
     /// pack that a prune (or the store) removed while the backup ran (a backup that outlived
-    /// the grace period). One listing, only when there is something to check.
+    /// the grace period). With blobs reused without a lookup, so must every pack the cache's
+    /// index lists. One listing, only when there is something to check.
     fn verify_deduped(&self) -> Result<()> {
         let deduped = std::mem::take(&mut *lock(&self.shared.deduped)?);
-        if deduped.is_empty() {
+        let mut indexed = HashSet::new();
+        if self.shared.reused_without_lookup.load(Ordering::Relaxed) {
+            let all = self.repo.cache().generation()? != self.generation;
+            self.repo.cache().for_each_pack(|p| {
+                if all || p.marked_ns.is_none() {
+                    indexed.insert(p.id);
+                }
+                Ok(())
+            })?;
+        }
+        if deduped.is_empty() && indexed.is_empty() {
             return Ok(());
         }
         let listed: HashSet<Id> = self
@@ -310,6 +335,15 @@ impl BlobWriter {
                 "pack {} holds blobs this backup needs but is no longer in the repository \
                  (pruned while the backup ran, or lost); no snapshot was written: run \
                  `cairn check`, then `cairn repair index` if it names the pack, and back up again",
+                gone.short()
+            )));
+        }
+        if let Some(gone) = indexed.iter().find(|p| !listed.contains(p)) {
+            return Err(Error::not_found(format!(
+                "pack {} is no longer in the repository (pruned while the backup ran, or lost), \
+                 and this backup reused the parent snapshot's unchanged files without looking \
+                 up which packs hold them; no snapshot was written: run `cairn check`, then \
+                 `cairn repair index` if it names the pack, and back up again",
                 gone.short()
             )));
         }
