@@ -358,8 +358,14 @@ fn check_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Problem>> {
     });
     match header {
         Ok(h) => Ok(compare_header(repo, id, &h)?.into_iter().collect()),
-        // Reported as missing already (it was in the listing a moment ago).
-        Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(vec![Problem {
+            kind: ProblemKind::MissingPack,
+            object: format!("pack {}", id.short()),
+            message: format!(
+                "{e}: it is in the listing of data/ but cannot be read (a store not answering \
+                 consistently?)"
+            ),
+        }]),
         Err(e) if e.kind() == crate::ErrorKind::Corrupt => {
             let n = repo.cache().blobs_in(id)?.len();
             Ok(vec![Problem {

@@ -273,7 +273,12 @@ fn backups_during_a_prune(retry_on_race: bool, remove_lock: bool) {
     );
     assert_eq!(so.status.code(), Some(0), "skewed prune\n{}", describe(&so));
     let v: serde_json::Value = serde_json::from_slice(&so.stdout).unwrap();
-    assert_eq!(v["outcome"]["packs_deleted"], 0, "skewed prune\n{}", describe(&so));
+    assert_eq!(
+        v["outcome"]["packs_deleted"],
+        0,
+        "skewed prune\n{}",
+        describe(&so)
+    );
     let mut running = 0;
     for c in children.iter_mut() {
         if matches!(c.try_wait(), Ok(None)) {

@@ -243,7 +243,12 @@ fn a_prune_killed_at_any_step_leaves_a_valid_repository() {
                 skew,
                 &["prune", "--delete-after", "0s", "--max-unused", "0"],
             );
-            assert_eq!(o.status.code(), Some(0), "{skew} prune after {n}\n{}", describe(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{skew} prune after {n}\n{}",
+                describe(&o)
+            );
             assert!(
                 String::from_utf8_lossy(&o.stderr).contains("nothing is deleted by age"),
                 "{skew} prune after {n}\n{}",

@@ -16,8 +16,7 @@ fn make_folder(d: &Path) {
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", describe(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{}", describe(o)))
 }
 
 /// `prune --json ARGS` with the cache `cache`, on a clock moved by `skew` (`None`: the real
@@ -129,7 +128,11 @@ fn a_mark_made_on_a_clock_2h_behind_waits_the_whole_grace_period() {
     );
     let later = prune(&env, &env.cache, None, &["--delete-after", "1h"]);
     assert_eq!(n(&later, &["plan", "delete", "packs"]), 0, "{later}");
-    assert_eq!(n(&later, &["plan", "keep_marked", "packs"]), packs, "{later}");
+    assert_eq!(
+        n(&later, &["plan", "keep_marked", "packs"]),
+        packs,
+        "{later}"
+    );
     let done = prune(&env, &env.cache, None, &["--delete-after", "0s"]);
     assert_eq!(n(&done, &["outcome", "packs_deleted"]), packs, "{done}");
     check_clean(&env, &["--read-data"], "after the prunes");
@@ -169,7 +172,11 @@ fn an_unindexed_pack_is_aged_by_the_stores_clock() {
     assert!(objects(&env.repo.join("index")).is_empty());
     let v = prune(&env, &env.cache, Some("+25h"), &[]);
     assert_eq!(n(&v, &["plan", "unindexed_delete", "packs"]), 0, "{v}");
-    assert_eq!(n(&v, &["plan", "unindexed_keep", "packs"]), before as u64, "{v}");
+    assert_eq!(
+        n(&v, &["plan", "unindexed_keep", "packs"]),
+        before as u64,
+        "{v}"
+    );
     assert_eq!(packs(), before);
 }
 

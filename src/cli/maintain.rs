@@ -85,6 +85,9 @@ pub fn prune_open(
     } else {
         Some(repo.lock_exclusive("prune", LockTiming::default())?)
     };
+    // Snapshots first, then the index: every listed snapshot's index files are then merged
+    // (a backup finishing meanwhile writes its snapshot after them).
+    let snapshots = cairn::prune::plan::list_snapshots(repo)?;
     let synced = repo.refresh_index()?;
     let scratch = g.cache_dir()?;
     // Ages are judged by the store's clock, read from the lock object (a dry run writes
@@ -93,7 +96,7 @@ pub fn prune_open(
         Some(l) => cairn::prune::Clocks::measure(repo, l)?,
         None => cairn::prune::Clocks::unmeasured(),
     };
-    let plan = cairn::prune::plan(repo, &synced, opts, &clocks, &scratch)?;
+    let plan = cairn::prune::plan(repo, &snapshots, &synced, opts, &clocks, &scratch)?;
     let s = &plan.stats;
     if s.future_marks.packs > 0 {
         eprintln!(
@@ -271,7 +274,10 @@ pub fn repair(g: &Global, a: &RepairArgs) -> Result<i32> {
     match &a.what {
         RepairWhat::Snapshots(s) => repair_snapshots(g, s),
         RepairWhat::Index => {
-            let repo = g.open_quiet(CacheMode::Shared)?;
+            // Nothing cached is trusted: every listed index file is read afresh (a cache that
+            // remembers files as superseded, after a rollback of the repository, would make
+            // the repair delete index files it never read).
+            let repo = g.open_quiet(CacheMode::Throwaway)?;
             let lock = repo.lock_exclusive("repair index", LockTiming::default())?;
             let out = cairn::repair::repair_index(&repo, &lock)?;
             lock.release()?;

@@ -6,12 +6,12 @@
 //! deduplicates against a marked pack (it stores the blob again), and one that already did
 //! makes the pack used again, so the next prune un-marks ("recovers") it.
 
+use super::clock::{Clocks, MarkAge};
 use crate::cache::{BlobSet, PackInfo};
 use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
 use crate::id::Id;
 use crate::repo::Repository;
-use super::clock::{Clocks, MarkAge};
 use crate::repo::index::SyncOutcome;
 use crate::snapshot::reach::{self, ReachStats, StopOnError};
 use std::collections::HashMap;
@@ -286,12 +286,24 @@ struct Acc {
     unused_bytes: u64,
 }
 
+/// The snapshots a prune keeps everything of: list them before merging the index (see
+/// [`plan`]).
+pub fn list_snapshots(repo: &Repository) -> Result<Vec<Id>> {
+    Ok(repo
+        .backend()
+        .list(crate::backend::FileType::Snapshot)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
 /// Plan a prune of `repo` from the index as merged by `synced` (the outcome of the
 /// [`Repository::refresh_index`] made after taking the lock). Ages of marks and of unindexed
 /// packs are judged by `clocks` ([`Clocks::measure`] with the prune's lock; a dry run has only
 /// the local clock). `scratch` is a private folder for the on-disk set.
 pub fn plan(
     repo: &Repository,
+    snapshots: &[Id],
     synced: &SyncOutcome,
     opts: &PruneOptions,
     clocks: &Clocks,
@@ -327,9 +339,14 @@ pub fn plan(
 
     // 1. Everything the snapshots reach. A snapshot that cannot be read stops the prune: its
     //    blobs would otherwise look unused.
-    let listed = repo.backend().list(crate::backend::FileType::Snapshot)?;
+    //    The snapshots are those listed *before* the index was merged: a snapshot is written
+    //    after its index files, so every tree and blob of a listed one is in the merged index.
+    //    One written after the listing (a backup finishing meanwhile) is protected as any
+    //    concurrent backup is: packs are only marked, never deleted, within the grace period,
+    //    and rule 3 makes its backup refuse if one went.
+    let listed = snapshots;
     let mut roots = Vec::with_capacity(listed.len());
-    for (id, _) in &listed {
+    for id in listed {
         let s = repo.load_snapshot(id).map_err(|e| {
             Error::new(
                 e.kind(),
@@ -700,7 +717,10 @@ mod tests {
         )
         .unwrap();
         let (blob, _) = w
-            .add(BlobKind::Data, bytes::Bytes::from_static(b"nobody uses this"))
+            .add(
+                BlobKind::Data,
+                bytes::Bytes::from_static(b"nobody uses this"),
+            )
             .unwrap();
         w.finish().unwrap();
         let pack = repo.cache().blob(&blob).unwrap().unwrap().pack;
@@ -734,7 +754,16 @@ mod tests {
 
     fn plan_at(repo: &Repository, clocks: &Clocks, scratch: &Path) -> PrunePlan {
         let synced = repo.refresh_index().unwrap();
-        plan(repo, &synced, &PruneOptions::default(), clocks, scratch).unwrap()
+        let snapshots = list_snapshots(repo).unwrap();
+        plan(
+            repo,
+            &snapshots,
+            &synced,
+            &PruneOptions::default(),
+            clocks,
+            scratch,
+        )
+        .unwrap()
     }
 
     /// PR1: a mark past the grace period by the local clock only (the store's says it is
@@ -808,7 +837,10 @@ mod tests {
         crate::prune::execute(&repo, &p, &lock, 1).unwrap();
         lock.release().unwrap();
         repo.refresh_index().unwrap();
-        assert_eq!(repo.cache().pack(&pack).unwrap().unwrap().marked_ns, Some(now));
+        assert_eq!(
+            repo.cache().pack(&pack).unwrap().unwrap().marked_ns,
+            Some(now)
+        );
         // A grace period later (by both clocks) it goes.
         let later = Clocks {
             local_ns: now + 24 * HOUR + 1,

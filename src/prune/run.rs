@@ -318,13 +318,15 @@ mod tests {
             .unwrap();
 
         let lock = repo.lock_exclusive("prune", LockTiming::default()).unwrap();
+        let snapshots = crate::prune::plan::list_snapshots(&repo).unwrap();
         let synced = repo.refresh_index().unwrap();
         let opts = crate::prune::PruneOptions {
             instant_delete: true,
             ..Default::default()
         };
         let clocks = crate::prune::Clocks::measure(&repo, &lock).unwrap();
-        let mut plan = crate::prune::plan(&repo, &synced, &opts, &clocks, &cache).unwrap();
+        let mut plan =
+            crate::prune::plan(&repo, &snapshots, &synced, &opts, &clocks, &cache).unwrap();
         assert!(plan.is_empty(), "nothing to prune yet");
         // The bug: the data pack, fully used, planned for deletion.
         let data_pack = repo.cache().blob(&data).unwrap().unwrap().pack;

@@ -19,7 +19,7 @@
 //!   it only when nothing references it, after its grace period).
 
 use crate::backend::FileType;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{PackEntry, PackHeader};
 use crate::id::Id;
@@ -111,29 +111,41 @@ type Salvage = (Vec<PackEntry>, Vec<(Id, String)>);
 
 /// Confirm the old index's entries for pack `id` by reading each blob back: the entries kept,
 /// and those dropped with why. A failure of the store stops everything.
-fn salvage(repo: &Repository, id: &Id) -> Result<Salvage> {
+fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
     let mut old = repo.cache().blobs_in(id)?;
     old.sort_by_key(|(_, l)| (l.offset, l.length));
     let mut kept = Vec::with_capacity(old.len());
-    let mut failed = Vec::new();
+    let mut dropped = Vec::new();
+    // Entries past the end of the pack as listed (a truncated pack) name nothing that is there.
+    old.retain(|(blob, l)| {
+        let inside = u64::from(l.offset) + u64::from(l.length) <= size;
+        if !inside {
+            dropped.push((*blob, format!("beyond the end of the pack ({size} bytes)")));
+        }
+        inside
+    });
+    // A blob read whole that fails its check is damaged: that answer is final. A read that
+    // failed (not found, short) gets a second, patient look: a flaky answer is not damage.
+    let mut unread = Vec::new();
     repo.read_pack_blobs(
         id,
         &old,
         |(_, l)| l,
         |(blob, loc), sealed| {
-            let r = sealed.and_then(|s| repo.open_blob(blob, loc, s).map(|_| ()));
-            match r {
-                Ok(()) => kept.push((*blob, *loc)),
-                Err(e) if damage_or_absence(e.kind()) => failed.push((*blob, *loc)),
+            match sealed {
+                Ok(s) => match repo.open_blob(blob, loc, s) {
+                    Ok(_) => kept.push((*blob, *loc)),
+                    Err(e) if damage_or_absence(e.kind()) => dropped.push((*blob, e.to_string())),
+                    Err(e) => return Err(e),
+                },
+                Err(e) if damage_or_absence(e.kind()) => unread.push((*blob, *loc)),
                 Err(e) => return Err(e),
             }
             Ok(())
         },
     )?;
-    // A second, patient look at each one that failed: a flaky answer is not damage.
     let name = id.to_hex();
-    let mut dropped = Vec::new();
-    for (blob, loc) in failed {
+    for (blob, loc) in unread {
         let start = u64::from(loc.offset);
         let r = patiently(|| {
             let sealed = repo.backend().get_range(
@@ -203,7 +215,15 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
                         Err(why) => Err(format!("its header lists blobs outside the pack ({why})")),
                     }
                 }
-                Err(e) if damage_or_absence(e.kind()) => Err(e.to_string()),
+                // In the listing a moment ago, yet "not found" three times: the store is not
+                // answering consistently. That disproves nothing; stop before writing anything.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::backend(format!(
+                        "{e}, although it is in the listing of data/; nothing was changed: try \
+                         again when the store answers consistently"
+                    )));
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupt => Err(e.to_string()),
                 Err(e) => return Err(e),
             };
             let p = match from_header {
@@ -216,7 +236,7 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
                     continue;
                 }
                 Err(reason) => {
-                    let (entries, dropped) = salvage(repo, &id)?;
+                    let (entries, dropped) = salvage(repo, &id, size)?;
                     let p = IndexPack {
                         id,
                         size,
@@ -250,8 +270,11 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
     }
     lock.check()?;
     out.index_files_written = index.finish(old_files.clone())?;
-    for f in &old_files {
-        lock.check()?;
+    for (i, f) in old_files.iter().enumerate() {
+        // A lock check costs a head and a listing: one per batch of deletes, as prune does.
+        if i % 16 == 0 {
+            lock.check()?;
+        }
         repo.backend().delete(FileType::Index, &f.to_hex())?;
         out.index_files_deleted += 1;
     }

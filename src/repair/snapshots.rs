@@ -39,6 +39,9 @@ use crate::snapshot::walk::MAX_DEPTH;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// Packs no index lists that are younger than this belong to a backup still uploading.
+const UNINDEXED_MIN_AGE_NS: i64 = 3600 * 1_000_000_000;
+
 /// Attempts at reading a tree before a `Corrupt` answer is believed.
 const TREE_ATTEMPTS: u32 = 3;
 
@@ -207,6 +210,8 @@ struct Rewriter<'a> {
     writer: &'a BlobWriter,
     /// The `data/` listing made at the start.
     packs: HashSet<Id>,
+    /// Blobs of young packs no index file lists, with their pack ([`complete_index`]).
+    unindexed: HashMap<Id, Id>,
     /// Trees found intact (nothing below them changes).
     clean: HashSet<Id>,
     /// Trees rewritten.
@@ -218,13 +223,25 @@ struct Rewriter<'a> {
 impl Rewriter<'_> {
     /// Whether blob `id` of `kind` is indexed in a pack of the listing; its raw length if so.
     fn present(&self, id: &Id, kind: BlobKind) -> Result<Option<u32>> {
-        Ok(self
+        let found = self
             .repo
             .cache()
             .locations(id)?
             .into_iter()
             .find(|l| l.kind == kind && self.packs.contains(&l.pack))
-            .map(|l| l.raw_length))
+            .map(|l| l.raw_length);
+        if found.is_none() {
+            if let Some(pack) = self.unindexed.get(id) {
+                return Err(Error::usage(format!(
+                    "{} blob {} is in pack {}, which no index file lists yet; nothing was \
+                     changed: let a running backup finish, or run `cairn repair index` first",
+                    kind.name(),
+                    id.short(),
+                    pack.short()
+                )));
+            }
+        }
+        Ok(found)
     }
 
     /// Load tree `id`: `Ok(Err(reason))` when it cannot be loaded from the repository (a
@@ -433,9 +450,11 @@ impl Rewriter<'_> {
 /// index file skipped (damaged, or gone between listing and reading), no pack in `data/` that
 /// no index file lists, no indexed pack missing from `data/`. Otherwise blobs that are intact
 /// would count as lost, and the repair would cut them out of the snapshots for good. Returns
-/// the packs of the `data/` listing. The caller holds the exclusive lock (or makes a dry run),
+/// the packs of the `data/` listing, and the blobs of young unindexed packs (those of a backup
+/// still uploading, or of an index file the store does not list yet) with their pack: a
+/// snapshot that needs one of those stops the repair when the walk reaches it. The caller holds the exclusive lock (or makes a dry run),
 /// so no backup is adding packs meanwhile.
-fn complete_index(repo: &Repository) -> Result<HashSet<Id>> {
+fn complete_index(repo: &Repository) -> Result<(HashSet<Id>, HashMap<Id, Id>)> {
     let synced = repo.refresh_index()?;
     let first_step =
         "nothing was changed: run `cairn repair index` first, then `cairn repair snapshots`";
@@ -447,8 +466,8 @@ fn complete_index(repo: &Repository) -> Result<HashSet<Id>> {
             synced.listed.len()
         )));
     }
-    let listing = repo.backend().list(FileType::Pack)?;
-    let packs: HashSet<Id> = listing.iter().map(|(id, _)| *id).collect();
+    let listing = repo.backend().list_meta(FileType::Pack)?;
+    let packs: HashSet<Id> = listing.iter().map(|(id, _, _)| *id).collect();
     let mut indexed = HashSet::new();
     // New trees are deduplicated against the index: an index that still lists lost packs would
     // make them depend on what is gone (and the writer's final check refuse the snapshots).
@@ -467,11 +486,30 @@ fn complete_index(repo: &Repository) -> Result<HashSet<Id>> {
             first.short()
         )));
     }
-    let unindexed: Vec<&Id> = listing
-        .iter()
-        .map(|(id, _)| id)
-        .filter(|id| !indexed.contains(*id))
-        .collect();
+    // A pack no index file lists matters only if `repair index` could index it: one whose
+    // header opens. Young ones belong to a backup still uploading (backups take no lock; a
+    // backup writes its index before its snapshot, so no snapshot needs them yet), and one
+    // whose header cannot be read is what `repair index` already left out: neither could add
+    // a blob, so neither stops the repair (else it could never run after such a loss).
+    let now = crate::repo::keys::now_ns();
+    let mut unindexed = Vec::new();
+    let mut young = HashMap::new();
+    for (id, size, modified) in &listing {
+        if indexed.contains(id) {
+            continue;
+        }
+        let name = id.to_hex();
+        match repo.pack_header(id, *size, |r| {
+            repo.backend().get_range(FileType::Pack, &name, r)
+        }) {
+            Ok(h) if now.saturating_sub(*modified) < UNINDEXED_MIN_AGE_NS => {
+                young.extend(h.entries.iter().map(|e| (e.id, *id)));
+            }
+            Ok(_) => unindexed.push(id),
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt) => {}
+            Err(e) => return Err(e),
+        }
+    }
     if let Some(first) = unindexed.first() {
         return Err(Error::usage(format!(
             "{} packs in the repository are in no index file (pack {}, …): the blobs they hold \
@@ -480,7 +518,7 @@ fn complete_index(repo: &Repository) -> Result<HashSet<Id>> {
             first.short()
         )));
     }
-    Ok(packs)
+    Ok((packs, young))
 }
 
 /// Repair `snapshots` (see the module docs). `lock` is the exclusive lock, required unless
@@ -497,7 +535,7 @@ pub fn repair_snapshots(
             "internal error: repair snapshots needs the exclusive lock",
         ));
     }
-    let packs = complete_index(repo)?;
+    let (packs, unindexed) = complete_index(repo)?;
     let writer = BlobWriter::new(
         repo.clone(),
         WriterOptions {
@@ -511,6 +549,7 @@ pub fn repair_snapshots(
             repo,
             writer: &writer,
             packs,
+            unindexed,
             clean: HashSet::new(),
             memo: HashMap::new(),
             empty: None,
@@ -538,7 +577,12 @@ pub fn repair_snapshots(
                     damages: Vec::new(),
                     more: 0,
                 }),
-                Err(e) if matches!(e.kind(), ErrorKind::Backend | ErrorKind::Io) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Backend | ErrorKind::Io | ErrorKind::Usage
+                    ) =>
+                {
                     return Err(e);
                 }
                 Err(e) => out.failed.push((id, e)),

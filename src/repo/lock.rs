@@ -303,10 +303,15 @@ impl LockGuard {
     /// The id of the lock object written last (it changes at every refresh). Prune reads the
     /// store's clock from its last-modified time (`prune::clock`).
     pub fn current_id(&self) -> Result<Id> {
-        self.state
+        let s = self
+            .state
             .lock()
-            .map(|s| s.current)
-            .map_err(|_| lost("the refresh thread panicked"))
+            .map_err(|_| lost("the refresh thread panicked"))?;
+        if let Some(why) = &s.error {
+            return Err(lost(why));
+        }
+        s.current()
+            .ok_or_else(|| lost("no lock object of ours is left"))
     }
 
     /// Stop refreshing and remove the lock.
@@ -384,14 +389,14 @@ fn refresh(
     lock: &Lock,
     s: &mut State,
     timing: &LockTiming,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Refresh> {
     match verify_own(repo, s, timing) {
         Ok(None) => {}
-        Ok(Some(why)) => return Err(why),
-        Err(e) => return Err(format!("it could not be checked: {e}")),
+        Ok(Some(why)) => return Err(Refresh::Lost(why)),
+        Err(e) => return Err(Refresh::Failed(format!("it could not be checked: {e}"))),
     }
     let Some(previous) = s.current() else {
-        return Err("it was released".into());
+        return Err(Refresh::Lost("it was released".into()));
     };
     let began = boot_time();
     let fresh = Lock {
@@ -400,7 +405,7 @@ fn refresh(
     };
     let new = repo
         .write_lock(&fresh)
-        .map_err(|e| format!("it could not be refreshed: {e}"))?;
+        .map_err(|e| Refresh::Failed(format!("it could not be refreshed: {e}")))?;
     let done = boot_time();
     s.mine.push(new);
     s.written = began;
@@ -408,27 +413,35 @@ fn refresh(
     // new object)? Then the new one must not carry the lock on.
     match repo.backend().exists(FileType::Lock, &previous.to_hex()) {
         Ok(true) => {}
-        Ok(false) => return Err(REMOVED.into()),
-        Err(e) => return Err(format!("it could not be checked: {e}")),
+        Ok(false) => return Err(Refresh::Lost(REMOVED.into())),
+        Err(e) => return Err(Refresh::Failed(format!("it could not be checked: {e}"))),
     }
     let listing = repo
         .backend()
         .list_meta(FileType::Lock)
-        .map_err(|e| format!("it could not be checked: {e}"))?;
+        .map_err(|e| Refresh::Failed(format!("it could not be checked: {e}")))?;
     s.store = StoreClock::from_listing(&listing, &new, done);
     match rival(repo, &listing, s, timing) {
         Ok(None) => {}
-        Ok(Some(why)) => return Err(why),
-        Err(e) => return Err(format!("it could not be checked: {e}")),
+        Ok(Some(why)) => return Err(Refresh::Lost(why)),
+        Err(e) => return Err(Refresh::Failed(format!("it could not be checked: {e}"))),
     }
     let old: Vec<Id> = s.mine.iter().copied().filter(|i| *i != new).collect();
     for id in old {
         repo.backend()
             .delete(FileType::Lock, &id.to_hex())
-            .map_err(|e| format!("its old object could not be deleted: {e}"))?;
+            .map_err(|e| Refresh::Failed(format!("its old object could not be deleted: {e}")))?;
         s.mine.retain(|m| *m != id);
     }
     Ok(())
+}
+
+/// Why a refresh did not complete.
+enum Refresh {
+    /// The lock is lost (removed, taken over, overdue): it is never written again.
+    Lost(String),
+    /// The store failed (after its own retries): tried again soon, until the lock is overdue.
+    Failed(String),
 }
 
 /// What a refresh checks before it writes anything: the lock is not overdue, and its current
@@ -454,18 +467,33 @@ fn refresh_loop(
     stopped: &crossbeam_channel::Receiver<()>,
     timing: &LockTiming,
 ) {
-    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-        stopped.recv_timeout(timing.refresh)
-    {
+    // After a failed refresh the next attempt comes sooner; a lock that could not be
+    // refreshed for so long that it is overdue is lost (`verify_own`).
+    let mut wait = timing.refresh;
+    let mut failure: Option<String> = None;
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
         // Held throughout, so a check never sees our new object before it is ours.
         let Ok(mut s) = state.lock() else { return };
         if s.error.is_some() {
             return;
         }
-        if let Err(why) = refresh(repo, lock, &mut s, timing) {
-            s.error = Some(why);
-            abandon(repo, &mut s);
-            return;
+        match refresh(repo, lock, &mut s, timing) {
+            Ok(()) => {
+                wait = timing.refresh;
+                failure = None;
+            }
+            Err(Refresh::Failed(why)) => {
+                wait = (timing.refresh / 10).max(Duration::from_millis(100));
+                failure = Some(why);
+            }
+            Err(Refresh::Lost(why)) => {
+                s.error = Some(match failure.take() {
+                    Some(f) => format!("{why} (the last refresh failed: {f})"),
+                    None => why,
+                });
+                abandon(repo, &mut s);
+                return;
+            }
         }
     }
 }
