@@ -183,7 +183,7 @@ fn repair_index_drops_only_the_blobs_that_fail_their_check() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["packs_salvaged"][0];
     assert_eq!(s["dropped"].as_array().unwrap().len(), 1, "{v}");
-    assert!(s["kept"].as_u64().unwrap() > 10, "{v}");
+    assert!(s["kept"].as_u64().unwrap() >= 5, "{v}");
     // The snapshot lost exactly one blob: repair snapshots cuts it out of one file.
     let o = env.ok(&["repair", "snapshots", "--dry-run", "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
