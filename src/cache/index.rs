@@ -73,6 +73,18 @@ impl BlobLocation {
         }
     }
 
+    /// The pack header (or index) entry of blob `id` at this location: the inverse of
+    /// [`Self::of_entry`].
+    pub fn entry(&self, id: Id) -> crate::format::pack::PackEntry {
+        crate::format::pack::PackEntry {
+            kind: self.kind,
+            id,
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+        }
+    }
+
     pub(super) fn encode(&self) -> [u8; 46] {
         let mut b = [0u8; 46];
         b[..32].copy_from_slice(&self.pack.0);

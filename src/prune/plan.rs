@@ -692,7 +692,6 @@ mod tests {
 
     use crate::backend::Backend;
     use crate::format::index::IndexPack;
-    use crate::format::pack::PackEntry;
     use crate::prune::clock::{Clocks, MAX_CLOCK_SKEW};
     use crate::repo::InitOptions;
     use crate::repo::index::IndexRewriter;
@@ -730,13 +729,7 @@ mod tests {
             .blobs_in(&pack)
             .unwrap()
             .into_iter()
-            .map(|(id, l)| PackEntry {
-                kind: l.kind,
-                id,
-                offset: l.offset,
-                length: l.length,
-                raw_length: l.raw_length,
-            })
+            .map(|(id, l)| l.entry(id))
             .collect();
         let mut ix = IndexRewriter::new(&repo);
         ix.add(IndexPack {

@@ -180,13 +180,7 @@ pub fn execute(
             .cache()
             .blobs_in(&p.id)?
             .into_iter()
-            .map(|(id, l)| PackEntry {
-                kind: l.kind,
-                id,
-                offset: l.offset,
-                length: l.length,
-                raw_length: l.raw_length,
-            })
+            .map(|(id, l)| l.entry(id))
             .collect();
         index.add(IndexPack {
             id: p.id,

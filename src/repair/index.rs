@@ -162,16 +162,7 @@ fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
         }
     }
     kept.sort_by_key(|(_, l)| (l.offset, l.length));
-    let entries = kept
-        .into_iter()
-        .map(|(blob, l)| PackEntry {
-            kind: l.kind,
-            id: blob,
-            offset: l.offset,
-            length: l.length,
-            raw_length: l.raw_length,
-        })
-        .collect();
+    let entries = kept.into_iter().map(|(blob, l)| l.entry(blob)).collect();
     Ok((entries, dropped))
 }
 
