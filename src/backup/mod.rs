@@ -189,6 +189,7 @@ pub fn backup_sources(
         warn,
         started,
     })?;
+    writer.set_root(tree)?;
     let added = writer.finish()?;
     summary.blobs_added = added.blobs;
     summary.bytes_added_raw = added.bytes_raw;

@@ -97,6 +97,9 @@ struct Shared {
     /// Blobs were reused without any lookup (the parent's "complete" mark): rule 3 then
     /// covers every pack the cache's index lists ([`BlobWriter::reused_without_lookup`]).
     reused_without_lookup: std::sync::atomic::AtomicBool,
+    /// The root tree of the snapshot these blobs are for ([`BlobWriter::set_root`]): when the
+    /// superset check of rule 3 misses a pack, the snapshot's own blobs decide.
+    root: Mutex<Option<Id>>,
     /// When the oldest pack waiting for an index file was stored.
     pending_since: Mutex<Option<std::time::Instant>>,
     error: Mutex<Option<Error>>,
@@ -303,6 +306,46 @@ impl BlobWriter {
             .store(true, Ordering::Relaxed);
     }
 
+    /// The root tree of the snapshot about to be written with these blobs (stored through this
+    /// writer or reused): lets rule 3's superset check ([`Self::reused_without_lookup`]) narrow
+    /// a missing pack down to whether this snapshot needs it.
+    pub fn set_root(&self, tree: Id) -> Result<()> {
+        *lock(&self.shared.root)? = Some(tree);
+        Ok(())
+    }
+
+    /// Whether the snapshot with root tree `root` needs any blob found only in `gone` packs:
+    /// the first such blob. A walk of its trees (from the cache, where this backup's trees and
+    /// the parent's are), made only when the superset check missed a pack.
+    fn needs_any_of(&self, root: Id, gone: &HashSet<Id>) -> Result<Option<Id>> {
+        let cache = self.repo.cache();
+        let only_in_gone = |blob: &Id| -> Result<bool> {
+            let locs = cache.locations(blob)?;
+            Ok(!locs.is_empty() && locs.iter().all(|l| gone.contains(&l.pack)))
+        };
+        let mut seen = HashSet::new();
+        let mut stack = vec![root];
+        while let Some(tree) = stack.pop() {
+            if !seen.insert(tree) {
+                continue;
+            }
+            if only_in_gone(&tree)? {
+                return Ok(Some(tree));
+            }
+            for node in self.repo.load_tree(&tree)?.nodes {
+                if let Some(sub) = node.subtree {
+                    stack.push(sub);
+                }
+                for b in &node.content {
+                    if only_in_gone(b)? {
+                        return Ok(Some(*b));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Rollback rule 3 (format.md §16): every pack this writer deduplicated against, and every
     /// pack it stored, must be in a listing of `data/` made now, so a snapshot never names a
     /// pack that a prune (or the store) removed while the backup ran (a backup that outlived
@@ -338,16 +381,40 @@ impl BlobWriter {
                 gone.short()
             )));
         }
-        if let Some(gone) = indexed.iter().find(|p| !listed.contains(p)) {
-            return Err(Error::not_found(format!(
-                "pack {} is no longer in the repository (pruned while the backup ran, or lost), \
-                 and this backup reused the parent snapshot's unchanged files without looking \
-                 up which packs hold them; no snapshot was written: run `cairn check`, then \
-                 `cairn repair index` if it names the pack, and back up again",
-                gone.short()
-            )));
+        let gone: HashSet<Id> = indexed
+            .iter()
+            .filter(|p| !listed.contains(p))
+            .copied()
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // The superset missed: a pack is gone that this snapshot may not need at all (one
+        // used only by another snapshot, lost). Its own blobs decide, when the root is known.
+        let root = *lock(&self.shared.root)?;
+        let needed = match root {
+            Some(root) => self.needs_any_of(root, &gone)?,
+            None => gone.iter().next().copied(),
+        };
+        let Some(blob) = needed else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = gone.iter().take(3).map(Id::short).collect();
+        if gone.len() > 3 {
+            names.push("…".into());
+        }
+        Err(Error::not_found(format!(
+            "{} of this snapshot is only in packs no longer in the repository ({}: pruned while \
+             the backup ran, or lost); this backup reused the parent snapshot's unchanged files \
+             without looking up which packs hold them, so no snapshot was written: run `cairn \
+             check`, then `cairn repair index` if it names the pack, and back up again",
+            if root.is_some() {
+                format!("blob {}", blob.short())
+            } else {
+                "a blob".to_string()
+            },
+            names.join(", ")
+        )))
     }
 
     /// Flush every pack, write the last index file, and stop the threads.
