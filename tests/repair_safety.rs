@@ -124,6 +124,17 @@ fn a_damaged_pack_header_is_found_by_check_and_repair_index_keeps_its_blobs() {
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("header cannot be read"), "{}", describe(&o));
+    // The header pass can be narrowed (a large remote repository) or skipped.
+    let o = env.cairn(&["check", "--read-headers-subset", "100%"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    env.ok(&["check", "--no-read-headers"]);
+    let o = env.cairn(&["check", "--read-headers-subset", "0/3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--read-headers-subset"),
+        "{}",
+        describe(&o)
+    );
 
     // repair index keeps the old entries, each blob read back and verified.
     let o = env.cairn(&["repair", "index"]);

@@ -194,6 +194,13 @@ pub struct CheckArgs {
     /// Read only part of the packs: n/t (part n of t), a percentage (10%), or a size (2G)
     #[arg(long, conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
+    /// Read the headers of only part of the packs (same forms as --read-data-subset; default:
+    /// every pack's header is read and compared with the index)
+    #[arg(long)]
+    pub read_headers_subset: Option<String>,
+    /// Read no pack header (only the listing is compared with the index)
+    #[arg(long, conflicts_with = "read_headers_subset")]
+    pub no_read_headers: bool,
 }
 
 /// `cairn check`: exit 1 with the list of problems, 0 when clean.
@@ -205,7 +212,22 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     };
     let repo = g.open_quiet(CacheMode::Throwaway)?;
     let scratch = g.cache_dir()?;
-    let report = cairn::check::check(&repo, &CheckOptions { read_data }, &scratch)?;
+    let read_headers = match &a.read_headers_subset {
+        Some(s) => Some(s.parse::<Subset>().map_err(|e| {
+            anyhow::anyhow!(e.to_string().replacen(
+                "--read-data-subset",
+                "--read-headers-subset",
+                1
+            ))
+        })?),
+        None => None,
+    };
+    let opts = CheckOptions {
+        read_data,
+        read_headers,
+        skip_headers: a.no_read_headers,
+    };
+    let report = cairn::check::check(&repo, &opts, &scratch)?;
     if g.json {
         print_json(&report)?;
     } else {
