@@ -26,14 +26,17 @@ use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::index::IndexRewriter;
 use crate::repo::lock::LockGuard;
+use crate::repo::writer::{BlobWriter, WriterOptions};
 use rayon::prelude::*;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Attempts at a pack header (or at an old entry's blob) before a `NotFound` or `Corrupt`
 /// answer is believed.
 pub const HEADER_ATTEMPTS: u32 = 3;
 
-/// A pack whose header could not be read but whose blobs the old index located.
+/// A pack whose header could not be read but whose blobs the old index located: its verified
+/// blobs were copied into new packs, and it is left in no index file (a prune deletes it).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SalvagedPack {
     /// The pack.
@@ -62,6 +65,8 @@ pub struct RepairIndexOutcome {
     pub packs_salvaged: Vec<SalvagedPack>,
     /// Packs no old index file listed, now indexed.
     pub packs_added: u64,
+    /// New packs holding the verified blobs of salvaged packs.
+    pub new_packs: u64,
     /// Index files written.
     pub index_files_written: u64,
     /// Old index files deleted.
@@ -106,8 +111,9 @@ fn read_header(repo: &Repository, id: &Id, size: u64) -> Result<PackHeader> {
     })
 }
 
-/// The old entries of a pack confirmed by reading their blobs, and those dropped with why.
-type Salvage = (Vec<PackEntry>, Vec<(Id, String)>);
+/// The old entries of a pack confirmed by reading their blobs (with their sealed bytes, to be
+/// copied into a new pack), and those dropped with why.
+type Salvage = (Vec<(PackEntry, Vec<u8>)>, Vec<(Id, String)>);
 
 /// Confirm the old index's entries for pack `id` by reading each blob back: the entries kept,
 /// and those dropped with why. A failure of the store stops everything.
@@ -134,7 +140,7 @@ fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
         |(blob, loc), sealed| {
             match sealed {
                 Ok(s) => match repo.open_blob(blob, loc, s) {
-                    Ok(_) => kept.push((*blob, *loc)),
+                    Ok(_) => kept.push((*blob, *loc, s.to_vec())),
                     Err(e) if damage_or_absence(e.kind()) => dropped.push((*blob, e.to_string())),
                     Err(e) => return Err(e),
                 },
@@ -153,21 +159,25 @@ fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
                 &name,
                 start..start + u64::from(loc.length),
             )?;
-            repo.open_blob(&blob, &loc, &sealed).map(|_| ())
+            repo.open_blob(&blob, &loc, &sealed)
+                .map(|_| sealed.to_vec())
         });
         match r {
-            Ok(()) => kept.push((blob, loc)),
+            Ok(sealed) => kept.push((blob, loc, sealed)),
             Err(e) if damage_or_absence(e.kind()) => dropped.push((blob, e.to_string())),
             Err(e) => return Err(e),
         }
     }
-    kept.sort_by_key(|(_, l)| (l.offset, l.length));
-    let entries = kept.into_iter().map(|(blob, l)| l.entry(blob)).collect();
+    kept.sort_by_key(|(_, l, _)| (l.offset, l.length));
+    let entries = kept
+        .into_iter()
+        .map(|(blob, l, sealed)| (l.entry(blob), sealed))
+        .collect();
     Ok((entries, dropped))
 }
 
 /// Rebuild the index from the pack headers while holding `lock`.
-pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOutcome> {
+pub fn repair_index(repo: &Arc<Repository>, lock: &LockGuard) -> Result<RepairIndexOutcome> {
     let mut out = RepairIndexOutcome::default();
     let old_files: Vec<Id> = repo
         .backend()
@@ -183,6 +193,10 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
     out.packs = packs.len() as u64;
 
     let mut index = IndexRewriter::new(repo);
+    // The verified blobs of salvaged packs are copied, sealed as they are, into new packs
+    // (with their own index files, stored before the rewritten index drops the damaged pack):
+    // nothing then depends on a damaged header, and a prune deletes the old pack as unindexed.
+    let mut rewriter: Option<BlobWriter> = None;
     for chunk in packs.chunks(64) {
         let headers: Vec<_> = chunk
             .par_iter()
@@ -222,33 +236,45 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
                 Err(reason) if before.is_none() => {
                     out.packs_unreadable.push((
                         id,
-                        format!("{reason}; no index file lists it, so its blobs cannot be located"),
+                        format!(
+                            "{reason}; no index file lists it, so its blobs cannot be located \
+                             (a pack an earlier `repair index` salvaged: its blobs are in new \
+                             packs, and `cairn prune` deletes it)"
+                        ),
                     ));
                     continue;
                 }
                 Err(reason) => {
                     let (entries, dropped) = salvage(repo, &id, size)?;
-                    let p = IndexPack {
-                        id,
-                        size,
-                        marked_ns,
-                        blobs: entries,
-                    };
-                    let n = p.blobs.len() as u64;
-                    if n == 0 || p.validate().is_err() {
+                    let n = entries.len() as u64;
+                    if n == 0 {
                         out.packs_unreadable.push((
                             id,
                             format!("{reason}; none of the old index's entries for it reads back"),
                         ));
                         continue;
                     }
+                    let writer = match &mut rewriter {
+                        Some(w) => w,
+                        None => rewriter.insert(BlobWriter::new(
+                            repo.clone(),
+                            WriterOptions {
+                                threads: 1,
+                                dry_run: false,
+                            },
+                        )?),
+                    };
+                    for (e, sealed) in entries {
+                        writer.add_sealed(e.kind, e.id, sealed, e.raw_length)?;
+                    }
+                    out.blobs_indexed += n;
                     out.packs_salvaged.push(SalvagedPack {
                         id,
                         reason,
                         kept: n,
                         dropped,
                     });
-                    p
+                    continue;
                 }
             };
             if before.is_none() {
@@ -259,8 +285,13 @@ pub fn repair_index(repo: &Repository, lock: &LockGuard) -> Result<RepairIndexOu
             index.add(p)?;
         }
     }
+    if let Some(w) = rewriter {
+        let stats = w.finish()?;
+        out.new_packs = stats.packs;
+        out.index_files_written += stats.index_files;
+    }
     lock.check()?;
-    out.index_files_written = index.finish(old_files.clone())?;
+    out.index_files_written += index.finish(old_files.clone())?;
     for (i, f) in old_files.iter().enumerate() {
         // A lock check costs a head and a listing: one per batch of deletes, as prune does.
         if i % 16 == 0 {
