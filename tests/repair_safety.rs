@@ -330,3 +330,35 @@ fn one_failed_lock_refresh_does_not_stop_a_prune() {
     env.ok(&["restore", &sb, "--target", t.to_str().unwrap()]);
     assert_same_tree(&b, &restored(&t, &b), false);
 }
+
+/// Second review, N8: `unlock` on a host whose clock is an hour ahead does not take a live
+/// prune's lock for stale (the store's clock says it is fresh).
+#[test]
+fn unlock_on_a_host_with_a_clock_ahead_spares_a_live_lock() {
+    let env = Env::small();
+    let (_, _, sa, _, _) = two_snapshots(&env);
+    env.ok(&["forget", &sa]);
+    let mut c = env.command();
+    c.args(["prune"])
+        .env("CAIRN_TEST_FAULTS", "delete:index:slow=8000:1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut prune = c.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while objects(&env.repo.join("locks")).is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "the prune took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut u = env.command_skewed("+1h");
+    u.arg("unlock");
+    let o = run(u, None);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("removed lock"),
+        "{}",
+        describe(&o)
+    );
+    let po = wait_output(&mut prune, std::time::Duration::from_secs(120), "prune");
+    assert_eq!(po.status.code(), Some(0), "{}", describe(&po));
+    check_clean(&env, &[], "after the prune");
+}
