@@ -93,7 +93,7 @@ pub fn prune_open(
     // Ages are judged by the store's clock, read from the lock object (a dry run writes
     // nothing, so it has only the local clock).
     let clocks = match &lock {
-        Some(l) => cairn::prune::Clocks::measure(repo, l)?,
+        Some(l) => cairn::prune::Clocks::measure(l)?,
         None => cairn::prune::Clocks::unmeasured(),
     };
     let plan = cairn::prune::plan(repo, &snapshots, &synced, opts, &clocks, &scratch)?;

@@ -2,17 +2,13 @@
 //!
 //! Marks and unindexed packs are judged by the *store's* clock, so that the grace period does
 //! not depend on the marking and the deleting host agreeing on the time: a prune reads the
-//! store's clock from the last-modified time of the lock object it wrote (the store stamps it
-//! at the moment the content's `refreshed_ns` was taken locally), marks packs with the store's
+//! store's clock from the last-modified time of the lock object it wrote, as the lock itself
+//! does for staleness ([`LockGuard::store_now`]), marks packs with the store's
 //! time, and deletes a marked pack only when the grace period has passed both by the store's
 //! clock and by its own. When the two clocks differ by more than [`MAX_CLOCK_SKEW`], nothing is
 //! deleted by age at all.
 
-use crate::backend::FileType;
-use crate::crypto::label;
-use crate::error::{Error, ErrorKind, Result};
-use crate::format::lock::Lock;
-use crate::repo::Repository;
+use crate::error::Result;
 use crate::repo::keys::now_ns;
 use crate::repo::lock::LockGuard;
 use std::time::Duration;
@@ -57,34 +53,17 @@ impl Clocks {
         }
     }
 
-    /// Read the store's clock: the last-modified time the store gave the lock object `lock`
-    /// wrote last, against the local time written into it (`refreshed_ns`). Exact up to the
-    /// write's duration and the store's timestamp granularity, however long ago the object was
-    /// written.
-    pub fn measure(repo: &Repository, lock: &LockGuard) -> Result<Clocks> {
-        // The refresh thread may replace the object between the steps: read again.
-        for _ in 0..3 {
-            let id = lock.current_id()?;
-            let listed = repo.backend().list_meta(FileType::Lock)?;
-            let Some(&(_, size, modified)) = listed.iter().find(|(i, _, _)| *i == id) else {
-                continue;
-            };
-            let plain = match repo.load_sealed(FileType::Lock, &id, label::LOCK, Some(size)) {
-                Ok(p) => p,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let written = Lock::decode(&plain, &format!("lock {}", id.short()))?.refreshed_ns;
-            return Ok(Clocks {
-                local_ns: now_ns(),
-                store_offset_ns: Some(modified.saturating_sub(written)),
-            });
-        }
-        Err(Error::new(
-            ErrorKind::Locked,
-            "cannot read the store's clock: the lock object this prune wrote is not listed \
-             (removed by `cairn unlock`?); nothing was deleted",
-        ))
+    /// Read the store's clock as the lock knows it: from the last-modified time the store gave
+    /// the lock object written last (at taking or at the latest refresh), advanced by the boot
+    /// time since. A store that gives no time leaves the local clock alone (as a dry run).
+    pub fn measure(lock: &LockGuard) -> Result<Clocks> {
+        Ok(match lock.store_now()? {
+            Some(now) => Clocks {
+                local_ns: now.local_ns,
+                store_offset_ns: Some(now.store_ns.saturating_sub(now.local_ns)),
+            },
+            None => Clocks::unmeasured(),
+        })
     }
 
     /// The store's time at the reading (the local time when not measured).

@@ -160,7 +160,7 @@ pub fn execute(
     // the store's (read from the lock object), so whichever host deletes judges the grace
     // period by the same clock (design.md §10).
     lock.check()?;
-    let marked_now = super::clock::Clocks::measure(repo, lock)?.store_ns();
+    let marked_now = super::clock::Clocks::measure(lock)?.store_ns();
     let mut index = IndexRewriter::new(repo);
     for p in &plan.packs {
         let marked_ns = match p.action {
@@ -318,7 +318,7 @@ mod tests {
             instant_delete: true,
             ..Default::default()
         };
-        let clocks = crate::prune::Clocks::measure(&repo, &lock).unwrap();
+        let clocks = crate::prune::Clocks::measure(&lock).unwrap();
         let mut plan =
             crate::prune::plan(&repo, &snapshots, &synced, &opts, &clocks, &cache).unwrap();
         assert!(plan.is_empty(), "nothing to prune yet");

@@ -300,9 +300,10 @@ impl LockGuard {
         Err(lost(&why))
     }
 
-    /// The id of the lock object written last (it changes at every refresh). Prune reads the
-    /// store's clock from its last-modified time (`prune::clock`).
-    pub fn current_id(&self) -> Result<Id> {
+    /// Both clocks now, the store's estimated from the last-modified time of the lock object
+    /// written last (advanced by the boot time since): `None` when the store gives no time.
+    /// Prune judges ages by it (`prune::clock`). `Err` when the lock is lost.
+    pub fn store_now(&self) -> Result<Option<Now>> {
         let s = self
             .state
             .lock()
@@ -310,8 +311,7 @@ impl LockGuard {
         if let Some(why) = &s.error {
             return Err(lost(why));
         }
-        s.current()
-            .ok_or_else(|| lost("no lock object of ours is left"))
+        Ok(s.store.map(|c| StoreClock::now(Some(c))))
     }
 
     /// Stop refreshing and remove the lock.
