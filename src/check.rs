@@ -569,59 +569,43 @@ fn read_pack(repo: &Repository, id: &Id, size: u64) -> Result<(u64, u64, Vec<Pro
             .and_then(|(a, b)| bytes.get(a..b))
             .ok_or_else(|| Error::corrupt(format!("{object} is corrupt: truncated")))
     });
-    let mut verified = 0u64;
-    match header {
+    // Every blob is verified: those the header lists, or, when it cannot be read, those the
+    // index lists.
+    let blobs: Vec<(Id, BlobLocation)> = match header {
         Err(e) => {
             ps.push(problem(ProblemKind::PackCorrupt, e.to_string()));
-            // The index's entries can still be verified blob by blob.
-            for (blob, loc) in repo.cache().blobs_in(id)? {
-                let start = loc.offset as usize;
-                let slice = start
-                    .checked_add(loc.length as usize)
-                    .and_then(|end| bytes.get(start..end));
-                let r = match slice {
-                    Some(s) => repo.open_blob(&blob, &loc, s).map(|_| ()),
-                    None => Err(Error::corrupt("truncated")),
-                };
-                match r {
-                    Ok(()) => verified += 1,
-                    Err(err) => ps.push(Problem {
-                        kind: ProblemKind::BadBlob,
-                        object: format!("blob {}", blob.short()),
-                        message: format!(
-                            "{} blob {} in pack {}: {err}",
-                            loc.kind.name(),
-                            blob.to_hex(),
-                            id.short()
-                        ),
-                    }),
-                }
-            }
+            repo.cache().blobs_in(id)?
         }
         Ok(h) => {
             ps.extend(compare_header(repo, id, &h)?);
-            for e in &h.entries {
-                let loc = BlobLocation::of_entry(*id, e, false);
-                let start = e.offset as usize;
-                let slice = bytes.get(start..start + e.length as usize);
-                let r = match slice {
-                    Some(s) => repo.open_blob(&e.id, &loc, s).map(|_| ()),
-                    None => Err(Error::corrupt("truncated")),
-                };
-                match r {
-                    Ok(()) => verified += 1,
-                    Err(err) => ps.push(Problem {
-                        kind: ProblemKind::BadBlob,
-                        object: format!("blob {}", e.id.short()),
-                        message: format!(
-                            "{} blob {} in pack {}: {err}",
-                            e.kind.name(),
-                            e.id.to_hex(),
-                            id.short()
-                        ),
-                    }),
-                }
-            }
+            h.entries
+                .iter()
+                .map(|e| (e.id, BlobLocation::of_entry(*id, e, false)))
+                .collect()
+        }
+    };
+    let mut verified = 0u64;
+    for (blob, loc) in blobs {
+        let start = loc.offset as usize;
+        let slice = start
+            .checked_add(loc.length as usize)
+            .and_then(|end| bytes.get(start..end));
+        let r = match slice {
+            Some(s) => repo.open_blob(&blob, &loc, s).map(|_| ()),
+            None => Err(Error::corrupt("truncated")),
+        };
+        match r {
+            Ok(()) => verified += 1,
+            Err(err) => ps.push(Problem {
+                kind: ProblemKind::BadBlob,
+                object: format!("blob {}", blob.short()),
+                message: format!(
+                    "{} blob {} in pack {}: {err}",
+                    loc.kind.name(),
+                    blob.to_hex(),
+                    id.short()
+                ),
+            }),
         }
     }
     Ok((len, verified, ps))
