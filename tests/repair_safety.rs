@@ -185,7 +185,8 @@ fn repair_index_drops_only_the_blobs_that_fail_their_check() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["packs_salvaged"][0];
     assert_eq!(s["dropped"].as_array().unwrap().len(), 1, "{v}");
-    assert!(s["kept"].as_u64().unwrap() >= 5, "{v}");
+    // How many blobs share the pack depends on the key-dependent chunk boundaries.
+    assert!(s["kept"].as_u64().unwrap() >= 1, "{v}");
     // The snapshot lost exactly one blob: repair snapshots cuts it out of one file.
     let o = env.ok(&["repair", "snapshots", "--dry-run", "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -304,8 +305,19 @@ fn a_truncated_pack_loses_only_what_lies_past_its_end() {
     assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["packs_salvaged"][0];
-    assert!(s["kept"].as_u64().unwrap() >= 5, "{v}");
-    assert!(!s["dropped"].as_array().unwrap().is_empty(), "{v}");
+    // Chunk boundaries depend on the repository's key, so how many blobs lie before the cut
+    // varies; what must hold is that some are kept and every one dropped lies past the end.
+    assert!(s["kept"].as_u64().unwrap() >= 1, "{v}");
+    let dropped = s["dropped"].as_array().unwrap();
+    assert!(!dropped.is_empty(), "{v}");
+    for d in dropped {
+        assert!(
+            d[1].as_str()
+                .unwrap()
+                .contains("beyond the end of the pack"),
+            "a blob before the cut was dropped: {v}"
+        );
+    }
 }
 
 /// A refresh that fails once (the store erring) is tried again soon; only a removed object, a
