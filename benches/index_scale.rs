@@ -48,6 +48,7 @@ fn main() {
     )
     .expect("tmp");
     let cache = Cache::open(dir.path(), &Id::of_stored(b"scale")).expect("cache");
+    let index = cairn::index::IndexStore::open(&cache).expect("index");
     let steps = [total / 100, total / 10, total / 4, total / 2, total];
     let mut filled = 0u64;
     let mut file = 0u64;
@@ -83,14 +84,14 @@ fn main() {
                 supersedes: vec![],
                 packs,
             };
-            cache.add_index_file(&id(1 << 62 | file), &f).expect("add");
+            index.add_index_file(&id(1 << 62 | file), &f).expect("add");
             file += 1;
             filled += n;
         }
         cache.flush().expect("flush");
         let fill = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        cache.compact_blobs().expect("compact");
+        index.compact_blobs().expect("compact");
         let compact = t.elapsed().as_secs_f64();
         let probes = 200_000u64;
         let mut x = 0x9e3779b97f4a7c15u64;
@@ -99,12 +100,12 @@ fn main() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            assert!(cache.blob(&id(x % filled)).expect("get").is_some());
+            assert!(index.blob(&id(x % filled)).expect("get").is_some());
         }
         let hits = probes as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         for i in 0..probes {
-            assert!(cache.blob(&id((1 << 61) + i)).expect("get").is_none());
+            assert!(index.blob(&id((1 << 61) + i)).expect("get").is_none());
         }
         let misses = probes as f64 / t.elapsed().as_secs_f64();
         println!(
@@ -122,7 +123,7 @@ fn main() {
     let t = Instant::now();
     let mut it = used.iter().peekable();
     let (mut matched, mut locations) = (0u64, 0u64);
-    cache
+    index
         .for_each_location(|blob, _| {
             locations += 1;
             while let Some(Ok(u)) = it.peek() {

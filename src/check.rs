@@ -15,9 +15,10 @@
 //!    decompressed and hashed.
 
 use crate::backend::FileType;
-use crate::cache::{BlobLocation, BlobSet};
+use crate::cache::BlobSet;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::repo::Repository;
 use crate::repo::keys::now_ns;
 use crate::snapshot::reach::{self, Visitor};
@@ -172,7 +173,7 @@ impl Visitor for Collect<'_> {
         Ok(())
     }
     fn new_data_blob(&mut self, id: &Id) -> Result<()> {
-        if self.repo.cache().blob(id)?.is_none() {
+        if self.repo.index()?.blob(id)?.is_none() {
             self.problems.push(Problem {
                 kind: ProblemKind::MissingBlob,
                 object: format!("blob {}", id.short()),
@@ -204,9 +205,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
     let problems = &mut r.problems;
 
     // 1. The index.
-    repo.ensure_index()?;
+    let index = repo.index()?;
     take_warnings(repo, ProblemKind::IndexFile, problems);
-    r.stats.index_files = repo.cache().known_index_files()?.len() as u64;
+    r.stats.index_files = index.index_files()?.len() as u64;
 
     // 2. Packs: the index against the store.
     let mut stored: HashMap<Id, (u64, i64)> = repo
@@ -216,7 +217,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
         .map(|(id, size, modified)| (id, (size, modified)))
         .collect();
     let mut packs = Vec::new();
-    repo.cache().for_each_pack(|p| {
+    repo.index()?.for_each_pack(|p| {
         packs.push((p.id, p.size));
         Ok(())
     })?;
@@ -377,7 +378,7 @@ fn check_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Problem>> {
             ),
         }]),
         Err(e) if e.kind() == crate::ErrorKind::Corrupt => {
-            let n = repo.cache().blobs_in(id)?.len();
+            let n = repo.index()?.blobs_in(id)?.len();
             Ok(vec![Problem {
                 kind: ProblemKind::PackCorrupt,
                 object: format!("pack {}", id.short()),
@@ -398,7 +399,7 @@ fn compare_header(
     id: &Id,
     h: &crate::format::pack::PackHeader,
 ) -> Result<Option<Problem>> {
-    let indexed = repo.cache().blobs_in(id)?;
+    let indexed = repo.index()?.blobs_in(id)?;
     let mut from_header: Vec<(Id, u32, u32, u32)> = h
         .entries
         .iter()
@@ -455,33 +456,16 @@ fn read_packs(repo: &Repository, chosen: &[(Id, u64)]) -> Result<(Vec<Problem>, 
 /// tree. A tree that fails here is simply not cached: the walk reads it again and reports it.
 fn prefetch_trees(repo: &Repository) -> Result<()> {
     let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
-    repo.cache().for_each_location(|blob, loc| {
+    repo.index()?.for_each_location(|blob, loc| {
         if loc.kind == crate::format::pack::BlobKind::Tree {
             by_pack.entry(loc.pack).or_default().push((*blob, loc));
         }
         Ok(())
     })?;
     let packs: Vec<(Id, Vec<(Id, BlobLocation)>)> = by_pack.into_iter().collect();
-    packs.into_par_iter().try_for_each(|(pack, mut trees)| {
-        trees.sort_by_key(|(_, l)| (l.offset, l.length));
-        repo.read_pack_blobs(
-            &pack,
-            &trees,
-            |(_, l)| l,
-            |(id, loc), sealed| {
-                match sealed {
-                    Ok(s) => {
-                        if let Ok(plain) = repo.open_blob(id, loc, s) {
-                            repo.cache().put_tree(id, &plain)?;
-                        }
-                    }
-                    Err(e) if e.kind() == crate::ErrorKind::Backend => return Err(e),
-                    Err(_) => {}
-                }
-                Ok(())
-            },
-        )
-    })
+    packs
+        .into_par_iter()
+        .try_for_each(|(pack, mut trees)| repo.prefetch_trees(&pack, &mut trees))
 }
 
 /// The packs `subset` selects, in id order.
@@ -574,7 +558,7 @@ fn read_pack(repo: &Repository, id: &Id, size: u64) -> Result<(u64, u64, Vec<Pro
     let blobs: Vec<(Id, BlobLocation)> = match header {
         Err(e) => {
             ps.push(problem(ProblemKind::PackCorrupt, e.to_string()));
-            repo.cache().blobs_in(id)?
+            repo.index()?.blobs_in(id)?
         }
         Ok(h) => {
             ps.extend(compare_header(repo, id, &h)?);

@@ -29,12 +29,12 @@
 //! Limits: with different ids the "same backup" rule cannot compare trees (they were rewritten), so two
 //! backups with the same time, host, user, paths, tags and kind count as one.
 
-use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::repo::Repository;
 use crate::repo::writer::{BlobWriter, WriterOptions};
 use crate::snapshot::walk::MAX_DEPTH;
@@ -116,7 +116,8 @@ pub fn copy(
     if todo.is_empty() {
         return Ok(report);
     }
-    src.ensure_index()?;
+    // The source's index, merged before the writer starts (its warnings come first).
+    src.index()?;
     // One writer for the whole run: everything every copied snapshot needs goes through it
     // (its deduplication records the packs relied on), and its `finish` (packs, index files,
     // rollback rule 3, one listing of `data/`) comes before any snapshot is saved. A copy
@@ -242,7 +243,7 @@ type PackItems = (Id, Vec<(Id, BlobLocation)>);
 fn by_pack(src: &Repository, ids: impl IntoIterator<Item = Id>) -> Result<Vec<PackItems>> {
     let mut groups: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
     for id in ids {
-        let loc = src.locate(&id)?;
+        let loc = src.index()?.locate(&id)?;
         groups.entry(loc.pack).or_default().push((id, loc));
     }
     let mut packs: Vec<PackItems> = groups.into_iter().collect();

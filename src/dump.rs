@@ -19,10 +19,10 @@
 //! then equals one already written in its folder gets a suffix `~1`, `~2`, …. Every name
 //! changed is warned about ([`EntryProblem::Renamed`]).
 
-use crate::cache::BlobLocation;
 use crate::error::{Error, Result};
 use crate::format::tree::{CONTENT_SLACK, Node, NodeKind};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::repo::Repository;
 use crate::snapshot::walk::{Step, TreeWalk};
 use crate::warning::{EntryProblem, EntrySink, EntryWarning};
@@ -71,7 +71,7 @@ pub fn write_content(repo: &Repository, n: &Node, out: &mut dyn Write) -> Result
     for window in n.content.chunks(WINDOW) {
         let mut wanted: Vec<(Id, BlobLocation)> = Vec::with_capacity(window.len());
         for id in window {
-            let loc = repo.locate(id)?;
+            let loc = repo.index()?.locate(id)?;
             let start = listed;
             listed = listed.saturating_add(u64::from(loc.raw_length));
             if reading && start < size {

@@ -46,6 +46,8 @@ pub mod error;
 pub mod format;
 pub mod id;
 #[cfg(feature = "engine")]
+pub mod index;
+#[cfg(feature = "engine")]
 pub mod mount;
 #[cfg(feature = "engine")]
 pub mod progress;

@@ -95,7 +95,7 @@ impl TreeSink for WriterSink<'_> {
         let (id, new) = self.0.add(BlobKind::Tree, bytes.clone())?;
         if new && !self.0.dry_run() {
             // The next backup compares against this tree: spare it the pack read.
-            self.0.repo().cache().put_tree(&id, &bytes)?;
+            self.0.repo().cache_tree(&id, &bytes)?;
         }
         Ok(id)
     }
@@ -174,7 +174,7 @@ pub fn backup_sources(
     )?;
     // When the parent's blobs are all known present, unchanged files need no lookups.
     let parent_complete = match parent {
-        Some(p) => repo.cache().is_complete(&p)?,
+        Some(p) => repo.index()?.is_complete(&p)?,
         None => false,
     };
     let (mut summary, tree) = walker::run(walker::Context {
@@ -235,8 +235,8 @@ pub(crate) fn commit_snapshot(
         // Every blob of this snapshot was found in the cache or written by this run; if no
         // blob can have gone since the writer started, the next backup may trust them all.
         // (Only a shortcut: failing to record it costs the next backup some lookups.)
-        if repo.cache().generation().ok() == Some(added.generation) {
-            let _ = repo.cache().mark_complete(&id, added.generation);
+        if repo.index()?.generation().ok() == Some(added.generation) {
+            let _ = repo.index()?.mark_complete(&id, added.generation);
         }
         Some(id)
     };

@@ -1,9 +1,9 @@
 //! The local cache: a RocksDB database per repository that remembers what the repository holds.
 //!
 //! Column families:
-//! - the repository index ([`index`]): `blobs` (blob id → preferred [`BlobLocation`], with a
-//!   bloom filter: most lookups of a first backup are misses), `locations` (every location of
-//!   every blob), `pack_blobs`, `packs`, `index_files`;
+//! - the repository index ([`crate::index`] gives them their meaning): `blobs` (blob id →
+//!   preferred location, with a bloom filter: most lookups of a first backup are misses),
+//!   `locations` (every location of every blob), `pack_blobs`, `packs`, `index_files`;
 //! - `trees`: tree id → decrypted, verified tree plaintext;
 //! - `snapshots`: snapshot id → decrypted snapshot plaintext.
 //!
@@ -21,26 +21,18 @@ use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, Options};
 use std::path::{Path, PathBuf};
 
 pub mod blobset;
-pub mod index;
 
 pub use blobset::BlobSet;
-pub use index::{BlobLocation, PackInfo};
-use index::{CF_BLOBS, CF_INDEX_FILES, CF_LOCATIONS, CF_PACK_BLOBS, CF_PACKS};
 
+/// The index's column families (their rows are [`crate::index`]'s business; their tuning is
+/// the cache's, see [`Cache::descriptors`]).
+pub(crate) const CF_BLOBS: &str = "blobs";
+pub(crate) const CF_LOCATIONS: &str = "locations";
+pub(crate) const CF_PACK_BLOBS: &str = "pack_blobs";
+pub(crate) const CF_PACKS: &str = "packs";
+pub(crate) const CF_INDEX_FILES: &str = "index_files";
 const CF_TREES: &str = "trees";
 const CF_SNAPSHOTS: &str = "snapshots";
-/// Default column family: the index generation (see [`Cache::generation`]).
-const KEY_GENERATION: &[u8] = b"generation";
-/// Default column family: the layout of the index column families (format.md §17). A cache
-/// with another (or no) value has its index rebuilt on open.
-const KEY_SCHEMA: &[u8] = b"index-schema";
-const SCHEMA: u64 = 3;
-
-fn complete_key(snapshot: &Id) -> Vec<u8> {
-    let mut k = b"complete/".to_vec();
-    k.extend_from_slice(&snapshot.0);
-    k
-}
 
 /// The cache of one repository.
 pub struct Cache {
@@ -99,7 +91,7 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-fn db_err(e: rocksdb::Error) -> Error {
+pub(crate) fn db_err(e: rocksdb::Error) -> Error {
     Error::new(ErrorKind::Io, "local cache error").with_source(e)
 }
 
@@ -235,38 +227,20 @@ impl Cache {
     /// When another process holds the database, a fresh cache in a random private folder
     /// inside `dir` is used instead (correct, only slower) and removed when dropped.
     pub fn open(dir: &Path, repo_id: &Id) -> Result<Cache> {
-        let c = Self::open_shared(dir, repo_id, true)?;
-        c.check_schema()?;
-        Ok(c)
+        Self::open_shared(dir, repo_id, true)
     }
 
     /// Open the regular cache of repository `repo_id` under `dir` only if no other process
     /// holds it: a `Locked` error instead of [`Cache::open`]'s temporary fallback.
     pub fn open_primary(dir: &Path, repo_id: &Id) -> Result<Cache> {
-        let c = Self::open_shared(dir, repo_id, false)?;
-        c.check_schema()?;
-        Ok(c)
+        Self::open_shared(dir, repo_id, false)
     }
 
     /// A fresh cache in a random private folder inside `dir`, removed when dropped: for
     /// commands that must not trust (or disturb) the regular cache, such as `check`.
     pub fn open_temporary(dir: &Path, repo_id: &Id) -> Result<Cache> {
         ensure_private_dir(dir)?;
-        let c = Self::temporary(dir, repo_id)?;
-        c.check_schema()?;
-        Ok(c)
-    }
-
-    /// An index left half-updated by a crash, or written by an earlier layout, is dropped
-    /// (the next sync merges every index file again).
-    fn check_schema(&self) -> Result<()> {
-        if self.get_u64(KEY_SCHEMA)? != Some(SCHEMA) || self.is_dirty()? {
-            self.clear_index()?;
-            self.db
-                .put(KEY_SCHEMA, SCHEMA.to_le_bytes())
-                .map_err(db_err)?;
-        }
-        Ok(())
+        Self::temporary(dir, repo_id)
     }
 
     fn temporary(dir: &Path, repo_id: &Id) -> Result<Cache> {
@@ -334,22 +308,13 @@ impl Cache {
         opts.set_max_open_files(-1);
         let db = DB::open_cf_descriptors_as_secondary(&opts, &path, &own.path().to_path_buf(), cfs)
             .map_err(db_err)?;
-        let c = Cache {
+        Ok(Cache {
             db,
             path,
             temp: None,
             secondary: Some(own),
             _secondary_owner: Some(owner),
-        };
-        // Not checked: the dirty flag. A primary may be merging right now; a merge only adds
-        // locations before it removes superseded ones, so lookups stay correct meanwhile.
-        if c.get_u64(KEY_SCHEMA)? != Some(SCHEMA) {
-            return Err(Error::new(
-                ErrorKind::Io,
-                "the cache's index is of another layout; a primary open must rebuild it first",
-            ));
-        }
-        Ok(c)
+        })
     }
 
     /// Whether this is a read-only secondary instance ([`Cache::open_secondary`]).
@@ -417,7 +382,7 @@ impl Cache {
     }
 
     /// The database's options and column families (the same for primary and secondary opens).
-    fn descriptors() -> (Options, Vec<ColumnFamilyDescriptor>) {
+    pub(crate) fn descriptors() -> (Options, Vec<ColumnFamilyDescriptor>) {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -477,43 +442,16 @@ impl Cache {
         (opts, cfs)
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+    /// The database (for [`crate::index`], which keeps its rows in it).
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// A column family by name.
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| Error::new(ErrorKind::Io, format!("cache lacks column family {name}")))
-    }
-
-    /// The index generation: it grows whenever the cache may have lost a blob (an index file
-    /// disappeared, or a pack was marked for deletion). While it stays the same, every blob the
-    /// cache once confirmed is still in the repository.
-    pub fn generation(&self) -> Result<u64> {
-        Ok(self.get_u64(KEY_GENERATION)?.unwrap_or(0))
-    }
-
-    /// A u64le value of the default column family (absent or malformed: `None`).
-    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
-        Ok(self
-            .db
-            .get_pinned(key)
-            .map_err(db_err)?
-            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-            .map(u64::from_le_bytes))
-    }
-
-    /// Remember that every blob `snapshot` references was present at index `generation`.
-    pub fn mark_complete(&self, snapshot: &Id, generation: u64) -> Result<()> {
-        if self.is_secondary() {
-            return Ok(());
-        }
-        self.db
-            .put(complete_key(snapshot), generation.to_le_bytes())
-            .map_err(db_err)
-    }
-
-    /// Whether every blob `snapshot` references is known to be present now: it was confirmed
-    /// at the current index generation.
-    pub fn is_complete(&self, snapshot: &Id) -> Result<bool> {
-        Ok(self.get_u64(&complete_key(snapshot))? == Some(self.generation()?))
     }
 
     /// Flush what was written without the write-ahead log (trees), so the next process sees
@@ -524,17 +462,6 @@ impl Cache {
             return Ok(());
         }
         self.db.flush_cf(self.cf(CF_TREES)?).map_err(db_err)
-    }
-
-    /// Compact the blob column family into sorted runs (after merging many index files), so
-    /// point lookups probe one file per level instead of every L0 file.
-    pub fn compact_blobs(&self) -> Result<()> {
-        if self.is_secondary() {
-            return Ok(());
-        }
-        self.db
-            .compact_range_cf(self.cf(CF_BLOBS)?, None::<&[u8]>, None::<&[u8]>);
-        Ok(())
     }
 
     /// A cached tree's plaintext.
@@ -738,56 +665,5 @@ mod tests {
         drop(other);
         drop(sec);
         assert!(!own.exists(), "the secondary's folder was not removed");
-    }
-
-    #[test]
-    fn locations_round_trip_and_survive_reopen() {
-        use crate::format::index::{IndexFile, IndexPack};
-        use crate::format::pack::{BlobKind, PackEntry};
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Id::of_stored(b"repo");
-        let loc = BlobLocation {
-            pack: Id::of_stored(b"p"),
-            offset: 7,
-            length: 100,
-            raw_length: 90,
-            kind: BlobKind::Tree,
-            marked: false,
-        };
-        let blob = Id::of_stored(b"b");
-        let file = IndexFile {
-            version: 1,
-            supersedes: vec![],
-            packs: vec![IndexPack {
-                id: loc.pack,
-                size: 1000,
-                marked_ns: None,
-                blobs: vec![PackEntry {
-                    kind: BlobKind::Tree,
-                    id: blob,
-                    offset: 7,
-                    length: 100,
-                    raw_length: 90,
-                }],
-            }],
-        };
-        {
-            let c = Cache::open(dir.path(), &repo).unwrap();
-            assert_eq!(c.blob(&blob).unwrap(), None);
-            c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
-            assert_eq!(c.blob(&blob).unwrap(), Some(loc));
-        }
-        let c = Cache::open(dir.path(), &repo).unwrap();
-        assert_eq!(c.blob(&blob).unwrap(), Some(loc));
-        assert_eq!(c.known_index_files().unwrap(), vec![Id::of_stored(b"i")]);
-        c.clear_index().unwrap();
-        assert_eq!(c.blob(&blob).unwrap(), None);
-        assert!(c.known_index_files().unwrap().is_empty());
-        // An index left dirty by a crash is dropped on the next open.
-        c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
-        c.db.put(b"dirty", [1]).unwrap();
-        drop(c);
-        let c = Cache::open(dir.path(), &repo).unwrap();
-        assert_eq!(c.blob(&blob).unwrap(), None);
     }
 }

@@ -405,7 +405,7 @@ pub fn run_find(g: &Global, a: &FindArgs) -> Result<i32> {
     }
     if a.show_pack_id && by_id && !g.json {
         for id in &found_ids {
-            match repo.cache().blob(id)? {
+            match repo.index()?.blob(id)? {
                 Some(l) => writeln!(
                     w,
                     "Object belongs to pack {}\n ... Pack {}: {} {} offset {} length {} raw length {}",

@@ -26,7 +26,7 @@ mod testing;
 pub mod vfs;
 
 use crate::error::Result;
-use crate::repo::{CacheMode, Repository};
+use crate::repo::Repository;
 use refresh::{RefreshOutcome, Refresher};
 use source::RepoSource;
 use std::path::Path;
@@ -63,17 +63,7 @@ pub fn prepare(
     cache_dir: &Path,
     cache_bytes: u64,
 ) -> Result<(Arc<Vfs<RepoSource>>, Refresher)> {
-    let reader = if repo.cache().is_secondary() || repo.cache().is_temporary() {
-        repo
-    } else {
-        repo.ensure_index()?;
-        // Cached for the secondary to find (snapshots through the log, trees by the flush).
-        repo.snapshots()?;
-        repo.cache().flush()?;
-        let secondary = repo.reopen(cache_dir, CacheMode::Secondary)?;
-        drop(repo);
-        secondary
-    };
+    let reader = repo.into_reader(cache_dir)?;
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let vfs = Arc::new(Vfs::new(RepoSource::new(reader, cache_bytes), uid, gid));

@@ -11,11 +11,11 @@ use super::listing::{Listing, SnapshotEntry, local_time_name};
 use super::source::RepoSource;
 use super::vfs::Vfs;
 use crate::backend::FileType;
-use crate::cache::BlobLocation;
 use crate::error::{ErrorKind, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::repo::CacheMode;
-use crate::repo::index::index_lag;
+use crate::repo::index_files::index_lag;
 use crate::repo::warnings::{Warning, skippable};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ impl Refresher {
     pub fn refresh(&mut self, vfs: &Vfs<RepoSource>) -> Result<RefreshOutcome> {
         let mut out = RefreshOutcome::default();
         let repo = vfs.source().repository();
-        repo.cache().catch_up()?;
+        repo.catch_up()?;
         vfs.source().forget_locations();
         self.sync_index(vfs.source(), &mut out)?;
         let listed = repo.list_snapshots()?;
@@ -110,7 +110,7 @@ impl Refresher {
             self.set_overlay(src, HashMap::new());
             return Ok(());
         }
-        if !repo.cache().is_secondary() {
+        if !repo.is_read_only_cache() {
             // A private cache of our own (the regular one was busy at mount time).
             repo.refresh_index()?;
             self.set_overlay(src, HashMap::new());
@@ -119,11 +119,11 @@ impl Refresher {
         }
         match repo.reopen(&self.cache_dir, CacheMode::Primary) {
             Ok(primary) => {
-                primary.ensure_index()?;
+                primary.index()?;
                 // New snapshots decrypted once, into the cache, for the next mount too.
                 primary.snapshots()?;
                 drop(primary);
-                repo.cache().catch_up()?;
+                repo.catch_up()?;
                 self.set_overlay(src, HashMap::new());
                 out.merged = true;
             }
@@ -194,7 +194,7 @@ mod tests {
     /// one does not learn of it), listing blob `blob` in a pack that need not exist.
     fn index_from_elsewhere(repo: &Repository, dir: &std::path::Path, blob: Id) {
         let other = repo.reopen(dir, CacheMode::Throwaway).unwrap();
-        crate::repo::index::write_index(
+        crate::repo::index_files::write_index(
             &other,
             vec![IndexPack {
                 id: Id::of_stored(b"pack"),
@@ -223,10 +223,10 @@ mod tests {
         let repo =
             Repository::open_with(backend, b"pw", &cache_dir, CacheMode::SecondaryElseShared)
                 .unwrap();
-        assert!(repo.cache().is_secondary());
+        assert!(repo.is_read_only_cache());
         let (vfs, mut refresher) = crate::mount::prepare(repo, &cache_dir, 1 << 20).unwrap();
         let src = vfs.source();
-        assert!(src.repository().cache().is_secondary());
+        assert!(src.repository().is_read_only_cache());
 
         // Another process holds the cache: the new file's blobs are held in memory.
         let holder = src

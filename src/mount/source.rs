@@ -5,10 +5,10 @@
 
 use super::lru::Lru;
 use super::reader::{Next, Source};
-use crate::cache::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::Tree;
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::repo::Repository;
 #[cfg(doc)]
 use crate::repo::reader::runs;
@@ -153,7 +153,7 @@ impl RepoSource {
         if let Some(l) = lock(&self.locations).get(id) {
             return Ok(*l);
         }
-        let l = match self.shared.repo.locate(id) {
+        let l = match self.shared.repo.index()?.locate(id) {
             Err(e) if e.kind() == ErrorKind::NotFound => self
                 .overlay
                 .read()
@@ -306,19 +306,14 @@ impl Source for RepoSource {
             return Ok(t);
         }
         let what = format!("tree {}", id.short());
-        let cached = self
-            .shared
-            .repo
-            .cache()
-            .tree(id)?
-            .and_then(|p| Tree::decode(&p, &what).ok());
+        let cached = self.shared.repo.cached_tree(id)?;
         let t = match cached {
             Some(t) => t,
             None => {
                 let plain = self.fetch(id, Next::Nothing)?;
                 lock(&self.shared.blobs).remove(id);
                 let t = Tree::decode(&plain, &what)?;
-                self.shared.repo.cache().put_tree(id, &plain)?;
+                self.shared.repo.cache_tree(id, &plain)?;
                 t
             }
         };

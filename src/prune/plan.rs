@@ -7,12 +7,13 @@
 //! makes the pack used again, so the next prune un-marks ("recovers") it.
 
 use super::clock::{Clocks, MarkAge};
-use crate::cache::{BlobSet, PackInfo};
+use crate::cache::BlobSet;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobKind;
 use crate::id::Id;
+use crate::index::PackInfo;
 use crate::repo::Repository;
-use crate::repo::index::SyncOutcome;
+use crate::repo::index_files::SyncOutcome;
 use crate::snapshot::reach::{self, ReachStats, StopOnError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -313,7 +314,7 @@ pub fn plan(
     // Clocks that disagree: nothing goes by age (marking, recovering and `--instant-delete`
     // of unused indexed packs do not depend on a clock).
     let held_reason = clocks.skew_refusal();
-    let cache = repo.cache();
+    let cache = repo.index()?;
     // A listed index file the merge could not read: its packs would look unindexed, so
     // nothing is changed until it is repaired.
     if let Some(bad) = synced.skipped.first() {
@@ -326,7 +327,7 @@ pub fn plan(
     // file superseded (left behind by an interrupted prune: deleting it now keeps it from
     // coming back). Files written after the merge (a backup running meanwhile) are not
     // touched: their packs are not in this plan.
-    let known: std::collections::HashSet<Id> = cache.known_index_files()?.into_iter().collect();
+    let known: std::collections::HashSet<Id> = cache.index_files()?.into_iter().collect();
     let mut index_files: Vec<Id> = known.iter().copied().collect();
     index_files.sort();
     let mut stale_index_files = 0u64;
@@ -377,10 +378,10 @@ pub fn plan(
     })?;
     let mut used_iter = used.iter().peekable();
     let mut missing: Vec<Id> = Vec::new();
-    let mut group: Vec<crate::cache::BlobLocation> = Vec::new();
+    let mut group: Vec<crate::index::BlobLocation> = Vec::new();
     let mut group_id: Option<Id> = None;
     let mut settle = |blob: &Id,
-                      group: &mut Vec<crate::cache::BlobLocation>,
+                      group: &mut Vec<crate::index::BlobLocation>,
                       used_iter: &mut std::iter::Peekable<_>,
                       missing: &mut Vec<Id>|
      -> Result<()> {
@@ -694,7 +695,7 @@ mod tests {
     use crate::format::index::IndexPack;
     use crate::prune::clock::{Clocks, MAX_CLOCK_SKEW};
     use crate::repo::InitOptions;
-    use crate::repo::index::IndexRewriter;
+    use crate::repo::index_files::IndexRewriter;
     use crate::repo::keys::now_ns;
     use crate::repo::lock::LockTiming;
     use crate::repo::writer::{BlobWriter, WriterOptions};
@@ -722,10 +723,11 @@ mod tests {
             )
             .unwrap();
         w.finish().unwrap();
-        let pack = repo.cache().blob(&blob).unwrap().unwrap().pack;
-        let size = repo.cache().pack(&pack).unwrap().unwrap().size;
+        let pack = repo.index().unwrap().blob(&blob).unwrap().unwrap().pack;
+        let size = repo.index().unwrap().pack(&pack).unwrap().unwrap().size;
         let blobs = repo
-            .cache()
+            .index()
+            .unwrap()
             .blobs_in(&pack)
             .unwrap()
             .into_iter()
@@ -739,7 +741,7 @@ mod tests {
             blobs,
         })
         .unwrap();
-        ix.finish(repo.cache().known_index_files().unwrap())
+        ix.finish(repo.index().unwrap().index_files().unwrap())
             .unwrap();
         repo.refresh_index().unwrap();
         (repo, pack)
@@ -831,7 +833,12 @@ mod tests {
         lock.release().unwrap();
         repo.refresh_index().unwrap();
         assert_eq!(
-            repo.cache().pack(&pack).unwrap().unwrap().marked_ns,
+            repo.index()
+                .unwrap()
+                .pack(&pack)
+                .unwrap()
+                .unwrap()
+                .marked_ns,
             Some(now)
         );
         // A grace period later (by both clocks) it goes.

@@ -21,7 +21,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::PackEntry;
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::index::IndexRewriter;
+use crate::repo::index_files::IndexRewriter;
 use crate::repo::lock::LockGuard;
 use crate::repo::writer::{BlobWriter, WriterOptions};
 use std::sync::Arc;
@@ -86,14 +86,14 @@ pub fn execute(
         )?;
         for p in &repack {
             let mut keep = Vec::new();
-            for (blob, loc) in repo.cache().blobs_in(&p.id)? {
+            for (blob, loc) in repo.index()?.blobs_in(&p.id)? {
                 // Copied only when used, and this pack holds the copy the plan kept: the same
                 // rule as the plan's (the lowest unmarked location, else the lowest), applied
                 // to every location, not to the cache's preferred one. (Locations added since
                 // are this repack's own copies, of blobs already copied.)
                 if plan.used.contains(&blob)?
                     && repo
-                        .cache()
+                        .index()?
                         .location_packs(&blob)?
                         .into_iter()
                         .min_by_key(|q| (marked.get(q).copied().unwrap_or(false), *q))
@@ -134,10 +134,10 @@ pub fn execute(
         .map(|p| p.id)
         .collect();
     for pack in &doomed {
-        for (blob, _) in repo.cache().blobs_in(pack)? {
+        for (blob, _) in repo.index()?.blobs_in(pack)? {
             if plan.used.contains(&blob)?
                 && !repo
-                    .cache()
+                    .index()?
                     .location_packs(&blob)?
                     .iter()
                     .any(|q| !doomed.contains(q))
@@ -177,7 +177,7 @@ pub fn execute(
             out.bytes_marked += p.size;
         }
         let blobs: Vec<PackEntry> = repo
-            .cache()
+            .index()?
             .blobs_in(&p.id)?
             .into_iter()
             .map(|(id, l)| l.entry(id))
@@ -213,7 +213,7 @@ pub fn execute(
         repo.refresh_index()?;
         let mut spare = Vec::new();
         for (id, _) in &unindexed {
-            if repo.cache().pack(id)?.is_some() {
+            if repo.index()?.pack(id)?.is_some() {
                 spare.push(*id);
             }
         }
@@ -323,7 +323,7 @@ mod tests {
             crate::prune::plan(&repo, &snapshots, &synced, &opts, &clocks, &cache).unwrap();
         assert!(plan.is_empty(), "nothing to prune yet");
         // The bug: the data pack, fully used, planned for deletion.
-        let data_pack = repo.cache().blob(&data).unwrap().unwrap().pack;
+        let data_pack = repo.index().unwrap().blob(&data).unwrap().unwrap().pack;
         for p in &mut plan.packs {
             if p.id == data_pack {
                 p.action = PackAction::Delete;

@@ -24,7 +24,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{PackEntry, PackHeader};
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::index::IndexRewriter;
+use crate::repo::index_files::IndexRewriter;
 use crate::repo::lock::LockGuard;
 use crate::repo::writer::{BlobWriter, WriterOptions};
 use rayon::prelude::*;
@@ -118,7 +118,7 @@ type Salvage = (Vec<(PackEntry, Vec<u8>)>, Vec<(Id, String)>);
 /// Confirm the old index's entries for pack `id` by reading each blob back: the entries kept,
 /// and those dropped with why. A failure of the store stops everything.
 fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
-    let mut old = repo.cache().blobs_in(id)?;
+    let mut old = repo.index()?.blobs_in(id)?;
     old.sort_by_key(|(_, l)| (l.offset, l.length));
     let mut kept = Vec::with_capacity(old.len());
     let mut dropped = Vec::new();
@@ -203,7 +203,7 @@ pub fn repair_index(repo: &Arc<Repository>, lock: &LockGuard) -> Result<RepairIn
             .map(|(id, size)| (*id, *size, read_header(repo, id, *size)))
             .collect();
         for (id, size, h) in headers {
-            let before = repo.cache().pack(&id)?;
+            let before = repo.index()?.pack(&id)?;
             let marked_ns = before.as_ref().and_then(|b| b.marked_ns);
             let from_header = match h {
                 Ok(h) => {

@@ -225,7 +225,7 @@ impl Rewriter<'_> {
     fn present(&self, id: &Id, kind: BlobKind) -> Result<Option<u32>> {
         let found = self
             .repo
-            .cache()
+            .index()?
             .locations(id)?
             .into_iter()
             .find(|l| l.kind == kind && self.packs.contains(&l.pack))
@@ -248,7 +248,7 @@ impl Rewriter<'_> {
     /// failure of the store or of the local disk stops the repair instead).
     fn load(&self, id: &Id) -> Result<std::result::Result<Tree, String>> {
         if self.present(id, BlobKind::Tree)?.is_none() {
-            return Ok(Err(match self.repo.cache().blob(id)? {
+            return Ok(Err(match self.repo.index()?.blob(id)? {
                 None => "not in the index".to_string(),
                 Some(l) => format!("its pack {} is missing", l.pack.short()),
             }));
@@ -472,7 +472,7 @@ fn complete_index(repo: &Repository) -> Result<(HashSet<Id>, HashMap<Id, Id>)> {
     // New trees are deduplicated against the index: an index that still lists lost packs would
     // make them depend on what is gone (and the writer's final check refuse the snapshots).
     let mut lost = Vec::new();
-    repo.cache().for_each_pack(|p| {
+    repo.index()?.for_each_pack(|p| {
         if !packs.contains(&p.id) {
             lost.push(p.id);
         }

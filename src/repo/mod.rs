@@ -3,15 +3,18 @@
 //! This is the only module that holds keys or talks to the backend; the layers above see blobs,
 //! trees and snapshots by id.
 
-pub mod index;
+pub mod index_files;
 pub mod keys;
 pub mod lock;
 pub mod reader;
+mod trees;
 pub mod warnings;
 pub mod writer;
 
+pub use trees::TREE_PREFETCH;
+
 use crate::backend::{Backend, FileType};
-use crate::cache::{BlobLocation, Cache};
+use crate::cache::Cache;
 use crate::chunker::Chunker;
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{MasterKey, Sealer, label};
@@ -19,8 +22,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format;
 use crate::format::config::{CONFIG_VERSION, ChunkerParams, Config};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::Tree;
 use crate::id::Id;
+use crate::index::{Index, IndexStore};
 use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
@@ -40,9 +43,6 @@ impl InitOptions {
         }
     }
 }
-
-/// How far around a tree that is read its pack's other trees are read with it (bytes).
-pub const TREE_PREFETCH: u64 = 16 << 20;
 
 /// Options for `init`.
 #[derive(Debug, Clone)]
@@ -80,10 +80,10 @@ pub struct Repository {
     key_hint: keys::KeyHint,
     warnings: Warnings,
     /// Whether the cache's index has been brought up to date in this session (see
-    /// [`Repository::ensure_index`]).
+    /// [`Repository::index`]).
     indexed: std::sync::atomic::AtomicBool,
     /// Held while merging; holds what the last merge saw.
-    index_lock: std::sync::Mutex<index::SyncOutcome>,
+    index_lock: std::sync::Mutex<index_files::SyncOutcome>,
 }
 
 /// Which cache an open repository uses.
@@ -200,7 +200,7 @@ impl Repository {
     }
 
     /// Open a repository with a password: unlock a key and read the config. The index is
-    /// merged into the cache only when a command first needs it ([`Self::ensure_index`]), so
+    /// merged into the cache only when a command first needs it ([`Self::index`]), so
     /// `snapshots`, `forget`, `key` and `cat` never read index files.
     pub fn open(backend: Backend, password: &[u8], cache_dir: &Path) -> Result<Arc<Repository>> {
         Self::open_with(backend, password, cache_dir, CacheMode::Shared)
@@ -238,27 +238,33 @@ impl Repository {
         Self::assemble(backend, master, config, key_id, cache_dir, hint, mode)
     }
 
-    /// Bring the cache's index up to date with the repository's index files, once per
-    /// session: every lookup of a blob goes through here first.
-    pub fn ensure_index(&self) -> Result<()> {
+    /// The blob index, brought up to date with the repository's index files first (once per
+    /// session: later calls are cheap). This is the only way to the index, so holding an
+    /// [`Index`] means it was synced. On a read-only (secondary) cache it is what the primary
+    /// merged (see [`CacheMode::Secondary`]), never written.
+    pub fn index(&self) -> Result<Index<'_>> {
         use std::sync::atomic::Ordering;
-        if self.indexed.load(Ordering::Acquire) || self.cache.is_secondary() {
-            return Ok(());
+        if !self.indexed.load(Ordering::Acquire) && !self.cache.is_secondary() {
+            let mut g = self
+                .index_lock
+                .lock()
+                .map_err(|_| Error::new(ErrorKind::Internal, "an index sync panicked"))?;
+            if !self.indexed.load(Ordering::Acquire) {
+                *g = index_files::sync_cache(self)?;
+                self.indexed.store(true, Ordering::Release);
+            }
         }
-        let mut g = self
-            .index_lock
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Internal, "an index sync panicked"))?;
-        if !self.indexed.load(Ordering::Acquire) {
-            *g = index::sync_cache(self)?;
-            self.indexed.store(true, Ordering::Release);
-        }
-        Ok(())
+        Ok(Index::synced(self.index_store()))
+    }
+
+    /// The index's rows, synced or not (for the merge itself).
+    pub(crate) fn index_store(&self) -> IndexStore<'_> {
+        IndexStore::opened(&self.cache)
     }
 
     /// Merge the repository's index files again now (after taking a lock, or to see what
     /// other processes added since the first sync).
-    pub fn refresh_index(&self) -> Result<index::SyncOutcome> {
+    pub fn refresh_index(&self) -> Result<index_files::SyncOutcome> {
         if self.cache.is_secondary() {
             return Err(Error::usage(
                 "a session on a read-only (secondary) cache cannot merge the index",
@@ -268,7 +274,7 @@ impl Repository {
             .index_lock
             .lock()
             .map_err(|_| Error::new(ErrorKind::Internal, "an index sync panicked"))?;
-        *g = index::sync_cache(self)?;
+        *g = index_files::sync_cache(self)?;
         self.indexed
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(g.clone())
@@ -284,15 +290,23 @@ impl Repository {
         mode: CacheMode,
     ) -> Result<Arc<Repository>> {
         let rid = &config.repository_id;
+        // Each cache is opened with its index made ready (IndexStore::open): a half-updated or
+        // old-layout index is dropped, or, on a secondary, refused.
+        let prepared = |c: Cache| -> Result<Cache> {
+            IndexStore::open(&c)?;
+            Ok(c)
+        };
         let cache = match mode {
-            CacheMode::Shared => Cache::open(cache_dir, rid)?,
-            CacheMode::Throwaway => Cache::open_temporary(cache_dir, rid)?,
-            CacheMode::Primary => Cache::open_primary(cache_dir, rid)?,
-            CacheMode::Secondary => Cache::open_secondary(cache_dir, rid)?,
-            CacheMode::SecondaryElseShared => match Cache::open_secondary(cache_dir, rid) {
-                Ok(c) => c,
-                Err(_) => Cache::open(cache_dir, rid)?,
-            },
+            CacheMode::Shared => prepared(Cache::open(cache_dir, rid)?)?,
+            CacheMode::Throwaway => prepared(Cache::open_temporary(cache_dir, rid)?)?,
+            CacheMode::Primary => prepared(Cache::open_primary(cache_dir, rid)?)?,
+            CacheMode::Secondary => prepared(Cache::open_secondary(cache_dir, rid)?)?,
+            CacheMode::SecondaryElseShared => {
+                match Cache::open_secondary(cache_dir, rid).and_then(prepared) {
+                    Ok(c) => c,
+                    Err(_) => prepared(Cache::open(cache_dir, rid)?)?,
+                }
+            }
         };
         let chunker = Chunker::new(config.chunker, &master.chunker);
         let sealer = master.sealer();
@@ -340,9 +354,37 @@ impl Repository {
     pub fn config(&self) -> &Config {
         &self.config
     }
-    /// The local cache.
-    pub fn cache(&self) -> &Cache {
+    /// The local cache (the index's rows, cached trees and snapshots): reached from above only
+    /// through [`Self::index`] and the tree and snapshot methods.
+    fn cache(&self) -> &Cache {
         &self.cache
+    }
+    /// Whether this session's cache is a read-only secondary instance ([`CacheMode::Secondary`]):
+    /// its index is what a primary merged, and [`Self::refresh_index`] is refused.
+    pub fn is_read_only_cache(&self) -> bool {
+        self.cache.is_secondary()
+    }
+    /// A read-only session: catch up with what the primary has written to the cache since
+    /// (index files merged, trees, snapshots). Nothing for any other session.
+    pub fn catch_up(&self) -> Result<()> {
+        self.cache.catch_up()
+    }
+    /// This session made into one fit for a long-lived reader (the mount) that never stands in
+    /// the way of a backup or prune on this host: a session on a secondary or a private
+    /// temporary cache is kept as it is; one on the regular cache merges the index and caches
+    /// the snapshots (for the secondary to find), then is reopened as a secondary and dropped
+    /// (the caller must hold no other reference to it, or the regular cache stays busy).
+    pub fn into_reader(self: Arc<Self>, cache_dir: &Path) -> Result<Arc<Repository>> {
+        if self.cache.is_secondary() || self.cache.is_temporary() {
+            return Ok(self);
+        }
+        self.index()?;
+        // Cached for the secondary to find (snapshots through the log, trees by the flush).
+        self.snapshots()?;
+        self.cache.flush()?;
+        let secondary = self.reopen(cache_dir, CacheMode::Secondary)?;
+        drop(self);
+        Ok(secondary)
     }
     /// The chunker.
     pub fn chunker(&self) -> &Chunker {
@@ -569,72 +611,6 @@ impl Repository {
         }
         out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(out)
-    }
-
-    /// Read and verify a tree (cache first).
-    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
-        let what = format!("tree {}", id.short());
-        if let Some(plain) = self.cache.tree(id)? {
-            if let Ok(t) = Tree::decode(&plain, &what) {
-                return Ok(t);
-            }
-        }
-        let plain = self.read_tree_pack(id)?;
-        let t = Tree::decode(&plain, &what)?;
-        self.cache.put_tree(id, &plain)?;
-        Ok(t)
-    }
-
-    /// Read tree `id`, and with it the other trees the cache lacks that sit within
-    /// [`TREE_PREFETCH`] bytes of it in its pack (merged ranged reads through the one pack
-    /// reader, each tree verified before it is cached): the trees of a snapshot sit together in
-    /// tree packs, so a walk with a cold cache (a first `ls` or `restore` of a remote
-    /// repository) costs about a request per tree pack, not one per tree (restic caches whole
-    /// tree packs for the same reason). If that read fails for any reason, the tree is read
-    /// alone, so damage next to it never hides it.
-    fn read_tree_pack(&self, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
-        if loc.kind != crate::format::pack::BlobKind::Tree {
-            return self.read_blob(id);
-        }
-        let near = |l: &BlobLocation| {
-            u64::from(l.offset).abs_diff(u64::from(loc.offset)) <= TREE_PREFETCH / 2
-        };
-        let mut trees: Vec<(Id, BlobLocation)> = Vec::new();
-        for (b, l) in self.cache.blobs_in(&loc.pack).unwrap_or_default() {
-            if l.kind == crate::format::pack::BlobKind::Tree
-                && near(&l)
-                && (b == *id || matches!(self.cache.tree(&b), Ok(None)))
-            {
-                trees.push((b, l));
-            }
-        }
-        if trees.len() < 2 || !trees.iter().any(|(b, _)| b == id) {
-            return self.read_blob(id);
-        }
-        trees.sort_by_key(|(_, l)| (l.offset, l.length));
-        let mut wanted = None;
-        let read = self.read_pack_blobs(
-            &loc.pack,
-            &trees,
-            |(_, l)| l,
-            |(b, l), sealed| {
-                let Ok(plain) = sealed.and_then(|s| self.open_blob(b, l, s)) else {
-                    return Ok(());
-                };
-                if b == id {
-                    wanted = Some(plain);
-                } else {
-                    // The others are a bonus: one that fails is read (and reported) when asked for.
-                    let _ = self.cache.put_tree(b, &plain);
-                }
-                Ok(())
-            },
-        );
-        match (read, wanted) {
-            (Ok(()), Some(plain)) => Ok(plain),
-            _ => self.read_blob(id),
-        }
     }
 
     /// Read, decode and validate an index file: every entry must fit its pack

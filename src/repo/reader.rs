@@ -3,10 +3,10 @@
 
 use super::Repository;
 use crate::backend::FileType;
-use crate::cache::BlobLocation;
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::id::Id;
+use crate::index::BlobLocation;
 
 /// Two blobs of a pack at most this far apart are fetched in one ranged read (the bytes between
 /// are read and dropped: cheaper than another request).
@@ -15,17 +15,9 @@ pub const MAX_GAP: u64 = 256 << 10;
 pub const MAX_RUN: u64 = 16 << 20;
 
 impl Repository {
-    /// Where a blob is stored, or `NotFound`.
-    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
-        self.ensure_index()?;
-        self.cache()
-            .blob(id)?
-            .ok_or_else(|| Error::not_found(format!("blob {} is not in the index", id.short())))
-    }
-
     /// Read, verify and decompress one blob.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
+        let loc = self.index()?.locate(id)?;
         let start = u64::from(loc.offset);
         let sealed = self.backend().get_range(
             FileType::Pack,

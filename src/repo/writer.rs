@@ -14,7 +14,7 @@
 //! indexed.
 
 use super::Repository;
-use super::index::{INDEX_MAX_BLOBS, write_index};
+use super::index_files::{INDEX_MAX_BLOBS, write_index};
 use crate::backend::FileType;
 use crate::crypto::{SEAL_OVERHEAD, random_bytes};
 use crate::error::{Error, Result};
@@ -23,6 +23,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{BlobKind, PackEntry, PackHeader};
 use crate::format::{self, VERSION};
 use crate::id::Id;
+use crate::index::Generation;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::HashSet;
@@ -57,7 +58,7 @@ pub struct WriterStats {
     /// The cache's index generation when the writer started: every blob the writer found
     /// present was present at this generation.
     #[serde(skip)]
-    pub generation: u64,
+    pub generation: Generation,
 }
 
 /// Writer options.
@@ -136,7 +137,7 @@ pub struct BlobWriter {
     sealed_tx: Option<Sender<SealedBlob>>,
     threads: Vec<JoinHandle<()>>,
     dry_run: bool,
-    generation: u64,
+    generation: Generation,
 }
 
 impl std::fmt::Debug for BlobWriter {
@@ -153,8 +154,7 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 impl BlobWriter {
     /// Start the pipeline's threads.
     pub fn new(repo: Arc<Repository>, opts: WriterOptions) -> Result<BlobWriter> {
-        repo.ensure_index()?;
-        let generation = repo.cache().generation()?;
+        let generation = repo.index()?.generation()?;
         let n = opts.threads.max(1);
         let shared = Arc::new(Shared::default());
         let (tx, rx) = bounded::<Job>(2 * n);
@@ -209,7 +209,7 @@ impl BlobWriter {
         if lock(&self.shared.in_flight)?.contains(id) {
             return Ok(false);
         }
-        if let Some(loc) = self.repo.cache().blob(id)? {
+        if let Some(loc) = self.repo.index()?.blob(id)? {
             if !loc.marked {
                 lock(&self.shared.deduped)?.insert(loc.pack);
                 return Ok(false);
@@ -286,7 +286,7 @@ impl BlobWriter {
         if lock(&self.shared.in_flight)?.contains(id) {
             return Ok(true);
         }
-        match self.repo.cache().blob(id)? {
+        match self.repo.index()?.blob(id)? {
             Some(l) if !l.marked => {
                 lock(&self.shared.deduped)?.insert(l.pack);
                 Ok(true)
@@ -318,9 +318,9 @@ impl BlobWriter {
     /// the first such blob. A walk of its trees (from the cache, where this backup's trees and
     /// the parent's are), made only when the superset check missed a pack.
     fn needs_any_of(&self, root: Id, gone: &HashSet<Id>) -> Result<Option<Id>> {
-        let cache = self.repo.cache();
+        let index = self.repo.index()?;
         let only_in_gone = |blob: &Id| -> Result<bool> {
-            let locs = cache.locations(blob)?;
+            let locs = index.locations(blob)?;
             Ok(!locs.is_empty() && locs.iter().all(|l| gone.contains(&l.pack)))
         };
         let mut seen = HashSet::new();
@@ -355,8 +355,9 @@ impl BlobWriter {
         let deduped = std::mem::take(&mut *lock(&self.shared.deduped)?);
         let mut indexed = HashSet::new();
         if self.shared.reused_without_lookup.load(Ordering::Relaxed) {
-            let all = self.repo.cache().generation()? != self.generation;
-            self.repo.cache().for_each_pack(|p| {
+            let index = self.repo.index()?;
+            let all = index.generation()? != self.generation;
+            index.for_each_pack(|p| {
                 if all || p.marked_ns.is_none() {
                     indexed.insert(p.id);
                 }

@@ -6,10 +6,10 @@
 use super::fs::{self, DirFd};
 use super::meta;
 use super::{BATCH_BYTES, Ctx, Dir};
-use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::snapshot::walk::{Step, TreeWalk};
 use crate::warning::EntryProblem;
 use std::collections::HashMap;
@@ -327,7 +327,7 @@ impl<'a> Planner<'a> {
         let mut off = 0u64;
         let mut missing = None;
         for id in &node.content {
-            match self.ctx.repo.locate(id) {
+            match self.ctx.repo.index()?.locate(id) {
                 Ok(loc) => {
                     blobs.push((*id, loc, off));
                     off += u64::from(loc.raw_length);

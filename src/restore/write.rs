@@ -6,9 +6,9 @@
 
 use super::plan::{Batch, FileJob};
 use super::{Ctx, Dir, fs, meta, same_content};
-use crate::cache::BlobLocation;
 use crate::error::Result;
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::warning::EntryProblem;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};

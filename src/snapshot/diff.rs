@@ -321,7 +321,7 @@ impl Differ<'_, '_> {
                 BlobKind::Data => s.data_blobs += 1,
                 BlobKind::Tree => s.tree_blobs += 1,
             }
-            match self.repo.cache().blob(id)? {
+            match self.repo.index()?.blob(id)? {
                 Some(loc) => s.bytes += u64::from(loc.raw_length),
                 None => missing += 1,
             }

@@ -138,7 +138,7 @@ impl Counter<'_> {
         if !self.raw || !self.blobs.insert(*id) {
             return Ok(());
         }
-        let loc = self.repo.locate(id).map_err(|e| {
+        let loc = self.repo.index()?.locate(id).map_err(|e| {
             Error::new(
                 e.kind(),
                 format!("{} {} is not in the index", kind.name(), id.short()),

@@ -41,7 +41,7 @@ pub fn write_index_file(repo: &Repository, file: IndexFile) -> Result<Id> {
 /// both list never loses its locations in between (a prune's new index lists most packs of the
 /// files it replaces).
 fn merge(repo: &Repository, id: &Id, file: &IndexFile) -> Result<()> {
-    let cache = repo.cache();
+    let cache = repo.index_store();
     if cache.is_superseded(id)? {
         return Ok(());
     }
@@ -69,16 +69,9 @@ pub fn sync_cache(repo: &Repository) -> Result<SyncOutcome> {
         listed: listed.iter().map(|(id, _)| *id).collect(),
         skipped: Vec::new(),
     };
-    let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
-    let known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
-    for gone in known.iter().filter(|k| !listed_set.contains(k)) {
-        repo.cache().remove_index_file(gone)?;
-    }
-    let mut new = Vec::new();
-    for (id, size) in listed {
-        if !known.contains(&id) && !repo.cache().is_superseded(&id)? {
-            new.push((id, size));
-        }
+    let Compared { gone, new } = compare(repo, &listed)?;
+    for g in &gone {
+        repo.index_store().remove_index_file(g)?;
     }
     if new.is_empty() {
         return Ok(outcome);
@@ -106,7 +99,7 @@ pub fn sync_cache(repo: &Repository) -> Result<SyncOutcome> {
     }
     repo.cache().flush()?;
     if merged >= COMPACT_AFTER {
-        repo.cache().compact_blobs()?;
+        repo.index_store().compact_blobs()?;
     }
     Ok(outcome)
 }
@@ -117,16 +110,35 @@ pub fn sync_cache(repo: &Repository) -> Result<SyncOutcome> {
 /// it works on a read-only (secondary) cache too.
 pub fn index_lag(repo: &Repository) -> Result<IndexLag> {
     let listed: Vec<(Id, u64)> = repo.backend().list(FileType::Index)?;
+    let Compared { gone, new } = compare(repo, &listed)?;
+    let gone = gone.len();
+    Ok(IndexLag { new, gone })
+}
+
+/// The merged index files no longer in `listed` (a prune replaced them), and the listed ones
+/// neither merged nor seen superseded, with their sizes.
+fn compare(repo: &Repository, listed: &[(Id, u64)]) -> Result<Compared> {
+    let store = repo.index_store();
     let listed_set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
-    let known: HashSet<Id> = repo.cache().known_index_files()?.into_iter().collect();
-    let gone = known.iter().filter(|k| !listed_set.contains(k)).count();
+    let known: HashSet<Id> = store.known_index_files()?.into_iter().collect();
+    let gone = known
+        .iter()
+        .filter(|k| !listed_set.contains(k))
+        .copied()
+        .collect();
     let mut new = Vec::new();
-    for (id, size) in listed {
-        if !known.contains(&id) && !repo.cache().is_superseded(&id)? {
+    for &(id, size) in listed {
+        if !known.contains(&id) && !store.is_superseded(&id)? {
             new.push((id, size));
         }
     }
-    Ok(IndexLag { new, gone })
+    Ok(Compared { gone, new })
+}
+
+/// See [`compare`].
+struct Compared {
+    gone: Vec<Id>,
+    new: Vec<(Id, u64)>,
 }
 
 /// See [`index_lag`].

@@ -1,4 +1,4 @@
-//! The repository index as the cache holds it: every (blob, pack) location, which index file
+//! The blob index's storage in the cache's database: every (blob, pack) location, which index file
 //! lists which pack, which packs are marked for deletion, and which index files are superseded.
 //!
 //! Column families (format.md §17):
@@ -14,25 +14,27 @@
 //!   merged again), and `dirty` while an update is under way (a crash in the middle makes the
 //!   next open rebuild the index).
 //!
+//! - default: `generation` (see [`IndexStore::generation`]), `index-schema` (the layout of
+//!   these column families; another or no value has the index rebuilt on open) and
+//!   `complete/` ‖ snapshot id (the generation at which every blob of the snapshot was known
+//!   present).
+//!
 //! Updates are a write batch of the rows of one index file, then the preferred locations of the
 //! blobs whose choice may have changed. Between the two the `dirty` flag is set.
 
-use super::{Cache, db_err};
-use crate::error::Result;
+use super::Generation;
+use crate::cache::{
+    CF_BLOBS, CF_INDEX_FILES, CF_LOCATIONS, CF_PACK_BLOBS, CF_PACKS, Cache, db_err,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::BlobKind;
 use crate::id::Id;
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use std::collections::HashMap;
 
-pub(super) const CF_BLOBS: &str = "blobs";
-pub(super) const CF_LOCATIONS: &str = "locations";
-pub(super) const CF_PACK_BLOBS: &str = "pack_blobs";
-pub(super) const CF_PACKS: &str = "packs";
-pub(super) const CF_INDEX_FILES: &str = "index_files";
-
 /// Column families that hold the index (cleared together).
-pub(super) const INDEX_CFS: [&str; 5] = [
+const INDEX_CFS: [&str; 5] = [
     CF_BLOBS,
     CF_LOCATIONS,
     CF_PACK_BLOBS,
@@ -42,6 +44,18 @@ pub(super) const INDEX_CFS: [&str; 5] = [
 
 const KEY_DIRTY: &[u8] = b"dirty";
 const SUPERSEDED: &[u8] = b"superseded/";
+/// Default column family: the index generation (see [`IndexStore::generation`]).
+const KEY_GENERATION: &[u8] = b"generation";
+/// Default column family: the layout of the index column families (format.md §17). A cache
+/// with another (or no) value has its index rebuilt on open.
+const KEY_SCHEMA: &[u8] = b"index-schema";
+const SCHEMA: u64 = 3;
+
+fn complete_key(snapshot: &Id) -> Vec<u8> {
+    let mut k = b"complete/".to_vec();
+    k.extend_from_slice(&snapshot.0);
+    k
+}
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +99,14 @@ impl BlobLocation {
         }
     }
 
-    pub(super) fn encode(&self) -> [u8; 46] {
+    fn encode(&self) -> [u8; 46] {
         let mut b = [0u8; 46];
         b[..32].copy_from_slice(&self.pack.0);
         b[32..45].copy_from_slice(&Entry::of(self).encode());
         b[45] = u8::from(self.marked);
         b
     }
-    pub(super) fn decode(v: &[u8]) -> Option<BlobLocation> {
+    fn decode(v: &[u8]) -> Option<BlobLocation> {
         if v.len() != 46 {
             return None;
         }
@@ -244,7 +258,109 @@ fn fold(id: Id, rows: &[(Id, PackRow)]) -> Option<PackInfo> {
     })
 }
 
-impl Cache {
+/// The index's rows in a cache: every query, and the updates a merge of index files makes.
+/// Holding one says nothing about whether it matches the repository; [`super::Index`] (from
+/// `Repository::index`) does.
+#[derive(Clone, Copy)]
+pub struct IndexStore<'c> {
+    cache: &'c Cache,
+}
+
+impl std::fmt::Debug for IndexStore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IndexStore({:?})", self.cache)
+    }
+}
+
+impl<'c> IndexStore<'c> {
+    /// The index in `cache`, made ready for use: an index left half-updated by a crash, or
+    /// written by an earlier layout, is dropped (the next sync merges every index file again).
+    /// On a read-only (secondary) cache an index of another layout is an error instead: a
+    /// primary open must rebuild it first. (The dirty flag is not checked there: a primary may
+    /// be merging right now, and a merge only adds locations before it removes superseded ones,
+    /// so lookups stay correct meanwhile.)
+    pub fn open(cache: &'c Cache) -> Result<IndexStore<'c>> {
+        let s = IndexStore { cache };
+        let current = s.get_u64(KEY_SCHEMA)? == Some(SCHEMA);
+        if cache.is_secondary() {
+            if !current {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "the cache's index is of another layout; a primary open must rebuild it first",
+                ));
+            }
+        } else if !current || s.is_dirty()? {
+            s.clear_index()?;
+            s.db()
+                .put(KEY_SCHEMA, SCHEMA.to_le_bytes())
+                .map_err(db_err)?;
+        }
+        Ok(s)
+    }
+
+    /// The index in a cache that [`Self::open`] has prepared before.
+    pub(crate) fn opened(cache: &'c Cache) -> IndexStore<'c> {
+        IndexStore { cache }
+    }
+
+    fn db(&self) -> &'c DB {
+        self.cache.db()
+    }
+
+    fn cf(&self, name: &str) -> Result<&'c rocksdb::ColumnFamily> {
+        self.cache.cf(name)
+    }
+
+    /// The index generation: it grows whenever the index may have lost a blob (an index file
+    /// disappeared, or a pack was marked for deletion). While it stays the same, every blob the
+    /// index once confirmed is still in the repository.
+    pub fn generation(&self) -> Result<Generation> {
+        Ok(Generation(self.get_u64(KEY_GENERATION)?.unwrap_or(0)))
+    }
+
+    fn bump_generation(&self, batch: &mut WriteBatch) -> Result<()> {
+        batch.put(KEY_GENERATION, (self.generation()?.0 + 1).to_le_bytes());
+        Ok(())
+    }
+
+    /// A u64le value of the default column family (absent or malformed: `None`).
+    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self
+            .db()
+            .get_pinned(key)
+            .map_err(db_err)?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map(u64::from_le_bytes))
+    }
+
+    /// Remember that every blob `snapshot` references was present at index `generation`
+    /// (dropped on a read-only cache).
+    pub fn mark_complete(&self, snapshot: &Id, generation: Generation) -> Result<()> {
+        if self.cache.is_secondary() {
+            return Ok(());
+        }
+        self.db()
+            .put(complete_key(snapshot), generation.0.to_le_bytes())
+            .map_err(db_err)
+    }
+
+    /// Whether every blob `snapshot` references is known to be present now: it was confirmed
+    /// at the current index generation.
+    pub fn is_complete(&self, snapshot: &Id) -> Result<bool> {
+        Ok(self.get_u64(&complete_key(snapshot))? == Some(self.generation()?.0))
+    }
+
+    /// Compact the blob column family into sorted runs (after merging many index files), so
+    /// point lookups probe one file per level instead of every L0 file.
+    pub fn compact_blobs(&self) -> Result<()> {
+        if self.cache.is_secondary() {
+            return Ok(());
+        }
+        self.db()
+            .compact_range_cf(self.cf(CF_BLOBS)?, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
     /// Iterate the keys and values of `cf` that start with `prefix`, in order.
     fn scan_prefix(
         &self,
@@ -259,7 +375,7 @@ impl Cache {
         if let Some(upper) = next_prefix(prefix) {
             opts.set_iterate_upper_bound(upper);
         }
-        let it = self.db.iterator_cf_opt(
+        let it = self.db().iterator_cf_opt(
             self.cf(cf)?,
             opts,
             IteratorMode::From(prefix, Direction::Forward),
@@ -276,7 +392,7 @@ impl Cache {
     /// Where a blob is, if the index knows it: an unmarked location when there is one.
     pub fn blob(&self, id: &Id) -> Result<Option<BlobLocation>> {
         let v = self
-            .db
+            .db()
             .get_pinned_cf(self.cf(CF_BLOBS)?, id.0)
             .map_err(db_err)?;
         Ok(v.and_then(|v| BlobLocation::decode(&v)))
@@ -333,7 +449,10 @@ impl Cache {
     pub fn for_each_pack(&self, mut f: impl FnMut(PackInfo) -> Result<()>) -> Result<()> {
         let mut cur: Option<Id> = None;
         let mut rows: Vec<(Id, PackRow)> = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_PACKS)?, IteratorMode::Start) {
+        for item in self
+            .db()
+            .iterator_cf(self.cf(CF_PACKS)?, IteratorMode::Start)
+        {
             let (k, v) = item.map_err(db_err)?;
             let (Some((pack, file)), Some(r)) = (split(&k), PackRow::decode(&v)) else {
                 continue;
@@ -356,7 +475,7 @@ impl Cache {
     /// The ids of a pack's blobs.
     fn pack_blob_ids(&self, pack: &Id) -> Result<Vec<Id>> {
         let v = self
-            .db
+            .db()
             .get_pinned_cf(self.cf(CF_PACK_BLOBS)?, pack.0)
             .map_err(db_err)?;
         Ok(v.map(|v| {
@@ -375,7 +494,7 @@ impl Cache {
         let mut out = Vec::with_capacity(ids.len());
         for blob in ids {
             let v = self
-                .db
+                .db()
                 .get_pinned_cf(cf, pair(&blob, pack))
                 .map_err(db_err)?;
             if let Some(e) = v.and_then(|v| Entry::decode(&v)) {
@@ -394,7 +513,7 @@ impl Cache {
         mut f: impl FnMut(&Id, BlobLocation) -> Result<()>,
     ) -> Result<()> {
         for item in self
-            .db
+            .db()
             .iterator_cf(self.cf(CF_LOCATIONS)?, IteratorMode::Start)
         {
             let (k, v) = item.map_err(db_err)?;
@@ -409,7 +528,7 @@ impl Cache {
     pub fn known_index_files(&self) -> Result<Vec<Id>> {
         let mut out = Vec::new();
         for item in self
-            .db
+            .db()
             .iterator_cf(self.cf(CF_INDEX_FILES)?, IteratorMode::Start)
         {
             let (k, _) = item.map_err(db_err)?;
@@ -423,22 +542,22 @@ impl Cache {
     /// Whether a merged index file superseded `file` (it is never merged again).
     pub fn is_superseded(&self, file: &Id) -> Result<bool> {
         Ok(self
-            .db
+            .db()
             .get_pinned(superseded_key(file))
             .map_err(db_err)?
             .is_some())
     }
 
     /// Whether an update was interrupted (the index must be rebuilt).
-    pub(super) fn is_dirty(&self) -> Result<bool> {
-        Ok(self.db.get_pinned(KEY_DIRTY).map_err(db_err)?.is_some())
+    fn is_dirty(&self) -> Result<bool> {
+        Ok(self.db().get_pinned(KEY_DIRTY).map_err(db_err)?.is_some())
     }
 
     fn set_dirty(&self, dirty: bool) -> Result<()> {
         if dirty {
-            self.db.put(KEY_DIRTY, [1]).map_err(db_err)
+            self.db().put(KEY_DIRTY, [1]).map_err(db_err)
         } else {
-            self.db.delete(KEY_DIRTY).map_err(db_err)
+            self.db().delete(KEY_DIRTY).map_err(db_err)
         }
     }
 
@@ -483,10 +602,12 @@ impl Cache {
                 None => batch.delete_cf(cf, blob.0),
             }
             if batch.len() >= 65536 {
-                self.db.write(std::mem::take(&mut batch)).map_err(db_err)?;
+                self.db()
+                    .write(std::mem::take(&mut batch))
+                    .map_err(db_err)?;
             }
         }
-        self.db.write(batch).map_err(db_err)
+        self.db().write(batch).map_err(db_err)
     }
 
     /// Merge index file `file_id`: its packs and every location of their blobs. A pack listed
@@ -531,12 +652,9 @@ impl Cache {
         batch.put_cf(self.cf(CF_INDEX_FILES)?, file_id.0, &pack_ids);
         if !flipped.is_empty() {
             // Blobs of a newly marked pack no longer count as present.
-            batch.put(
-                super::KEY_GENERATION,
-                (self.generation()? + 1).to_le_bytes(),
-            );
+            self.bump_generation(&mut batch)?;
         }
-        self.db.write(batch).map_err(db_err)?;
+        self.db().write(batch).map_err(db_err)?;
         // Preferred locations: a blob with no location yet, or only a marked one, takes this
         // one when it is better; anything else keeps its choice (no scan needed).
         let cf_blobs = self.cf(CF_BLOBS)?;
@@ -548,7 +666,7 @@ impl Cache {
         for part in fast.chunks(4096) {
             // One batched lookup per chunk: most blobs of a merge are new (bloom-filter misses).
             let current =
-                self.db
+                self.db()
                     .batched_multi_get_cf(cf_blobs, part.iter().map(|(b, _)| &b.0[..]), false);
             for ((blob, l), cur) in part.iter().zip(current) {
                 let stored = cur.map_err(db_err)?.and_then(|v| BlobLocation::decode(&v));
@@ -572,7 +690,7 @@ impl Cache {
                 }
             }
         }
-        self.db.write(batch).map_err(db_err)?;
+        self.db().write(batch).map_err(db_err)?;
         for p in &flipped {
             slow.extend(self.blobs_in(p)?.into_iter().map(|(b, _)| b));
         }
@@ -587,7 +705,7 @@ impl Cache {
     /// lost or a pack changed state.
     pub fn remove_index_file(&self, file_id: &Id) -> Result<bool> {
         let Some(packs) = self
-            .db
+            .db()
             .get_cf(self.cf(CF_INDEX_FILES)?, file_id.0)
             .map_err(db_err)?
         else {
@@ -629,7 +747,7 @@ impl Cache {
                 batch.delete_cf(cf_pb, pack.0);
                 changed = true;
                 // Only blobs that preferred this pack need a new choice.
-                for (blob, cur) in ids.iter().zip(self.db.batched_multi_get_cf(
+                for (blob, cur) in ids.iter().zip(self.db().batched_multi_get_cf(
                     cf_blobs,
                     ids.iter().map(|b| &b.0[..]),
                     false,
@@ -646,12 +764,9 @@ impl Cache {
         }
         batch.delete_cf(self.cf(CF_INDEX_FILES)?, file_id.0);
         if changed {
-            batch.put(
-                super::KEY_GENERATION,
-                (self.generation()? + 1).to_le_bytes(),
-            );
+            self.bump_generation(&mut batch)?;
         }
-        self.db.write(batch).map_err(db_err)?;
+        self.db().write(batch).map_err(db_err)?;
         affected.sort_unstable();
         affected.dedup();
         self.rechoose(affected)?;
@@ -661,7 +776,7 @@ impl Cache {
 
     /// Remember that `file` is superseded: it is never merged again, even if it is listed.
     pub fn record_superseded(&self, file: &Id) -> Result<()> {
-        self.db.put(superseded_key(file), []).map_err(db_err)
+        self.db().put(superseded_key(file), []).map_err(db_err)
     }
 
     /// Forget every blob, pack and index file (a rebuild follows). Superseded files stay
@@ -669,15 +784,12 @@ impl Cache {
     pub fn clear_index(&self) -> Result<()> {
         // The generation moves first: a crash between the writes must not leave the cache
         // rebuilt under the old generation.
-        self.db
-            .put(
-                super::KEY_GENERATION,
-                (self.generation()? + 1).to_le_bytes(),
-            )
-            .map_err(db_err)?;
+        let mut batch = WriteBatch::default();
+        self.bump_generation(&mut batch)?;
+        self.db().write(batch).map_err(db_err)?;
         for name in INDEX_CFS {
             let cf = self.cf(name)?;
-            self.db
+            self.db()
                 .delete_range_cf(cf, &[][..] as &[u8], &[0xffu8; 65][..])
                 .map_err(db_err)?;
         }
@@ -737,7 +849,8 @@ mod tests {
         ];
         for (packs, want) in cases {
             let dir = tempfile::tempdir().unwrap();
-            let c = Cache::open(dir.path(), &id("repo")).unwrap();
+            let cache = Cache::open(dir.path(), &id("repo")).unwrap();
+            let c = IndexStore::open(&cache).unwrap();
             let f = file(packs.iter().map(|&(p, m)| (p, m, vec![x])).collect());
             c.add_index_file(&id("f"), &f).unwrap();
             assert_eq!(c.blob(&x).unwrap().unwrap().pack, want, "{packs:?}");
@@ -756,7 +869,8 @@ mod tests {
     #[test]
     fn several_locations_per_blob_unmarked_preferred() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Cache::open(dir.path(), &id("repo")).unwrap();
+        let cache = Cache::open(dir.path(), &id("repo")).unwrap();
+        let c = IndexStore::open(&cache).unwrap();
         let (a, b, x) = (id("a"), id("b"), id("x"));
         let (p1, p2) = (id("p1"), id("p2"));
         let (f1, f2, f3) = (id("f1"), id("f2"), id("f3"));
@@ -805,5 +919,59 @@ mod tests {
         c.clear_index().unwrap();
         assert!(c.is_superseded(&f1).unwrap());
         assert_eq!(c.blob(&x).unwrap(), None);
+    }
+
+    #[test]
+    fn locations_round_trip_and_survive_reopen() {
+        use crate::format::index::{IndexFile, IndexPack};
+        use crate::format::pack::{BlobKind, PackEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Id::of_stored(b"repo");
+        let loc = BlobLocation {
+            pack: Id::of_stored(b"p"),
+            offset: 7,
+            length: 100,
+            raw_length: 90,
+            kind: BlobKind::Tree,
+            marked: false,
+        };
+        let blob = Id::of_stored(b"b");
+        let file = IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack {
+                id: loc.pack,
+                size: 1000,
+                marked_ns: None,
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Tree,
+                    id: blob,
+                    offset: 7,
+                    length: 100,
+                    raw_length: 90,
+                }],
+            }],
+        };
+        {
+            let cache = Cache::open(dir.path(), &repo).unwrap();
+            let c = IndexStore::open(&cache).unwrap();
+            assert_eq!(c.blob(&blob).unwrap(), None);
+            c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
+            assert_eq!(c.blob(&blob).unwrap(), Some(loc));
+        }
+        let cache = Cache::open(dir.path(), &repo).unwrap();
+        let c = IndexStore::open(&cache).unwrap();
+        assert_eq!(c.blob(&blob).unwrap(), Some(loc));
+        assert_eq!(c.known_index_files().unwrap(), vec![Id::of_stored(b"i")]);
+        c.clear_index().unwrap();
+        assert_eq!(c.blob(&blob).unwrap(), None);
+        assert!(c.known_index_files().unwrap().is_empty());
+        // An index left dirty by a crash is dropped on the next open.
+        c.add_index_file(&Id::of_stored(b"i"), &file).unwrap();
+        c.db().put(b"dirty", [1]).unwrap();
+        drop(cache);
+        let cache = Cache::open(dir.path(), &repo).unwrap();
+        let c = IndexStore::open(&cache).unwrap();
+        assert_eq!(c.blob(&blob).unwrap(), None);
     }
 }
