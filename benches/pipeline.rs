@@ -14,7 +14,7 @@ use cairn::format::config::ChunkerParams;
 use cairn::format::pack::BlobKind;
 use cairn::format::snapshot::SnapshotKind;
 use cairn::id::Id;
-use cairn::progress::Progress;
+use cairn::progress::Silent;
 use cairn::repo::writer::{BlobWriter, WriterOptions};
 use cairn::repo::{InitOptions, Repository};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -237,7 +237,7 @@ fn bench_backup(c: &mut Criterion) {
                     threads: 2,
                     atime: false,
                 };
-                backup(&repo, &opts, &Progress::new(), &|_| {}).expect("backup")
+                backup(&repo, &opts, &Silent::default()).expect("backup")
             },
         )
     });

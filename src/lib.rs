@@ -18,6 +18,8 @@
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
 //! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
+//! - [`progress`], [`warning`]: what running work tells a front end (counters, the `Observer`
+//!   trait, entry warnings). The library never prints; the CLI draws and prints.
 //!
 //! # Glossary
 //! - **chunk**: a content-defined piece of a file (FastCDC).
