@@ -18,6 +18,7 @@
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
 //! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
+//! - [`time`]: times as people read them (below every layer that shows one).
 //! - [`progress`], [`warning`]: what running work tells a front end (counters, the `Observer`
 //!   trait, entry warnings). The library never prints; the CLI draws and prints.
 //!
@@ -60,6 +61,8 @@ pub mod repo;
 #[cfg(feature = "engine")]
 pub mod restore;
 pub mod snapshot;
+#[cfg(feature = "engine")]
+pub mod time;
 #[cfg(feature = "engine")]
 pub mod warning;
 

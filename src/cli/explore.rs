@@ -14,9 +14,10 @@ use cairn::snapshot::diff::{DiffOptions, DiffStat, diff};
 use cairn::snapshot::find::{
     IdHit, IdPrefix, IdQuery, IdSet, PathQuery, find_ids, find_paths, pack_blobs, select_snapshots,
 };
-use cairn::snapshot::select::{find, format_time, parse_time};
+use cairn::snapshot::select::{find, parse_time};
 use cairn::snapshot::stats::{StatsMode, StatsOptions, stats};
 use cairn::snapshot::tag::{TagOptions, tag};
+use cairn::time::format_time;
 use serde_json::json;
 use std::io::Write;
 
