@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use cairn::backend::Backend;
-use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, backup};
 use cairn::cache::Cache;
 use cairn::chunker::Chunker;
@@ -14,6 +13,7 @@ use cairn::format::config::ChunkerParams;
 use cairn::format::pack::BlobKind;
 use cairn::format::snapshot::SnapshotKind;
 use cairn::id::Id;
+use cairn::patterns::Patterns;
 use cairn::progress::Silent;
 use cairn::repo::writer::{BlobWriter, WriterOptions};
 use cairn::repo::{InitOptions, Repository};

@@ -18,6 +18,8 @@
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
 //! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
+//! - [`patterns`]: restic-style include/exclude globs over paths (backup's sources, restore's
+//!   and find's snapshot paths).
 //! - [`time`]: times as people read them (below every layer that shows one).
 //! - [`progress`], [`warning`]: what running work tells a front end (counters, the `Observer`
 //!   trait, entry warnings). The library never prints; the CLI draws and prints.
@@ -50,6 +52,8 @@ pub mod format;
 pub mod id;
 #[cfg(feature = "engine")]
 pub mod mount;
+#[cfg(feature = "engine")]
+pub mod patterns;
 #[cfg(feature = "engine")]
 pub mod progress;
 #[cfg(feature = "engine")]

@@ -6,7 +6,6 @@
 //! Memory is bounded by the channels and by the directories still waiting for files.
 
 pub mod count;
-pub mod exclude;
 pub mod node;
 pub mod open;
 pub mod scan;
@@ -22,13 +21,13 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use crate::format::tree::Tree;
 use crate::id::Id;
+use crate::patterns::Patterns;
 use crate::progress::Observer;
 use crate::repo::Repository;
 use crate::repo::keys::{current_user, now_ns};
 use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
 use crate::snapshot::builder::TreeSink;
 use crate::snapshot::group::GroupBy;
-use exclude::Patterns;
 use std::path::PathBuf;
 use std::sync::Arc;
 

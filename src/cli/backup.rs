@@ -3,9 +3,9 @@
 use super::progress::Terminal;
 use super::{Global, human, print_json};
 use anyhow::{Result, bail};
-use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, BackupOutcome, Sources, backup_sources, stdin};
 use cairn::format::snapshot::SnapshotKind;
+use cairn::patterns::Patterns;
 use cairn::repo::keys::current_host;
 use cairn::snapshot::select::parse_time;
 use std::path::PathBuf;

@@ -7,9 +7,9 @@ use super::inspect::{FilterArgs, mode_string};
 use super::{Global, escape, human, print_json};
 use anyhow::{Result, bail};
 use cairn::Id;
-use cairn::backup::exclude::Patterns;
 use cairn::format::snapshot::Snapshot;
 use cairn::format::tree::{Node, NodeKind};
+use cairn::patterns::Patterns;
 use cairn::snapshot::diff::{DiffOptions, DiffStat, diff};
 use cairn::snapshot::find::{
     IdHit, IdPrefix, IdQuery, IdSet, PathQuery, find_ids, find_paths, pack_blobs, select_snapshots,

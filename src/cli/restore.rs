@@ -4,7 +4,7 @@ use super::inspect::FilterArgs;
 use super::progress::Terminal;
 use super::{Global, human, print_json};
 use anyhow::Result;
-use cairn::backup::exclude::Patterns;
+use cairn::patterns::Patterns;
 use cairn::restore::{RestoreOptions, restore};
 use cairn::snapshot::find_node;
 use cairn::snapshot::select::{find, parse_time};

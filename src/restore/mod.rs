@@ -23,9 +23,9 @@ pub mod meta;
 mod plan;
 mod write;
 
-use crate::backup::exclude::Patterns;
 use crate::error::{Error, Result};
 use crate::format::tree::Node;
+use crate::patterns::Patterns;
 use crate::progress::{Observer, Progress};
 use crate::repo::Repository;
 use crate::warning::{EntryProblem, EntrySink, EntryWarning};
