@@ -13,11 +13,12 @@
 //! - [`cache`]: the local RocksDB cache of the index, trees and snapshots (rebuildable).
 //! - [`repo`]: opening a repository, keys, the blob writer pipeline and the verified reader;
 //!   the only module that holds keys or touches the backend.
-//! - [`snapshot`]: building and reading trees; choosing snapshots.
+//! - [`snapshot`]: building and reading trees; choosing and grouping snapshots; retention
+//!   policies and `forget`.
 //! - [`backup`], [`restore`]: the two pipelines.
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
-//! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
+//! - [`prune`]: prune's plan and its execution.
 //! - [`patterns`]: restic-style include/exclude globs over paths (backup's sources, restore's
 //!   and find's snapshot paths).
 //! - [`time`]: times as people read them (below every layer that shows one).
