@@ -3,7 +3,7 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error
+//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
