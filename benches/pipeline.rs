@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use cairn::backend::Backend;
-use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, backup};
 use cairn::cache::Cache;
 use cairn::chunker::Chunker;
@@ -14,7 +13,8 @@ use cairn::format::config::ChunkerParams;
 use cairn::format::pack::BlobKind;
 use cairn::format::snapshot::SnapshotKind;
 use cairn::id::Id;
-use cairn::progress::Progress;
+use cairn::patterns::Patterns;
+use cairn::progress::Silent;
 use cairn::repo::writer::{BlobWriter, WriterOptions};
 use cairn::repo::{InitOptions, Repository};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -238,7 +238,7 @@ fn bench_backup(c: &mut Criterion) {
                     threads: 2,
                     atime: false,
                 };
-                backup(&repo, &opts, &Progress::new(), &|_| {}).expect("backup")
+                backup(&repo, &opts, &Silent::default()).expect("backup")
             },
         )
     });

@@ -3,7 +3,7 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error
+//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
@@ -13,11 +13,17 @@
 //! - [`cache`]: the local RocksDB cache of the index, trees and snapshots (rebuildable).
 //! - [`repo`]: opening a repository, keys, the blob writer pipeline and the verified reader;
 //!   the only module that holds keys or touches the backend.
-//! - [`snapshot`]: building and reading trees; choosing snapshots.
+//! - [`snapshot`]: building and reading trees; choosing and grouping snapshots; retention
+//!   policies and `forget`.
 //! - [`backup`], [`restore`]: the two pipelines.
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
-//! - [`prune`]: retention policies (`forget`), prune's plan and its execution.
+//! - [`prune`]: prune's plan and its execution.
+//! - [`patterns`]: restic-style include/exclude globs over paths (backup's sources, restore's
+//!   and find's snapshot paths).
+//! - [`time`]: times as people read them (below every layer that shows one).
+//! - [`progress`], [`warning`]: what running work tells a front end (counters, the `Observer`
+//!   trait, entry warnings). The library never prints; the CLI draws and prints.
 //!
 //! # Glossary
 //! - **chunk**: a content-defined piece of a file (FastCDC).
@@ -50,6 +56,8 @@ pub mod index;
 #[cfg(feature = "engine")]
 pub mod mount;
 #[cfg(feature = "engine")]
+pub mod patterns;
+#[cfg(feature = "engine")]
 pub mod progress;
 #[cfg(feature = "engine")]
 pub mod prune;
@@ -60,6 +68,8 @@ pub mod repo;
 #[cfg(feature = "engine")]
 pub mod restore;
 pub mod snapshot;
+#[cfg(feature = "engine")]
+pub mod time;
 #[cfg(feature = "engine")]
 pub mod warning;
 

@@ -1,9 +1,20 @@
-//! Progress counters shared by the pipeline's threads, and a reporter that shows them: an
-//! indicatif bar on a terminal, JSON lines with `--json`, nothing with `-q`.
+//! How far running work has got, and the seam through which a front end hears of it.
+//!
+//! The library never prints. Workers update [`Progress`] counters (relaxed atomics, cheap in the
+//! hot path); a long-running command (backup, restore, dump) reports through an [`Observer`]
+//! that the front end implements: it shows the counters while the work runs and hears of the
+//! entries the work had to skip, as rustic_core's `ProgressBars`/`Progress` traits. The CLI's
+//! implementations (an indicatif bar on a terminal, JSON lines with `--json`, nothing with
+//! `-q`) live in `src/cli/progress.rs`; [`Silent`] shows nothing.
+//!
+//! The other messages the library hands to a front end use the same pattern, a handler the
+//! front end installs: damaged repository objects
+//! ([`Repository::set_warning_handler`](crate::repo::Repository::set_warning_handler)), store
+//! notices such as retries ([`Backend::set_notice_handler`](crate::backend::Backend::set_notice_handler))
+//! and copy's per-snapshot step ([`CopyObserver`](crate::copy::CopyObserver)).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use crate::warning::EntryWarning;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters updated by workers (relaxed atomics: cheap, approximate while running).
 #[derive(Debug, Default)]
@@ -43,93 +54,53 @@ impl Progress {
     }
 }
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    /// Not at all.
-    Quiet,
-    /// A bar on stderr.
-    Bar,
-    /// JSON lines on stdout.
-    Json,
+/// What a long-running command tells its front end while it works. Called from the work's
+/// threads; the front end draws and prints, the library never does.
+pub trait Observer: Sync {
+    /// The counters the workers update (the front end reads them to draw).
+    fn counters(&self) -> &Progress;
+    /// Work named `verb` ("backup", "restore") starts: show [`Self::counters`] until the
+    /// returned value is dropped.
+    fn show(&self, verb: &'static str) -> Shown;
+    /// An entry was skipped, left incomplete or renamed; the command's summary counts it too.
+    fn entry_warning(&self, warning: &EntryWarning);
 }
 
-/// Shows progress from a background thread until dropped.
-#[derive(Debug)]
-pub struct Reporter {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A front end's display of running work; dropping it ends the display.
+pub struct Shown(Option<Box<dyn Send>>);
 
-impl Reporter {
-    /// Start showing `p` in `style`; `verb` names the work ("backup", "restore").
-    pub fn start(p: Arc<Progress>, style: Style, verb: &'static str) -> Reporter {
-        let stop = Arc::new(AtomicBool::new(false));
-        if style == Style::Quiet {
-            return Reporter { stop, thread: None };
-        }
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("cairn-progress".into())
-            .spawn(move || run(&p, style, verb, &s))
-            .ok();
-        Reporter { stop, thread }
+impl Shown {
+    /// Nothing shown.
+    pub fn nothing() -> Shown {
+        Shown(None)
+    }
+    /// A display that ends when `guard` is dropped.
+    pub fn until_dropped(guard: impl Send + 'static) -> Shown {
+        Shown(Some(Box::new(guard)))
     }
 }
 
-fn run(p: &Progress, style: Style, verb: &str, stop: &AtomicBool) {
-    let start = Instant::now();
-    let bar = (style == Style::Bar).then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        if let Ok(st) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {msg} {bytes} {bytes_per_sec}",
-        ) {
-            b.set_style(st);
-        }
-        b
-    });
-    let mut with_totals = false;
-    let mut tick = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        tick += 1;
-        let (files, bytes, tf, tb) = p.read();
-        if let Some(b) = &bar {
-            // Totals (known to restore) turn the spinner into a bar with an ETA.
-            if tb > 0 && !with_totals {
-                with_totals = true;
-                let tpl = "{spinner} [{elapsed_precise}] {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
-                if let Ok(st) = indicatif::ProgressStyle::with_template(tpl) {
-                    b.set_style(st);
-                }
-            }
-            b.set_length(tb.max(bytes));
-            b.set_position(bytes);
-            b.set_message(if tf > 0 {
-                format!("{verb} {files}/{tf} files")
-            } else {
-                format!("{verb} {files} files")
-            });
-        } else if tick % 10 == 0 {
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{}",
-                serde_json::json!({"message_type": "status", "action": verb, "seconds_elapsed": secs, "files_done": files,
-                    "bytes_done": bytes, "total_files": tf, "total_bytes": tb})
-            );
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Shown"
+        } else {
+            "Shown(nothing)"
+        })
     }
 }
 
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// An [`Observer`] that shows nothing and drops the warnings (benchmarks, tests, callers that
+/// only want the result).
+#[derive(Debug, Default)]
+pub struct Silent(Progress);
+
+impl Observer for Silent {
+    fn counters(&self) -> &Progress {
+        &self.0
     }
+    fn show(&self, _verb: &'static str) -> Shown {
+        Shown::nothing()
+    }
+    fn entry_warning(&self, _warning: &EntryWarning) {}
 }

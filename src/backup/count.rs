@@ -101,8 +101,7 @@ mod tests {
         std::fs::write(root.join("a/skip/three"), b"1234567").expect("write");
         std::os::unix::fs::symlink("two", root.join("link")).expect("symlink");
         let cfg = ScanConfig {
-            excludes: crate::backup::exclude::Patterns::new(&["skip".into()], &[])
-                .expect("patterns"),
+            excludes: crate::patterns::Patterns::new(&["skip".into()], &[]).expect("patterns"),
             ..Default::default()
         };
         let totals = |cfg: ScanConfig| {

@@ -6,7 +6,6 @@
 //! Memory is bounded by the channels and by the directories still waiting for files.
 
 pub mod count;
-pub mod exclude;
 pub mod node;
 pub mod open;
 pub mod scan;
@@ -22,13 +21,13 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use crate::format::tree::Tree;
 use crate::id::Id;
-use crate::progress::Progress;
+use crate::patterns::Patterns;
+use crate::progress::Observer;
 use crate::repo::Repository;
 use crate::repo::keys::{current_user, now_ns};
 use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
 use crate::snapshot::builder::TreeSink;
 use crate::snapshot::group::GroupBy;
-use exclude::Patterns;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,16 +132,15 @@ pub fn choose_parent(
         .map(|(id, _)| id))
 }
 
-/// Back up `opts.paths`. Warnings about unreadable entries go to `warn` and are counted in
-/// the summary's `errors`; the snapshot is still written.
+/// Back up `opts.paths`. Progress and warnings about unreadable entries go to `observer`; the
+/// warnings are counted in the summary's `errors`, and the snapshot is still written.
 pub fn backup(
     repo: &Arc<Repository>,
     opts: &BackupOptions,
-    progress: &Progress,
-    warn: crate::warning::EntrySink<'_>,
+    observer: &dyn Observer,
 ) -> Result<BackupOutcome> {
     let sources = Sources::start(opts)?;
-    backup_sources(repo, opts, sources, progress, warn)
+    backup_sources(repo, opts, sources, observer)
 }
 
 /// Back up sources already started with [`Sources::start`] (from the same `opts`).
@@ -150,9 +148,9 @@ pub fn backup_sources(
     repo: &Arc<Repository>,
     opts: &BackupOptions,
     sources: Sources,
-    progress: &Progress,
-    warn: crate::warning::EntrySink<'_>,
+    observer: &dyn Observer,
 ) -> Result<BackupOutcome> {
+    let _shown = observer.show("backup");
     let Sources {
         trie,
         tops,
@@ -185,8 +183,8 @@ pub fn backup_sources(
         trie: &trie,
         parent_root: parent_root.as_ref(),
         parent_complete,
-        progress,
-        warn,
+        progress: observer.counters(),
+        warn: &|w| observer.entry_warning(w),
         started,
     })?;
     writer.set_root(tree)?;

@@ -10,9 +10,9 @@
 //! when the walker asks for a directory no worker has started, it lists it itself, so the
 //! budget can never stall the walk.
 
-use super::exclude::Patterns;
 use super::node::{Names, node_from};
 use crate::format::tree::{Node, NodeKind};
+use crate::patterns::Patterns;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use crate::format::VERSION;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Summary;
 use crate::format::tree::{Node, NodeKind, Tree, is_valid_name};
-use crate::progress::Progress;
+use crate::progress::{Observer, Progress};
 use crate::repo::Repository;
 use crate::repo::keys::{current_user, now_ns};
 use crate::repo::writer::{BlobWriter, WriterOptions};
@@ -17,6 +17,19 @@ use std::sync::Arc;
 /// Back up everything `reader` yields as the file `name`. `finish_source` runs after the
 /// stream ends and before the snapshot is written; an error from it aborts without a snapshot.
 pub fn backup_stream(
+    repo: &Arc<Repository>,
+    reader: impl Read,
+    name: &str,
+    opts: &BackupOptions,
+    observer: &dyn Observer,
+    finish_source: &mut dyn FnMut() -> Result<()>,
+) -> Result<BackupOutcome> {
+    let _shown = observer.show("backup");
+    stream(repo, reader, name, opts, observer.counters(), finish_source)
+}
+
+/// [`backup_stream`] with the display already started.
+fn stream(
     repo: &Arc<Repository>,
     reader: impl Read,
     name: &str,
@@ -129,8 +142,9 @@ pub fn backup_command(
     argv: &[String],
     name: &str,
     opts: &BackupOptions,
-    progress: &Progress,
+    observer: &dyn Observer,
 ) -> Result<BackupOutcome> {
+    let _shown = observer.show("backup");
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::usage("--stdin-from-command needs a command after --"))?;
@@ -160,7 +174,7 @@ pub fn backup_command(
             )))
         }
     };
-    backup_stream(repo, stdout, name, opts, progress, &mut finish)
+    stream(repo, stdout, name, opts, observer.counters(), &mut finish)
 }
 
 #[cfg(test)]

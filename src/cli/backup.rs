@@ -1,16 +1,14 @@
 //! `backup`.
 
+use super::progress::Terminal;
 use super::{Global, human, print_json};
 use anyhow::{Result, bail};
-use cairn::backup::exclude::Patterns;
 use cairn::backup::{BackupOptions, BackupOutcome, Sources, backup_sources, stdin};
 use cairn::format::snapshot::SnapshotKind;
-use cairn::progress::{Progress, Reporter, Style};
+use cairn::patterns::Patterns;
 use cairn::repo::keys::current_host;
 use cairn::snapshot::select::parse_time;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Kind {
@@ -112,40 +110,32 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
     } else {
         Some(Sources::start(&opts)?)
     };
-    let progress = Arc::new(Progress::new());
+    let observer = Terminal::new(g.progress_style(), g.json);
     // Totals for a percentage and ETA cost a second pass of lstat: only when progress shows.
-    let _counter = match (&sources, g.progress_style()) {
-        (Some(s), style) if style != Style::Quiet => Some(s.count(&opts, progress.clone())),
+    let _counter = match &sources {
+        Some(s) if observer.shows_progress() => Some(s.count(&opts, observer.counters())),
         _ => None,
     };
     let repo = g.open()?;
     if let Some(p) = &a.parent {
         opts.parent = Some(cairn::snapshot::select::find(&repo, p, &Default::default(), None)?.0);
     }
-    let reporter = Reporter::start(progress.clone(), g.progress_style(), "backup");
-    let warnings = AtomicU64::new(0);
-    let json = g.json;
-    let warn = |w: &cairn::warning::EntryWarning| {
-        warnings.fetch_add(1, Ordering::Relaxed);
-        super::print_entry_warning(json, w);
-    };
     let outcome = if a.stdin {
         stdin::backup_stream(
             &repo,
             std::io::stdin().lock(),
             &a.stdin_name,
             &opts,
-            &progress,
+            &observer,
             &mut || Ok(()),
         )
     } else if a.stdin_from_command {
-        stdin::backup_command(&repo, &a.command, &a.stdin_name, &opts, &progress)
+        stdin::backup_command(&repo, &a.command, &a.stdin_name, &opts, &observer)
     } else if let Some(sources) = sources {
-        backup_sources(&repo, &opts, sources, &progress, &warn)
+        backup_sources(&repo, &opts, sources, &observer)
     } else {
         bail!("internal error: no sources")
     };
-    drop(reporter);
     let o = outcome?;
     print_summary(g, &o, a.dry_run)?;
     Ok(if o.summary.errors > 0 { 3 } else { 0 })

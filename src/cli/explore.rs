@@ -7,16 +7,17 @@ use super::inspect::{FilterArgs, mode_string};
 use super::{Global, escape, human, print_json};
 use anyhow::{Result, bail};
 use cairn::Id;
-use cairn::backup::exclude::Patterns;
 use cairn::format::snapshot::Snapshot;
 use cairn::format::tree::{Node, NodeKind};
+use cairn::patterns::Patterns;
 use cairn::snapshot::diff::{DiffOptions, DiffStat, diff};
 use cairn::snapshot::find::{
     IdHit, IdPrefix, IdQuery, IdSet, PathQuery, find_ids, find_paths, pack_blobs, select_snapshots,
 };
-use cairn::snapshot::select::{find, format_time, parse_time};
+use cairn::snapshot::select::{find, parse_time};
 use cairn::snapshot::stats::{StatsMode, StatsOptions, stats};
 use cairn::snapshot::tag::{TagOptions, tag};
+use cairn::time::format_time;
 use serde_json::json;
 use std::io::Write;
 

@@ -7,9 +7,9 @@ use super::{Global, escape, print_json};
 use anyhow::{Result, bail};
 use cairn::Id;
 use cairn::format::snapshot::Snapshot;
-use cairn::prune::policy::{self, Applied, Counters, Duration, KeepPolicy};
-use cairn::snapshot::group::{GroupBy, GroupKey, group};
-use cairn::snapshot::select::find;
+use cairn::snapshot::forget;
+use cairn::snapshot::group::{GroupBy, GroupKey};
+use cairn::snapshot::policy::{Applied, Counters, Duration, KeepPolicy};
 use serde_json::{Value, json};
 
 #[derive(clap::Args, Debug)]
@@ -123,13 +123,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
     let repo = g.open()?;
     let filter = a.filter.filter();
     if !a.ids.is_empty() {
-        let mut remove: Vec<(Id, Snapshot)> = Vec::new();
-        for spec in &a.ids {
-            let (id, s) = find(&repo, spec, &filter, None)?;
-            if !remove.iter().any(|(i, _)| *i == id) {
-                remove.push((id, s));
-            }
-        }
+        let remove = forget::named(&repo, &a.ids, &filter)?;
         if !g.json {
             for (id, s) in &remove {
                 println!(
@@ -154,16 +148,8 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
         }
         return after(g, &repo, a);
     }
-    let list: Vec<(Id, Snapshot)> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| filter.matches(s))
-        .collect();
-    let results: Vec<(GroupKey, Applied)> = group(list, by)
-        .into_iter()
-        .map(|(k, v)| (k, policy::apply(&policy, v)))
-        .collect();
-    // Snapshots dated in the future are kept and not counted (policy.rs); say so, also with
+    let results = forget::plan(&repo, &filter, by, &policy)?;
+    // Snapshots dated in the future are kept and not counted (snapshot/policy.rs); say so, also with
     // --json (stderr), since they are usually a wrong clock or a planted snapshot.
     let now = cairn::snapshot::select::now_ns();
     for (_, r) in &results {
@@ -185,10 +171,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
             print_group(k, r, by.is_grouping());
         }
     }
-    let remove: Vec<(Id, Snapshot)> = results
-        .iter()
-        .flat_map(|(_, r)| r.remove.iter().cloned())
-        .collect();
+    let remove = forget::removals(&results);
     delete(&repo, &remove, a.dry_run, g.json)?;
     if g.json {
         let v: Vec<Value> = results.iter().map(|(k, r)| group_json(k, r)).collect();
@@ -197,7 +180,9 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
     after(g, &repo, a)
 }
 
-/// `--prune`: prune right after forgetting (its JSON, if any, is a second line).
+/// `--prune`: prune right after forgetting (its JSON, if any, is a second line). Prune's
+/// session (lock, refresh, run) is still the CLI's `prune_open`, until one maintenance session
+/// serves prune and the repairs.
 fn after(
     g: &Global,
     repo: &std::sync::Arc<cairn::repo::Repository>,
@@ -218,9 +203,7 @@ fn delete(
     json: bool,
 ) -> Result<()> {
     if !dry_run {
-        for (id, _) in remove {
-            repo.delete_snapshot(id)?;
-        }
+        forget::delete(repo, remove)?;
     }
     if !json {
         println!(

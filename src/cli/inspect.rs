@@ -8,8 +8,9 @@ use cairn::format::tree::{Node, NodeKind};
 use cairn::repo::Repository;
 use cairn::snapshot::find_node;
 use cairn::snapshot::group::{GroupBy, GroupKey, group, latest_per_group};
-use cairn::snapshot::select::{FUTURE_SKEW_NS, Filter, find, format_time, is_future, now_ns};
+use cairn::snapshot::select::{FUTURE_SKEW_NS, Filter, find, is_future, now_ns};
 use cairn::snapshot::walk::{Step, TreeWalk};
+use cairn::time::format_time;
 use std::io::Write;
 
 /// Snapshot filters shared by several commands.

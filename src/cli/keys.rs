@@ -207,7 +207,7 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
                     .iter()
                     .map(|k| match &k.problem {
                         None => serde_json::json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "host": k.host, "user": k.user,
-                            "created": cairn::snapshot::select::format_time(k.created_ns)}),
+                            "created": cairn::time::format_time(k.created_ns)}),
                         Some(p) => serde_json::json!({"id": k.id.to_hex(), "current": false, "problem": p}),
                     })
                     .collect();
@@ -224,7 +224,7 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
                             k.id.short(),
                             escape::text(&k.user),
                             escape::text(&k.host),
-                            cairn::snapshot::select::format_time(k.created_ns)
+                            cairn::time::format_time(k.created_ns)
                         ),
                         Some(p) => {
                             println!(" {:<10} (unusable: {})", k.id.short(), escape::text(p))

@@ -472,7 +472,7 @@ fn repair_snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
                 "snapshot {} of [{}] at {}:",
                 r.old.short(),
                 escape::text(&r.snapshot.path_strings().join(", ")),
-                cairn::snapshot::select::format_time(r.snapshot.time_ns)
+                cairn::time::format_time(r.snapshot.time_ns)
             );
             if let Some(why) = &r.root_unreadable {
                 println!("  dir /: not readable ({})", escape::text(why));

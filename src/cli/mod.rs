@@ -10,6 +10,7 @@ mod inspect;
 mod keys;
 mod maintain;
 mod mount;
+mod progress;
 mod restore;
 
 use anyhow::{Context, Result, bail};
@@ -292,8 +293,8 @@ impl Global {
     }
 
     /// How progress is shown.
-    pub fn progress_style(&self) -> cairn::progress::Style {
-        use cairn::progress::Style;
+    pub fn progress_style(&self) -> progress::Style {
+        use progress::Style;
         if self.quiet {
             Style::Quiet
         } else if self.json {
@@ -466,24 +467,6 @@ pub fn password_from_env(var: &str, file_var: &str, command_var: &str) -> Passwo
 fn trim_newline(s: &mut Vec<u8>) {
     while matches!(s.last(), Some(b'\n' | b'\r')) {
         s.pop();
-    }
-}
-
-/// Print an entry's problem during a backup or restore: `warning: …` on stderr, or with `--json`
-/// a JSON line on stdout in restic's shape (`message_type` "error", `error`, `item`) plus its
-/// `kind`.
-pub fn print_entry_warning(json: bool, w: &cairn::warning::EntryWarning) {
-    use std::os::unix::ffi::OsStrExt;
-    if json {
-        let line = serde_json::json!({
-            "message_type": "error",
-            "error": w.message,
-            "kind": w.problem,
-            "item": String::from_utf8_lossy(w.path.as_os_str().as_bytes()),
-        });
-        println!("{line}");
-    } else {
-        eprintln!("warning: {}", escape::text(&w.message));
     }
 }
 

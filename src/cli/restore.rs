@@ -1,15 +1,14 @@
 //! `restore`.
 
 use super::inspect::FilterArgs;
+use super::progress::Terminal;
 use super::{Global, human, print_json};
 use anyhow::Result;
-use cairn::backup::exclude::Patterns;
-use cairn::progress::{Progress, Reporter};
+use cairn::patterns::Patterns;
 use cairn::restore::{RestoreOptions, restore};
 use cairn::snapshot::find_node;
 use cairn::snapshot::select::{find, parse_time};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -89,18 +88,13 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
             )
         }),
     };
-    let progress = Arc::new(Progress::new());
-    let reporter = Reporter::start(progress.clone(), g.progress_style(), "restore");
-    let json = g.json;
-    let warn = |w: &cairn::warning::EntryWarning| super::print_entry_warning(json, w);
+    let observer = Terminal::new(g.progress_style(), g.json);
     let spath = if sub.is_empty() {
         "/".to_string()
     } else {
         format!("/{}", sub.trim_matches('/'))
     };
-    let result = restore(&repo, &node, spath.as_bytes(), &opts, &progress, &warn);
-    drop(reporter);
-    let s = result?;
+    let s = restore(&repo, &node, spath.as_bytes(), &opts, &observer)?;
     if g.json {
         print_json(
             &serde_json::json!({"message_type": "summary", "snapshot_id": id.to_hex(), "dry_run": a.dry_run, "summary": s}),

@@ -198,7 +198,7 @@ mod tests {
     }
 
     fn utc(ns: i64) -> String {
-        crate::snapshot::select::format_time(ns).replace(' ', "T")
+        crate::time::format_time(ns).replace(' ', "T")
     }
 
     #[test]

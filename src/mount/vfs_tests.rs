@@ -4,7 +4,7 @@ use crate::mount::listing::Listing;
 use crate::mount::testing::MemSource;
 
 fn utc(ns: i64) -> String {
-    crate::snapshot::select::format_time(ns).replace(' ', "T")
+    crate::time::format_time(ns).replace(' ', "T")
 }
 
 fn node(name: &str, kind: NodeKind) -> Node {

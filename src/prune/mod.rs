@@ -1,14 +1,12 @@
-//! Retention and space reclaiming.
+//! Reclaiming space. (Retention, `forget --keep-*`, is `snapshot::policy` and
+//! `snapshot::forget`.)
 //!
-//! - [`policy`]: which snapshots of a group a retention policy keeps (`forget --keep-*`), with
-//!   restic's semantics and reason strings. Pure: no repository access.
 //! - [`clock`]: the local and the store's clock, by which marks and unindexed packs are aged;
 //! - [`plan`]: what the remaining snapshots reach and what every pack becomes;
 //! - [`run`]: carrying a plan out in an order that is safe to interrupt.
 
 pub mod clock;
 pub mod plan;
-pub mod policy;
 pub mod run;
 
 pub use clock::Clocks;

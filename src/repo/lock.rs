@@ -75,7 +75,7 @@ impl LockInfo {
                 l.pid,
                 l.host,
                 l.user,
-                crate::snapshot::select::format_time(l.created_ns)
+                crate::time::format_time(l.created_ns)
             ),
             None => format!("unreadable lock {}", self.id.short()),
         }

@@ -23,10 +23,10 @@ pub mod meta;
 mod plan;
 mod write;
 
-use crate::backup::exclude::Patterns;
 use crate::error::{Error, Result};
 use crate::format::tree::Node;
-use crate::progress::Progress;
+use crate::patterns::Patterns;
+use crate::progress::{Observer, Progress};
 use crate::repo::Repository;
 use crate::warning::{EntryProblem, EntrySink, EntryWarning};
 use fs::DirFd;
@@ -179,14 +179,17 @@ impl Drop for Dir<'_> {
 }
 
 /// Restore `node` (a directory or file found at `spath` in a snapshot) into `opts.target`.
+/// Progress and warnings about entries go to `observer`.
 pub fn restore(
     repo: &Repository,
     node: &Node,
     spath: &[u8],
     opts: &RestoreOptions,
-    progress: &Progress,
-    warn: EntrySink<'_>,
+    observer: &dyn Observer,
 ) -> Result<RestoreSummary> {
+    let _shown = observer.show("restore");
+    let progress = observer.counters();
+    let warn: EntrySink<'_> = &|w| observer.entry_warning(w);
     let fresh = match std::fs::read_dir(&opts.target) {
         Ok(mut d) => d.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,

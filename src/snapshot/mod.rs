@@ -1,6 +1,6 @@
 //! Snapshots and trees as the upper layers see them: building trees, finding a path in a
-//! snapshot, choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters), and
-//! grouping them by host, paths and tags.
+//! snapshot, choosing snapshots (`latest`, short ids, `--at`, host/tag/path filters),
+//! grouping them by host, paths and tags, and retention (`policy`, `forget`).
 
 #[cfg(feature = "engine")]
 pub mod builder;
@@ -8,7 +8,11 @@ pub mod builder;
 pub mod diff;
 #[cfg(feature = "engine")]
 pub mod find;
+#[cfg(feature = "engine")]
+pub mod forget;
 pub mod group;
+#[cfg(feature = "engine")]
+pub mod policy;
 #[cfg(feature = "engine")]
 pub mod reach;
 #[cfg(feature = "engine")]

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::repo::Repository;
+use crate::time::format_time;
 
 /// Host, tag and path filters (restic semantics: every given filter must match; a snapshot
 /// matches `--tag a,b` if it has both, and any of several `--tag` options).
@@ -67,13 +68,6 @@ pub fn parse_time(s: &str) -> Result<i64> {
             .ok_or_else(bad);
     }
     Err(bad())
-}
-
-/// Format ns since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_time(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
 }
 
 /// How far a snapshot's time may lie ahead of this host's clock and still count as a real,
