@@ -7,23 +7,28 @@
 //! packs, index files and snapshots are named by their content, so on a remote store they are
 //! plain (or multipart) puts: writing one again writes the same bytes (format.md §1a).
 //!
-//! Each call goes through one stack (design.md §19): request statistics, the bandwidth limits
-//! ([`limit`]), cairn's retry layer with a per-attempt timeout ([`retry`]), then, in tests only,
-//! the fault injector ([`fault`]) and the provider's store with its own quick HTTP retries.
-//!
-//! Local repositories (a path or `file://`) use `LocalFileSystem` with `with_fsync(true)`: a put
-//! returns only once the object and its folder entry are on stable storage, so an index file or
-//! snapshot never names an object a power loss could take back. `LocalFileSystem` has no option
-//! for file modes, so [`Backend`] adds the one local step object_store cannot do (format.md §1):
-//! before a put it creates missing folders itself with mode 0700 (fsyncing their parent), and
-//! after a put it sets the new object to 0600. All object I/O still goes through object_store.
+//! Each call goes through one stack (design.md §19): request statistics ([`stats`]), the
+//! bandwidth limits ([`limit`]), cairn's retry layer with a per-attempt timeout ([`retry`]),
+//! then, in tests only, the fault injector ([`fault`]) and the provider's store with its own
+//! quick HTTP retries. Names and paths are [`layout`]'s; local folders' modes are [`local`]'s.
 
 pub mod fault;
+mod layout;
 mod limit;
+mod local;
 pub mod open;
 mod retry;
+mod stats;
 
+pub use layout::{
+    FileType, MAX_CONFIG_SIZE, MAX_INDEX_SIZE, MAX_KEY_SIZE, MAX_LOCK_SIZE, MAX_SNAPSHOT_SIZE,
+};
 pub use open::{BackendOptions, StoreKind};
+pub use stats::BackendStats;
+
+use layout::Handle;
+use local::LocalDirs;
+use stats::Counters;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -31,11 +36,9 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Packs larger than this go up as multipart uploads (to remote stores), in parts of
@@ -44,17 +47,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub const MULTIPART_THRESHOLD: usize = 48 << 20;
 /// The part size of a multipart upload.
 pub const MULTIPART_PART: usize = 16 << 20;
-
-/// Largest config read whole (the real one is about a hundred bytes).
-pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
-/// Largest key file read whole: a loose backstop; key files are a few hundred bytes.
-pub const MAX_KEY_SIZE: u64 = 1 << 20;
-/// Largest snapshot read whole (host, paths and tags: a few KiB in practice).
-pub const MAX_SNAPSHOT_SIZE: u64 = 16 << 20;
-/// Largest index file read whole (a batch of packs: a few hundred KiB in practice).
-pub const MAX_INDEX_SIZE: u64 = 256 << 20;
-/// Largest lock object read whole.
-pub const MAX_LOCK_SIZE: u64 = 1 << 20;
 
 /// Crash tests: with `CAIRN_TEST_KILL_AFTER_WRITES=N` in the environment, the process kills
 /// itself with SIGKILL just before its N+1-th object write or delete, so a test can stop a
@@ -76,66 +68,6 @@ fn fault_point() {
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
-        }
-    }
-}
-
-/// The kinds of object in a repository, each under its own prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// `config`
-    Config,
-    /// `keys/<id>`
-    Key,
-    /// `data/<2 hex>/<id>`
-    Pack,
-    /// `index/<id>`
-    Index,
-    /// `snapshots/<id>`
-    Snapshot,
-    /// `locks/<id>`
-    Lock,
-}
-
-impl FileType {
-    /// The prefix (folder) of this type.
-    pub fn dir(self) -> &'static str {
-        match self {
-            FileType::Config => "",
-            FileType::Key => "keys",
-            FileType::Pack => "data",
-            FileType::Index => "index",
-            FileType::Snapshot => "snapshots",
-            FileType::Lock => "locks",
-        }
-    }
-    /// What users call it in messages.
-    pub fn noun(self) -> &'static str {
-        match self {
-            FileType::Config => "config",
-            FileType::Key => "key",
-            FileType::Pack => "pack",
-            FileType::Index => "index file",
-            FileType::Snapshot => "snapshot",
-            FileType::Lock => "lock",
-        }
-    }
-    /// Whether objects of this type are named by (a hash of) their content: writing one again
-    /// can only write the same bytes, so a plain overwriting put is safe. `config`, keys and
-    /// locks are created only if absent.
-    pub fn content_named(self) -> bool {
-        matches!(self, FileType::Pack | FileType::Index | FileType::Snapshot)
-    }
-    /// The largest object of this type [`Backend::get`] reads whole; a larger one is reported as
-    /// corrupt before any of it is read (packs are only read by range).
-    pub fn max_whole_size(self) -> u64 {
-        match self {
-            FileType::Config => MAX_CONFIG_SIZE,
-            FileType::Key => MAX_KEY_SIZE,
-            FileType::Pack => u64::from(u32::MAX),
-            FileType::Index => MAX_INDEX_SIZE,
-            FileType::Snapshot => MAX_SNAPSHOT_SIZE,
-            FileType::Lock => MAX_LOCK_SIZE,
         }
     }
 }
@@ -175,47 +107,6 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the I/O runtime: {e}")))
 }
 
-/// Requests made and bytes moved by a backend (every attempt counts).
-#[derive(Debug, Default)]
-struct Counters {
-    get: AtomicU64,
-    head: AtomicU64,
-    put: AtomicU64,
-    list: AtomicU64,
-    delete: AtomicU64,
-    retries: AtomicU64,
-    bytes_down: AtomicU64,
-    bytes_up: AtomicU64,
-    /// When the first put started and the last one ended: the upload phase, over which an
-    /// upload limit is meant to hold.
-    first_put: OnceLock<std::time::Instant>,
-    last_put_end: Mutex<Option<std::time::Instant>>,
-}
-
-/// What a backend did so far: requests by kind, retries, bytes (`--stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BackendStats {
-    /// Reads of objects or ranges.
-    pub get: u64,
-    /// Size queries.
-    pub head: u64,
-    /// Write requests (a multipart upload counts its create, parts and complete).
-    pub put: u64,
-    /// Listings (one per listing, however many pages).
-    pub list: u64,
-    /// Deletes.
-    pub delete: u64,
-    /// Attempts repeated after a transient error.
-    pub retries: u64,
-    /// Bytes received.
-    pub bytes_down: u64,
-    /// Bytes sent.
-    pub bytes_up: u64,
-    /// Milliseconds from the start of the first put to the end of the last: `bytes_up` over
-    /// this is the upload rate (what `--limit-upload` holds).
-    pub upload_ms: u64,
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Get,
@@ -225,92 +116,9 @@ enum Op {
     Delete,
 }
 
-/// The file modes of a local repository (see the module docs): folders 0700, objects 0600.
-#[derive(Debug)]
-struct LocalDirs {
-    /// The repository folder.
-    root: PathBuf,
-    /// Folders known to exist (created or seen by this process), so each costs one `mkdir`.
-    made: Mutex<HashSet<PathBuf>>,
-}
-
-impl LocalDirs {
-    /// Create the missing folders between the root and the object `rel` (a `/`-separated path
-    /// below the root), each with mode 0700, fsyncing the parent of each folder created.
-    fn prepare(&self, rel: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        let mut parts: Vec<&str> = rel.split('/').collect();
-        parts.pop();
-        let mut dir = self.root.clone();
-        // Held while creating, so a second thread waits until the folder is durable.
-        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        for part in parts {
-            dir.push(part);
-            if made.contains(&dir) {
-                continue;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => {
-                    if let Some(parent) = dir.parent() {
-                        // Some file systems cannot fsync a folder (EINVAL): nothing to make
-                        // durable there, as PostgreSQL also concludes.
-                        match std::fs::File::open(parent)?.sync_all() {
-                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                            r => r?,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            made.insert(dir.clone());
-        }
-        Ok(())
-    }
-
-    /// Make the object `rel`, just created, readable and writable by its owner only. Best
-    /// effort: the object is already stored whole, and a file system that cannot hold modes
-    /// (FAT, some network or FUSE shares) or refuses the change must not fail the write.
-    fn finish(&self, rel: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let r = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.root.join(rel))
-            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)));
-        match r {
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EPERM | libc::EACCES | libc::ENOTSUP | libc::ENOSYS)
-                ) =>
-            {
-                Ok(())
-            }
-            r => r,
-        }
-    }
-}
-
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Backend({})", self.location)
-    }
-}
-
-/// The id of a listed object when its location is exactly where `t`'s objects live.
-fn listed_id(t: FileType, dir: &Path, location: &Path) -> Option<Id> {
-    let parts: Vec<String> = location
-        .prefix_match(dir)?
-        .map(|p| p.as_ref().to_string())
-        .collect();
-    match (t, parts.as_slice()) {
-        (FileType::Pack, [sub, name]) if sub.len() == 2 && name.starts_with(sub.as_str()) => {
-            Id::from_name(name)
-        }
-        (FileType::Pack, _) => None,
-        (_, [name]) => Id::from_name(name),
-        _ => None,
     }
 }
 
@@ -319,19 +127,6 @@ fn too_large(what: &str, size: u64, max: u64) -> Error {
     Error::corrupt(format!(
         "{what} is corrupt: {size} bytes, over the limit of {max} for its type"
     ))
-}
-
-/// Create a repository folder (and missing parents); the folder itself gets mode 0700 when it
-/// is created here. An existing folder keeps its mode.
-fn create_private_root(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        r => r,
-    }
 }
 
 impl Backend {
@@ -347,30 +142,8 @@ impl Backend {
         let o = open::open(location, opts)?;
         let (store, local): (Arc<dyn ObjectStore>, Option<Arc<LocalDirs>>) = match o.local {
             Some(path) => {
-                if create {
-                    create_private_root(&path)
-                        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-                } else if !path.is_dir() {
-                    return Err(Error::new(
-                        ErrorKind::NoRepository,
-                        format!("repository {location} does not exist"),
-                    ));
-                }
-                let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
-                    .map_err(|e| {
-                        Error::backend(format!(
-                            "cannot open folder {}: {}",
-                            path.display(),
-                            retry::root_cause(&e)
-                        ))
-                    })?
-                    .with_automatic_cleanup(true)
-                    .with_fsync(true);
-                let dirs = LocalDirs {
-                    root: path,
-                    made: Mutex::new(HashSet::new()),
-                };
-                (Arc::new(store), Some(Arc::new(dirs)))
+                let (store, dirs) = local::open(path, location, create)?;
+                (store, Some(dirs))
             }
             None => match o.store {
                 Some(s) => (s, None),
@@ -453,25 +226,7 @@ impl Backend {
 
     /// Requests made and bytes moved so far.
     pub fn stats(&self) -> BackendStats {
-        let c = &self.stats;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        BackendStats {
-            get: l(&c.get),
-            head: l(&c.head),
-            put: l(&c.put),
-            list: l(&c.list),
-            delete: l(&c.delete),
-            retries: l(&c.retries),
-            bytes_down: l(&c.bytes_down),
-            bytes_up: l(&c.bytes_up),
-            upload_ms: match (
-                c.first_put.get(),
-                c.last_put_end.lock().ok().and_then(|g| *g),
-            ) {
-                (Some(a), Some(b)) => b.saturating_duration_since(*a).as_millis() as u64,
-                _ => 0,
-            },
-        }
+        self.stats.snapshot()
     }
 
     /// Where to report retries (one line each: what failed, why, when the next attempt is).
@@ -489,23 +244,11 @@ impl Backend {
     }
 
     fn path(&self, t: FileType, name: &str) -> Path {
-        let mut p = self.prefix.clone();
-        match t {
-            FileType::Config => return p.join("config"),
-            FileType::Pack => {
-                p = p.join("data").join(&name[..2.min(name.len())]);
-            }
-            _ => p = p.join(t.dir()),
-        }
-        p.join(name)
+        Handle { t, name }.path(&self.prefix)
     }
 
     fn what(t: FileType, name: &str) -> String {
-        if t == FileType::Config {
-            "config".into()
-        } else {
-            format!("{} {name}", t.noun())
-        }
+        Handle { t, name }.what()
     }
 
     /// Run one store operation on the runtime: count it, time each attempt out, and repeat it
@@ -851,7 +594,7 @@ impl Backend {
     /// [`Self::list`] with each object's last-modified time (ns since the epoch): how old an
     /// unindexed pack or a lock object is.
     pub fn list_meta(&self, t: FileType) -> Result<Vec<(Id, u64, i64)>> {
-        let dir = self.prefix.clone().join(t.dir());
+        let dir = layout::dir(&self.prefix, t);
         let metas: Vec<object_store::ObjectMeta> = self
             .run(Op::List, t.dir(), 0, || {
                 let store = Arc::clone(&self.store);
@@ -870,7 +613,7 @@ impl Backend {
             .into_iter()
             .filter_map(|m| {
                 let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0);
-                listed_id(t, &dir, &m.location).map(|id| (id, m.size, modified))
+                layout::listed_id(t, &dir, &m.location).map(|id| (id, m.size, modified))
             })
             .collect();
         out.sort();
@@ -884,7 +627,7 @@ impl Backend {
         let path = self.path(t, name);
         if let Some(l) = &self.local {
             // Automatic cleanup may remove the emptied folder: forget what was made.
-            l.made.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            l.forget();
         }
         let what = Self::what(t, name);
         match self.run(Op::Delete, &what, 0, || {
