@@ -108,6 +108,14 @@ impl Handle<'_> {
     }
 }
 
+/// What messages call a listing of `t`'s folder, or of the repository's folder (`None`).
+pub(crate) fn listing_what(t: Option<FileType>) -> &'static str {
+    match t {
+        Some(t) => t.dir(),
+        None => "the repository folder",
+    }
+}
+
 /// The folder of `t`'s objects below `prefix`.
 pub(crate) fn dir(prefix: &Path, t: FileType) -> Path {
     prefix.clone().join(t.dir())

@@ -6,8 +6,12 @@
 //! and after a put it sets the new object to 0600. All object I/O still goes through
 //! object_store.
 
+use super::layer::{Fut, Layer, Put, Store, generic_error};
+use super::layout::Handle;
 use crate::error::{Error, ErrorKind, Result};
+use bytes::Bytes;
 use object_store::ObjectStore;
+use object_store::path::Path;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -128,4 +132,47 @@ pub(crate) fn open(
         made: Mutex::new(HashSet::new()),
     };
     Ok((Arc::new(store), Arc::new(dirs)))
+}
+
+/// The local folder's modes as a layer: folders made private before a put, the object after
+/// it; the folders known are forgotten before a delete.
+pub(crate) struct Modes {
+    pub inner: Arc<dyn Store>,
+    pub dirs: Arc<LocalDirs>,
+    /// The repository's folder in the store (empty: the store is rooted at the folder).
+    pub prefix: Path,
+}
+
+/// A local step of a put that failed (a folder or a mode), reported as an I/O error.
+#[derive(Debug)]
+pub(crate) struct LocalStep(pub std::io::Error);
+
+impl std::fmt::Display for LocalStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LocalStep {}
+
+impl Layer for Modes {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+
+    fn put<'a>(&'a self, h: Handle<'a>, data: Bytes, how: &'a Put) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let path = h.path(&self.prefix);
+            let local = |e| generic_error(LocalStep(e));
+            self.dirs.prepare(path.as_ref()).map_err(local)?;
+            self.inner.put(h, data, how).await?;
+            self.dirs.finish(path.as_ref()).map_err(local)
+        })
+    }
+
+    fn delete<'a>(&'a self, h: Handle<'a>) -> Fut<'a, ()> {
+        // Automatic cleanup may remove the emptied folder: forget what was made.
+        self.dirs.forget();
+        self.inner.delete(h)
+    }
 }
