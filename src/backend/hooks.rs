@@ -1,4 +1,6 @@
-//! Test hooks, read from the environment (never set outside tests).
+//! Test hooks, compiled only with the `test-hooks` cargo feature (the integration tests build
+//! the binary with it: `cargo test --release --features test-hooks`). A build without the
+//! feature has none of this code and reads none of these variables.
 //!
 //! - `CAIRN_TEST_FAULTS`: the fault injector ([`super::fault`]) under the whole stack, on the
 //!   provider's store, with the rules the variable gives.

@@ -13,20 +13,22 @@
 //! over one trait ([`layer`]: why not `ObjectStore` itself), stacked in one function,
 //! [`open::stack`] (design.md §19), top first:
 //! - a guard, when asked for: [`readonly`] (a write is a bug) or [`dryrun`] (writes dropped);
-//! - the crash hook of the tests ([`hooks`]);
+//! - with the `test-hooks` feature only, the crash hook ([`hooks`]);
 //! - [`local`]: a local folder's modes (folders 0700, objects 0600, fsynced folders);
 //! - [`stats`]: bytes sent and the upload phase;
 //! - [`create_only`]: a create-only put that finds its own bytes succeeded;
 //! - [`limit`]: the bandwidth limits;
 //! - [`retry`]: per-attempt timeouts, retries with backoff;
 //! - [`stats`]: each request, as it reaches the store;
-//! - [`store`]: the provider's calls, with names from [`layout`] — and below it, in tests,
-//!   the fault injector ([`fault`]), then object_store's own quick HTTP
+//! - [`store`]: the provider's calls, with names from [`layout`] — and below it, with the
+//!   `test-hooks` feature, the fault injector ([`fault`]), then object_store's own quick HTTP
 //!   retries.
 
 mod create_only;
 pub mod dryrun;
+#[cfg(feature = "test-hooks")]
 pub mod fault;
+#[cfg(feature = "test-hooks")]
 mod hooks;
 mod layer;
 mod layout;
@@ -129,6 +131,7 @@ impl Backend {
 
     /// This backend with faults injected by a [`fault::FaultStore`] (tests; `spec` in the
     /// syntax of `CAIRN_TEST_FAULTS`). Statistics and the retry state start afresh.
+    #[cfg(feature = "test-hooks")]
     pub fn with_faults(&self, spec: &str) -> Result<Backend> {
         let mut p = self.parts.clone();
         p.store = Arc::new(fault::FaultStore::new(Arc::clone(&p.store), spec)?);

@@ -378,6 +378,7 @@ impl Parts {
                 None => return Err(Error::new(crate::ErrorKind::Internal, "no store built")),
             },
         };
+        #[cfg(feature = "test-hooks")]
         let store = super::hooks::faults_from_env(store)?;
         let mut p = Parts::remote(store, o.prefix, location.to_string());
         p.kind = o.kind;
@@ -408,7 +409,7 @@ impl Parts {
 }
 
 /// The stack every operation goes down, in one place. Built bottom up; top first it is:
-/// guard (read-only or dry run, when asked for) → crash hook (tests) → local
+/// guard (read-only or dry run, when asked for) → crash hook (`test-hooks` only) → local
 /// folder modes → upload statistics → create-only check → limits → retries → request
 /// statistics → the provider's store (under it, in tests, the fault injector).
 pub(crate) fn stack(p: &Parts) -> Arc<dyn Store> {
@@ -449,7 +450,10 @@ pub(crate) fn stack(p: &Parts) -> Arc<dyn Store> {
             prefix: p.prefix.clone(),
         });
     }
-    s = Arc::new(super::hooks::KillAfterWrites { inner: s });
+    #[cfg(feature = "test-hooks")]
+    {
+        s = Arc::new(super::hooks::KillAfterWrites { inner: s });
+    }
     match &p.guard {
         Guard::None => s,
         Guard::ReadOnly => Arc::new(ReadOnly { inner: s }),
