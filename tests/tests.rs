@@ -1,5 +1,14 @@
 // All integration tests compile into this one binary (as in ripgrep): one link of the test
 // harness instead of one per file. Each module is one area; helpers live in util.
+
+// The tests inject faults, kill the binary after N writes and shorten lock refreshes through
+// hooks only a build with the `test-hooks` feature has.
+#[cfg(not(feature = "test-hooks"))]
+compile_error!(
+    "the integration tests need the test hooks: run `cargo test --release --features test-hooks` \
+     (README, .ci/run)"
+);
+
 mod util;
 
 mod at;

@@ -2,8 +2,9 @@
 //! stall, run slowly, lose their reply or get cut off mid-transfer, so that retries and the
 //! "no snapshot names anything missing" rule can be tested against real servers.
 //!
-//! Rules come from the `CAIRN_TEST_FAULTS` environment variable (read by `Backend::open`, so a
-//! test can inject faults into the `cairn` binary), comma-separated, each
+//! Compiled only with the `test-hooks` feature. Rules come from the `CAIRN_TEST_FAULTS`
+//! environment variable (read when a backend is opened, see [`super::hooks`], so a test can
+//! inject faults into the `cairn` binary) or `Backend::with_faults`, comma-separated, each
 //! `OP:TYPE:ACTION:WHICH`:
 //! - `OP`: `put`, `get` (also heads and ranged reads), `list`, `delete` or `any`;
 //! - `TYPE`: `data`, `index`, `snapshots`, `keys`, `locks`, `config` or `any`;
@@ -14,7 +15,7 @@
 //!   eventually consistent store) or `short` (a get's body ends half way without an error);
 //! - `WHICH`: which of the matching operations, counted from 1: `N`, `N-M`, `N+` or `*`.
 //!
-//! Unset (always, outside tests) no wrapper is installed and nothing is paid.
+//! Unset, no wrapper is installed and nothing is paid.
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -3,8 +3,13 @@
 //! before it is sent; a download takes them as its bytes arrive. Over a backup of many packs the
 //! rate holds at the limit; a single pack is sent at the link's speed once its tokens are there.
 
+use super::layer::{Fut, Layer, OsResult, Put, Store};
+use super::layout::Handle;
+use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// A byte-rate limit.
 #[derive(Debug)]
@@ -40,6 +45,46 @@ impl Limit {
                 let _ = self.bucket.until_n_ready(n).await;
             }
         }
+    }
+}
+
+/// The limits as a layer, above the retries (a retried upload waits for its tokens once):
+/// an upload takes its tokens before it is sent, a read once its bytes have arrived.
+pub(crate) struct Limits {
+    pub inner: Arc<dyn Store>,
+    pub up: Option<Arc<Limit>>,
+    pub down: Option<Arc<Limit>>,
+}
+
+impl Limits {
+    async fn received(&self, r: OsResult<Bytes>) -> OsResult<Bytes> {
+        if let (Ok(b), Some(down)) = (&r, &self.down) {
+            down.take(b.len() as u64).await;
+        }
+        r
+    }
+}
+
+impl Layer for Limits {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+
+    fn get<'a>(&'a self, h: Handle<'a>, max: u64) -> Fut<'a, Bytes> {
+        Box::pin(async move { self.received(self.inner.get(h, max).await).await })
+    }
+
+    fn get_range<'a>(&'a self, h: Handle<'a>, range: Range<u64>) -> Fut<'a, Bytes> {
+        Box::pin(async move { self.received(self.inner.get_range(h, range).await).await })
+    }
+
+    fn put<'a>(&'a self, h: Handle<'a>, data: Bytes, how: &'a Put) -> Fut<'a, ()> {
+        Box::pin(async move {
+            if let Some(up) = &self.up {
+                up.take(data.len() as u64).await;
+            }
+            self.inner.put(h, data, how).await
+        })
     }
 }
 

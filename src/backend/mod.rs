@@ -1,42 +1,63 @@
-//! The object-store adapter: the repository's layout of names, puts by type, ranged gets and
-//! listings over any `object_store::ObjectStore`, exposed as blocking calls on one process-wide
-//! tokio runtime so the pipeline's threads need no async code.
+//! The object-store adapter: the repository's objects (config, keys, packs, index files,
+//! snapshots, locks) over any `object_store::ObjectStore`, exposed as blocking calls on one
+//! process-wide tokio runtime so the pipeline's threads need no async code.
 //!
 //! Every object is immutable: written whole or not at all, read many times, deleted only by
 //! prune. `config`, keys and locks are created with `PutMode::Create` (a second writer fails);
 //! packs, index files and snapshots are named by their content, so on a remote store they are
 //! plain (or multipart) puts: writing one again writes the same bytes (format.md §1a).
 //!
-//! Each call goes through one stack (design.md §19): request statistics, the bandwidth limits
-//! ([`limit`]), cairn's retry layer with a per-attempt timeout ([`retry`]), then, in tests only,
-//! the fault injector ([`fault`]) and the provider's store with its own quick HTTP retries.
-//!
-//! Local repositories (a path or `file://`) use `LocalFileSystem` with `with_fsync(true)`: a put
-//! returns only once the object and its folder entry are on stable storage, so an index file or
-//! snapshot never names an object a power loss could take back. `LocalFileSystem` has no option
-//! for file modes, so [`Backend`] adds the one local step object_store cannot do (format.md §1):
-//! before a put it creates missing folders itself with mode 0700 (fsyncing their parent), and
-//! after a put it sets the new object to 0600. All object I/O still goes through object_store.
+//! [`Backend`] holds the put policy (which objects are created only if absent, multipart,
+//! storage class), the size limits of whole reads and the mapping of store errors to the
+//! library's; every operation then goes down a stack of small layers, each a file of its own
+//! over one trait ([`layer`]: why not `ObjectStore` itself), stacked in one function,
+//! [`open::stack`] (design.md §19), top first:
+//! - a guard, when asked for: [`readonly`] (a write is a bug) or [`dryrun`] (writes dropped);
+//! - with the `test-hooks` feature only, the crash hook ([`hooks`]);
+//! - [`local`]: a local folder's modes (folders 0700, objects 0600, fsynced folders);
+//! - [`stats`]: bytes sent and the upload phase;
+//! - [`create_only`]: a create-only put that finds its own bytes succeeded;
+//! - [`limit`]: the bandwidth limits;
+//! - [`retry`]: per-attempt timeouts, retries with backoff;
+//! - [`stats`]: each request, as it reaches the store;
+//! - [`store`]: the provider's calls, with names from [`layout`] — and below it, with the
+//!   `test-hooks` feature, the fault injector ([`fault`]), then object_store's own quick HTTP
+//!   retries.
 
+mod create_only;
+pub mod dryrun;
+#[cfg(feature = "test-hooks")]
 pub mod fault;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+mod layer;
+mod layout;
 mod limit;
+mod local;
 pub mod open;
+mod readonly;
 mod retry;
+mod stats;
+mod store;
 
+pub use dryrun::DroppedWrites;
+pub use layout::{
+    FileType, MAX_CONFIG_SIZE, MAX_INDEX_SIZE, MAX_KEY_SIZE, MAX_LOCK_SIZE, MAX_SNAPSHOT_SIZE,
+};
 pub use open::{BackendOptions, StoreKind};
+pub use stats::BackendStats;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use layer::{Fut, OsResult, Put, Store, TooLarge, find_cause, generic_error, take_error};
+use layout::Handle;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use std::collections::HashSet;
-use std::future::Future;
+use open::{Guard, Parts};
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 /// Packs larger than this go up as multipart uploads (to remote stores), in parts of
 /// [`MULTIPART_PART`] sent side by side. Well above the default pack size (16 MiB, which packs
@@ -45,120 +66,15 @@ pub const MULTIPART_THRESHOLD: usize = 48 << 20;
 /// The part size of a multipart upload.
 pub const MULTIPART_PART: usize = 16 << 20;
 
-/// Largest config read whole (the real one is about a hundred bytes).
-pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
-/// Largest key file read whole: a loose backstop; key files are a few hundred bytes.
-pub const MAX_KEY_SIZE: u64 = 1 << 20;
-/// Largest snapshot read whole (host, paths and tags: a few KiB in practice).
-pub const MAX_SNAPSHOT_SIZE: u64 = 16 << 20;
-/// Largest index file read whole (a batch of packs: a few hundred KiB in practice).
-pub const MAX_INDEX_SIZE: u64 = 256 << 20;
-/// Largest lock object read whole.
-pub const MAX_LOCK_SIZE: u64 = 1 << 20;
-
-/// Crash tests: with `CAIRN_TEST_KILL_AFTER_WRITES=N` in the environment, the process kills
-/// itself with SIGKILL just before its N+1-th object write or delete, so a test can stop a
-/// backup, prune or repair at every step it takes and then check what is left. Unset (always,
-/// outside tests), this costs one atomic load per write.
-fn fault_point() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let limit = LIMIT.get_or_init(|| {
-        std::env::var("CAIRN_TEST_KILL_AFTER_WRITES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    if let Some(n) = *limit {
-        if COUNT.fetch_add(1, Ordering::SeqCst) >= n {
-            // SAFETY: kill and getpid have no preconditions.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// The kinds of object in a repository, each under its own prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// `config`
-    Config,
-    /// `keys/<id>`
-    Key,
-    /// `data/<2 hex>/<id>`
-    Pack,
-    /// `index/<id>`
-    Index,
-    /// `snapshots/<id>`
-    Snapshot,
-    /// `locks/<id>`
-    Lock,
-}
-
-impl FileType {
-    /// The prefix (folder) of this type.
-    pub fn dir(self) -> &'static str {
-        match self {
-            FileType::Config => "",
-            FileType::Key => "keys",
-            FileType::Pack => "data",
-            FileType::Index => "index",
-            FileType::Snapshot => "snapshots",
-            FileType::Lock => "locks",
-        }
-    }
-    /// What users call it in messages.
-    pub fn noun(self) -> &'static str {
-        match self {
-            FileType::Config => "config",
-            FileType::Key => "key",
-            FileType::Pack => "pack",
-            FileType::Index => "index file",
-            FileType::Snapshot => "snapshot",
-            FileType::Lock => "lock",
-        }
-    }
-    /// Whether objects of this type are named by (a hash of) their content: writing one again
-    /// can only write the same bytes, so a plain overwriting put is safe. `config`, keys and
-    /// locks are created only if absent.
-    pub fn content_named(self) -> bool {
-        matches!(self, FileType::Pack | FileType::Index | FileType::Snapshot)
-    }
-    /// The largest object of this type [`Backend::get`] reads whole; a larger one is reported as
-    /// corrupt before any of it is read (packs are only read by range).
-    pub fn max_whole_size(self) -> u64 {
-        match self {
-            FileType::Config => MAX_CONFIG_SIZE,
-            FileType::Key => MAX_KEY_SIZE,
-            FileType::Pack => u64::from(u32::MAX),
-            FileType::Index => MAX_INDEX_SIZE,
-            FileType::Snapshot => MAX_SNAPSHOT_SIZE,
-            FileType::Lock => MAX_LOCK_SIZE,
-        }
-    }
-}
-
 /// A repository location in an object store.
 #[derive(Clone)]
 pub struct Backend {
-    store: Arc<dyn ObjectStore>,
-    prefix: Path,
-    location: String,
-    kind: StoreKind,
-    tuning: Arc<open::Tuning>,
-    local: Option<Arc<LocalDirs>>,
-    up: Option<Arc<limit::Limit>>,
-    down: Option<Arc<limit::Limit>>,
-    stats: Arc<Counters>,
-    /// Whether the store has answered any request (see [`retry`]: a store that never answered
-    /// is not retried).
-    answered: Arc<AtomicBool>,
-    notice: Arc<Mutex<Option<NoticeFn>>>,
+    /// The top of the stack: every operation goes down it.
+    top: Arc<dyn Store>,
+    /// What the stack is built from, kept to build it again changed ([`Self::with_tuning`],
+    /// [`Self::read_only`], …).
+    parts: Parts,
 }
-
-type NoticeFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The one tokio runtime of the process: every backend's calls run on it.
 fn runtime() -> Result<&'static tokio::runtime::Runtime> {
@@ -175,162 +91,9 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the I/O runtime: {e}")))
 }
 
-/// Requests made and bytes moved by a backend (every attempt counts).
-#[derive(Debug, Default)]
-struct Counters {
-    get: AtomicU64,
-    head: AtomicU64,
-    put: AtomicU64,
-    list: AtomicU64,
-    delete: AtomicU64,
-    retries: AtomicU64,
-    bytes_down: AtomicU64,
-    bytes_up: AtomicU64,
-    /// When the first put started and the last one ended: the upload phase, over which an
-    /// upload limit is meant to hold.
-    first_put: OnceLock<std::time::Instant>,
-    last_put_end: Mutex<Option<std::time::Instant>>,
-}
-
-/// What a backend did so far: requests by kind, retries, bytes (`--stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BackendStats {
-    /// Reads of objects or ranges.
-    pub get: u64,
-    /// Size queries.
-    pub head: u64,
-    /// Write requests (a multipart upload counts its create, parts and complete).
-    pub put: u64,
-    /// Listings (one per listing, however many pages).
-    pub list: u64,
-    /// Deletes.
-    pub delete: u64,
-    /// Attempts repeated after a transient error.
-    pub retries: u64,
-    /// Bytes received.
-    pub bytes_down: u64,
-    /// Bytes sent.
-    pub bytes_up: u64,
-    /// Milliseconds from the start of the first put to the end of the last: `bytes_up` over
-    /// this is the upload rate (what `--limit-upload` holds).
-    pub upload_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    Get,
-    Head,
-    Put,
-    List,
-    Delete,
-}
-
-/// The file modes of a local repository (see the module docs): folders 0700, objects 0600.
-#[derive(Debug)]
-struct LocalDirs {
-    /// The repository folder.
-    root: PathBuf,
-    /// Folders known to exist (created or seen by this process), so each costs one `mkdir`.
-    made: Mutex<HashSet<PathBuf>>,
-}
-
-impl LocalDirs {
-    /// Create the missing folders between the root and the object `rel` (a `/`-separated path
-    /// below the root), each with mode 0700, fsyncing the parent of each folder created.
-    fn prepare(&self, rel: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        let mut parts: Vec<&str> = rel.split('/').collect();
-        parts.pop();
-        let mut dir = self.root.clone();
-        // Held while creating, so a second thread waits until the folder is durable.
-        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        for part in parts {
-            dir.push(part);
-            if made.contains(&dir) {
-                continue;
-            }
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => {
-                    if let Some(parent) = dir.parent() {
-                        // Some file systems cannot fsync a folder (EINVAL): nothing to make
-                        // durable there, as PostgreSQL also concludes.
-                        match std::fs::File::open(parent)?.sync_all() {
-                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                            r => r?,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            made.insert(dir.clone());
-        }
-        Ok(())
-    }
-
-    /// Make the object `rel`, just created, readable and writable by its owner only. Best
-    /// effort: the object is already stored whole, and a file system that cannot hold modes
-    /// (FAT, some network or FUSE shares) or refuses the change must not fail the write.
-    fn finish(&self, rel: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let r = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.root.join(rel))
-            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)));
-        match r {
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EPERM | libc::EACCES | libc::ENOTSUP | libc::ENOSYS)
-                ) =>
-            {
-                Ok(())
-            }
-            r => r,
-        }
-    }
-}
-
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Backend({})", self.location)
-    }
-}
-
-/// The id of a listed object when its location is exactly where `t`'s objects live.
-fn listed_id(t: FileType, dir: &Path, location: &Path) -> Option<Id> {
-    let parts: Vec<String> = location
-        .prefix_match(dir)?
-        .map(|p| p.as_ref().to_string())
-        .collect();
-    match (t, parts.as_slice()) {
-        (FileType::Pack, [sub, name]) if sub.len() == 2 && name.starts_with(sub.as_str()) => {
-            Id::from_name(name)
-        }
-        (FileType::Pack, _) => None,
-        (_, [name]) => Id::from_name(name),
-        _ => None,
-    }
-}
-
-/// The error for an object over its type's size limit.
-fn too_large(what: &str, size: u64, max: u64) -> Error {
-    Error::corrupt(format!(
-        "{what} is corrupt: {size} bytes, over the limit of {max} for its type"
-    ))
-}
-
-/// Create a repository folder (and missing parents); the folder itself gets mode 0700 when it
-/// is created here. An existing folder keeps its mode.
-fn create_private_root(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        r => r,
+        write!(f, "Backend({})", self.parts.location)
     }
 }
 
@@ -344,50 +107,8 @@ impl Backend {
 
     /// [`Self::open`] with `-o` options and bandwidth limits.
     pub fn open_with(location: &str, opts: &BackendOptions, create: bool) -> Result<Backend> {
-        let o = open::open(location, opts)?;
-        let (store, local): (Arc<dyn ObjectStore>, Option<Arc<LocalDirs>>) = match o.local {
-            Some(path) => {
-                if create {
-                    create_private_root(&path)
-                        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-                } else if !path.is_dir() {
-                    return Err(Error::new(
-                        ErrorKind::NoRepository,
-                        format!("repository {location} does not exist"),
-                    ));
-                }
-                let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
-                    .map_err(|e| {
-                        Error::backend(format!(
-                            "cannot open folder {}: {}",
-                            path.display(),
-                            retry::root_cause(&e)
-                        ))
-                    })?
-                    .with_automatic_cleanup(true)
-                    .with_fsync(true);
-                let dirs = LocalDirs {
-                    root: path,
-                    made: Mutex::new(HashSet::new()),
-                };
-                (Arc::new(store), Some(Arc::new(dirs)))
-            }
-            None => match o.store {
-                Some(s) => (s, None),
-                None => return Err(Error::new(ErrorKind::Internal, "no store built")),
-            },
-        };
-        let store: Arc<dyn ObjectStore> = match std::env::var("CAIRN_TEST_FAULTS") {
-            Ok(spec) if !spec.is_empty() => Arc::new(fault::FaultStore::new(store, &spec)?),
-            _ => store,
-        };
-        let mut b = Self::from_store(store, o.prefix, location.to_string())?;
-        b.kind = o.kind;
-        b.tuning = Arc::new(o.tuning);
-        b.local = local;
-        b.up = opts.limit_upload.map(|r| Arc::new(limit::Limit::new(r)));
-        b.down = opts.limit_download.map(|r| Arc::new(limit::Limit::new(r)));
-        Ok(b)
+        runtime()?;
+        Ok(Self::build(Parts::open(location, opts, create)?))
     }
 
     /// Wrap any object store; `prefix` is the repository's folder inside it. It is treated as a
@@ -398,192 +119,111 @@ impl Backend {
         location: String,
     ) -> Result<Backend> {
         runtime()?;
-        let tuning = open::Tuning::defaults(StoreKind::S3);
-        Ok(Backend {
-            store,
-            prefix,
-            location,
-            kind: StoreKind::S3,
-            tuning: Arc::new(tuning),
-            local: None,
-            up: None,
-            down: None,
-            stats: Arc::default(),
-            answered: Arc::default(),
-            notice: Arc::default(),
-        })
+        Ok(Self::build(Parts::remote(store, prefix, location)))
+    }
+
+    fn build(parts: Parts) -> Backend {
+        Backend {
+            top: open::stack(&parts),
+            parts,
+        }
     }
 
     /// This backend with faults injected by a [`fault::FaultStore`] (tests; `spec` in the
     /// syntax of `CAIRN_TEST_FAULTS`). Statistics and the retry state start afresh.
+    #[cfg(feature = "test-hooks")]
     pub fn with_faults(&self, spec: &str) -> Result<Backend> {
-        let mut b = self.clone();
-        b.store = Arc::new(fault::FaultStore::new(Arc::clone(&self.store), spec)?);
-        b.stats = Arc::default();
-        b.answered = Arc::default();
-        Ok(b)
+        let mut p = self.parts.clone();
+        p.store = Arc::new(fault::FaultStore::new(Arc::clone(&p.store), spec)?);
+        p.stats = Arc::default();
+        p.answered = Arc::default();
+        Ok(Self::build(p))
     }
 
     /// This backend with cairn's own tuning changed by `-o`-style options (`retries`,
     /// `timeout`, `connections`, `storage_class`).
     pub fn with_tuning(&self, options: &[(&str, &str)]) -> Result<Backend> {
-        let mut t = (*self.tuning).clone();
+        let mut t = (*self.parts.tuning).clone();
         for (k, v) in options {
             t.apply(k, v)?;
         }
-        let mut b = self.clone();
-        b.tuning = Arc::new(t);
-        Ok(b)
+        let mut p = self.parts.clone();
+        p.tuning = Arc::new(t);
+        Ok(Self::build(p))
+    }
+
+    /// This backend for a command that only reads (`check`, `mount`): a write or delete fails
+    /// as an internal error naming the object ([`readonly`]). Statistics are shared.
+    pub fn read_only(&self) -> Backend {
+        let mut p = self.parts.clone();
+        p.guard = Guard::ReadOnly;
+        Self::build(p)
+    }
+
+    /// This backend with writes and deletes counted and dropped ([`dryrun`]; see
+    /// [`Self::dropped_writes`]). Reads see the store as it is. Statistics are shared.
+    pub fn dry_run(&self) -> Backend {
+        let mut p = self.parts.clone();
+        p.guard = Guard::DryRun(Arc::default());
+        Self::build(p)
+    }
+
+    /// What a [`Self::dry_run`] backend dropped so far; `None` for any other.
+    pub fn dropped_writes(&self) -> Option<DroppedWrites> {
+        match &self.parts.guard {
+            Guard::DryRun(d) => Some(d.snapshot()),
+            _ => None,
+        }
     }
 
     /// Where the repository is, as given.
     pub fn location(&self) -> &str {
-        &self.location
+        &self.parts.location
     }
 
     /// What kind of store this is.
     pub fn kind(&self) -> StoreKind {
-        self.kind
+        self.parts.kind
     }
 
     /// Uploads to keep in flight (`-o connections=N`).
     pub fn connections(&self) -> usize {
-        self.tuning.connections
+        self.parts.tuning.connections
     }
 
     /// Requests made and bytes moved so far.
     pub fn stats(&self) -> BackendStats {
-        let c = &self.stats;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        BackendStats {
-            get: l(&c.get),
-            head: l(&c.head),
-            put: l(&c.put),
-            list: l(&c.list),
-            delete: l(&c.delete),
-            retries: l(&c.retries),
-            bytes_down: l(&c.bytes_down),
-            bytes_up: l(&c.bytes_up),
-            upload_ms: match (
-                c.first_put.get(),
-                c.last_put_end.lock().ok().and_then(|g| *g),
-            ) {
-                (Some(a), Some(b)) => b.saturating_duration_since(*a).as_millis() as u64,
-                _ => 0,
-            },
-        }
+        self.parts.stats.snapshot()
     }
 
     /// Where to report retries (one line each: what failed, why, when the next attempt is).
     pub fn set_notice_handler(&self, f: impl Fn(&str) + Send + Sync + 'static) {
-        if let Ok(mut g) = self.notice.lock() {
+        if let Ok(mut g) = self.parts.notice.lock() {
             *g = Some(Arc::new(f));
         }
     }
 
-    fn notify(&self, msg: &str) {
-        let f = self.notice.lock().ok().and_then(|g| g.clone());
-        if let Some(f) = f {
-            f(msg);
+    /// Run one operation of the stack to its end on the runtime.
+    fn block<T>(&self, f: Fut<'_, T>) -> OsResult<T> {
+        match runtime() {
+            Ok(rt) => rt.block_on(f),
+            Err(e) => Err(generic_error(e)),
         }
-    }
-
-    fn path(&self, t: FileType, name: &str) -> Path {
-        let mut p = self.prefix.clone();
-        match t {
-            FileType::Config => return p.join("config"),
-            FileType::Pack => {
-                p = p.join("data").join(&name[..2.min(name.len())]);
-            }
-            _ => p = p.join(t.dir()),
-        }
-        p.join(name)
-    }
-
-    fn what(t: FileType, name: &str) -> String {
-        if t == FileType::Config {
-            "config".into()
-        } else {
-            format!("{} {name}", t.noun())
-        }
-    }
-
-    /// Run one store operation on the runtime: count it, time each attempt out, and repeat it
-    /// after a transient error with backoff (see [`retry`]). `f` builds one attempt.
-    fn run<T, F, Fut>(&self, op: Op, what: &str, bytes: u64, mut f: F) -> OsResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = OsResult<T>>,
-    {
-        let rt = match runtime() {
-            Ok(rt) => rt,
-            Err(e) => return Err(generic_error(e)),
-        };
-        let counter = match op {
-            Op::Get => &self.stats.get,
-            Op::Head => &self.stats.head,
-            Op::Put => &self.stats.put,
-            Op::List => &self.stats.list,
-            Op::Delete => &self.stats.delete,
-        };
-        // Local operations are not retried by default, and then run to the end (a slow NFS
-        // listing is not a failure); remote ones, and local ones with `-o retries`, get the
-        // backstop.
-        let limit = retry::attempt_timeout(self.tuning.timeout, bytes, matches!(op, Op::Put));
-        let local = self.local.is_some() && self.tuning.retries == 0;
-        rt.block_on(async {
-            let mut attempt = 0u32;
-            loop {
-                counter.fetch_add(1, Ordering::Relaxed);
-                let r = if local {
-                    f().await
-                } else {
-                    match tokio::time::timeout(limit, f()).await {
-                        Ok(r) => r,
-                        Err(_) => Err(generic_error(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("no answer within {}s", limit.as_secs()),
-                        ))),
-                    }
-                };
-                let e = match r {
-                    Ok(v) => {
-                        self.answered.store(true, Ordering::Relaxed);
-                        return Ok(v);
-                    }
-                    Err(e) => e,
-                };
-                if !retry::is_transient(&e) {
-                    // A definite answer (not found, exists, denied) is an answer.
-                    self.answered.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-                if retry::has_status(&e) {
-                    // A 5xx or 429 is an answer too: the store is there, just busy.
-                    self.answered.store(true, Ordering::Relaxed);
-                }
-                if !self.answered.load(Ordering::Relaxed) || attempt >= self.tuning.retries {
-                    return Err(e);
-                }
-                attempt += 1;
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let wait = retry::backoff(attempt);
-                self.notify(&format!(
-                    "{what}: {}; retrying in {:.1}s (retry {attempt} of {})",
-                    retry::root_cause(&e),
-                    wait.as_secs_f64(),
-                    self.tuning.retries
-                ));
-                tokio::time::sleep(wait).await;
-            }
-        })
     }
 
     /// Turn a store error into the library's, in one line naming the object and the location.
     fn map_err(&self, e: object_store::Error, what: &str, writing: bool) -> Error {
         use object_store::Error as E;
+        let e = match take_error::<local::LocalStep>(e) {
+            Ok(local::LocalStep(io)) => return Error::io(format!("cannot store {what}"), io),
+            Err(e) => e,
+        };
+        if let Some(r) = find_cause::<readonly::WriteRefused>(&e) {
+            return Error::new(ErrorKind::Internal, r.to_string());
+        }
+        let p = &self.parts;
         let cause = retry::root_cause(&e);
-        let remote = self.local.is_none();
+        let remote = p.local.is_none();
         // A missing bucket or container: a typed NotFound on a put, a 404 status on a listing.
         let no_container = ["NoSuchBucket", "ContainerNotFound", "status code: 404"]
             .iter()
@@ -593,15 +233,12 @@ impl Backend {
                 ErrorKind::NoRepository,
                 format!(
                     "cannot store {what}: the bucket or container of {} does not exist",
-                    self.location
+                    p.location
                 ),
             ),
             _ if writing && remote && no_container => Error::new(
                 ErrorKind::NoRepository,
-                format!(
-                    "the bucket or container of {} does not exist",
-                    self.location
-                ),
+                format!("the bucket or container of {} does not exist", p.location),
             ),
             E::NotFound { .. } => Error::not_found(format!("{what} not found")),
             E::AlreadyExists { .. } | E::Precondition { .. } => {
@@ -609,18 +246,18 @@ impl Backend {
             }
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::backend(format!(
                 "access to {what} at {} denied (check the credentials): {cause}",
-                self.location
+                p.location
             )),
-            e if retry::is_transient(&e) && !self.answered.load(Ordering::Relaxed) => {
-                Error::backend(format!("cannot reach {}: {cause}", self.location))
+            e if retry::is_transient(&e) && !p.answered.load(Ordering::Relaxed) => {
+                Error::backend(format!("cannot reach {}: {cause}", p.location))
             }
             e if retry::is_transient(&e) => Error::backend(format!(
                 "storage error on {what} at {} (gave up after {} retries): {cause}",
-                self.location, self.tuning.retries
+                p.location, p.tuning.retries
             )),
             _ => Error::backend(format!(
                 "storage error on {what} at {}: {cause}",
-                self.location
+                p.location
             )),
         }
     }
@@ -628,90 +265,35 @@ impl Backend {
     /// Create an object. `config`, keys and locks fail with `AlreadyExists` if it is there;
     /// content-named objects ([`FileType::content_named`]) may be written again.
     pub fn create(&self, t: FileType, name: &str, data: Bytes) -> Result<()> {
-        fault_point();
-        let path = self.path(t, name);
-        let what = Self::what(t, name);
-        let local_err = |e| Error::io(format!("cannot store {what}"), e);
-        if let Some(l) = &self.local {
-            l.prepare(path.as_ref()).map_err(local_err)?;
-        }
+        let h = Handle { t, name };
         // Locally, create-only for every type: a hard link, atomic, never over a file.
-        let overwrite = t.content_named() && self.local.is_none();
+        let overwrite = t.content_named() && self.parts.local.is_none();
         let mut attributes = object_store::Attributes::new();
         if t == FileType::Pack {
-            if let Some(class) = &self.tuning.storage_class {
+            if let Some(class) = &self.parts.tuning.storage_class {
                 attributes.insert(object_store::Attribute::StorageClass, class.clone().into());
             }
         }
-        let len = data.len() as u64;
-        self.stats.first_put.get_or_init(std::time::Instant::now);
-        if let Some(up) = &self.up {
-            if let Ok(rt) = runtime() {
-                rt.block_on(up.take(len));
-            }
-        }
-        let multipart = overwrite && data.len() > MULTIPART_THRESHOLD;
-        if multipart {
-            // `run` counts one request per attempt; a multipart upload makes parts + 2.
-            let parts = data.len().div_ceil(MULTIPART_PART) as u64;
-            self.stats.put.fetch_add(parts + 1, Ordering::Relaxed);
-        }
-        let r = self.run(Op::Put, &what, len, || {
-            let store = Arc::clone(&self.store);
-            let path = path.clone();
-            let data = data.clone();
-            let attributes = attributes.clone();
-            async move {
-                if multipart {
-                    put_multipart(store.as_ref(), &path, data, attributes).await
-                } else {
-                    let opts = PutOptions {
-                        mode: if overwrite {
-                            PutMode::Overwrite
-                        } else {
-                            PutMode::Create
-                        },
-                        attributes,
-                        ..Default::default()
-                    };
-                    store
-                        .put_opts(&path, PutPayload::from(data), opts)
-                        .await
-                        .map(|_| ())
-                }
-            }
-        });
-        match r {
-            Ok(()) => {}
+        let how = Put {
+            overwrite,
+            multipart: overwrite && data.len() > MULTIPART_THRESHOLD,
+            attributes,
+        };
+        match self.block(self.top.put(h, data, &how)) {
+            Ok(()) => Ok(()),
             // An overwriting put never asks whether the object exists: a 409 or 412 here is a
             // refusal (an aborted operation, a container being deleted), not "already there".
             Err(
                 e @ (object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. }),
-            ) if overwrite => {
-                return Err(Error::backend(format!(
-                    "the store refused {what} at {}: {}",
-                    self.location,
-                    retry::root_cause(&e)
-                )));
-            }
-            // A create-only object that exists: ours if it holds our bytes (an attempt whose
-            // reply was lost, here or in object_store's own HTTP retries, stored it; key files
-            // and the config carry random salts and nonces, so equal bytes can only be ours).
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) if self.get_max(t, name, len).ok().as_ref() == Some(&data) => {}
-            Err(e) => return Err(self.map_err(e, &what, true)),
+            ) if overwrite => Err(Error::backend(format!(
+                "the store refused {} at {}: {}",
+                h.what(),
+                self.parts.location,
+                retry::root_cause(&e)
+            ))),
+            Err(e) => Err(self.map_err(e, &h.what(), true)),
         }
-        self.stats.bytes_up.fetch_add(len, Ordering::Relaxed);
-        if let Ok(mut g) = self.stats.last_put_end.lock() {
-            *g = Some(std::time::Instant::now());
-        }
-        if let Some(l) = &self.local {
-            l.finish(path.as_ref()).map_err(local_err)?;
-        }
-        Ok(())
     }
 
     /// Create a content-named object; if it already exists it holds the same bytes, so that is fine.
@@ -730,89 +312,43 @@ impl Backend {
     /// Read a whole object of at most `max` bytes. The size the store reports when the read
     /// starts is checked before any content is read: a larger object is `Corrupt`, in one line.
     pub fn get_max(&self, t: FileType, name: &str, max: u64) -> Result<Bytes> {
-        let path = self.path(t, name);
-        let what = Self::what(t, name);
-        let r = self.run(Op::Get, &what, 0, || {
-            let store = Arc::clone(&self.store);
-            let path = path.clone();
-            async move {
-                let r = store.get(&path).await?;
-                if r.meta.size > max {
-                    return Ok(Err(r.meta.size));
-                }
-                r.bytes().await.map(Ok)
+        let h = Handle { t, name };
+        self.block(self.top.get(h, max)).map_err(|e| {
+            let what = h.what();
+            match find_cause::<TooLarge>(&e) {
+                Some(TooLarge { size, max }) => Error::corrupt(format!(
+                    "{what} is corrupt: {size} bytes, over the limit of {max} for its type"
+                )),
+                None => self.map_err(e, &what, false),
             }
-        });
-        let b = match r {
-            Ok(Ok(b)) => b,
-            Ok(Err(size)) => return Err(too_large(&what, size, max)),
-            Err(e) => return Err(self.map_err(e, &what, false)),
-        };
-        if b.len() as u64 > max {
-            return Err(too_large(&what, b.len() as u64, max));
-        }
-        self.received(b.len());
-        Ok(b)
-    }
-
-    /// Count received bytes and hold the download limit.
-    fn received(&self, n: usize) {
-        self.stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(down) = &self.down {
-            if let Ok(rt) = runtime() {
-                rt.block_on(down.take(n as u64));
-            }
-        }
+        })
     }
 
     /// Read a byte range of an object. A short answer is tried again like any transient
     /// failure (a body cut short is often the network's doing); one that stays short is
     /// reported as corruption.
     pub fn get_range(&self, t: FileType, name: &str, range: Range<u64>) -> Result<Bytes> {
-        let path = self.path(t, name);
-        let want = range.end.saturating_sub(range.start);
-        let what = Self::what(t, name);
-        let b = self
-            .run(Op::Get, &what, want, || {
-                let store = Arc::clone(&self.store);
-                let path = path.clone();
-                let range = range.clone();
-                async move {
-                    let b = store.get_range(&path, range).await?;
-                    if b.len() as u64 != want {
-                        return Err(generic_error(ShortRead {
-                            got: b.len() as u64,
-                            want,
-                        }));
-                    }
-                    Ok(b)
-                }
-            })
+        let h = Handle { t, name };
+        self.block(self.top.get_range(h, range.clone()))
             .map_err(|e| {
-                if find_cause::<ShortRead>(&e).is_some() {
+                if find_cause::<store::ShortRead>(&e).is_some() {
                     Error::corrupt(format!(
-                        "{what} is corrupt: truncated (wanted bytes {}..{})",
-                        range.start, range.end
+                        "{} is corrupt: truncated (wanted bytes {}..{})",
+                        h.what(),
+                        range.start,
+                        range.end
                     ))
                 } else {
-                    self.map_err(e, &what, false)
+                    self.map_err(e, &h.what(), false)
                 }
-            })?;
-        self.received(b.len());
-        Ok(b)
+            })
     }
 
     /// Size of an object.
     pub fn size(&self, t: FileType, name: &str) -> Result<u64> {
-        let path = self.path(t, name);
-        let what = Self::what(t, name);
-        self.run(Op::Head, &what, 0, || {
-            let store = Arc::clone(&self.store);
-            let path = path.clone();
-            async move { store.head(&path).await }
-        })
-        .map(|m| m.size)
-        .map_err(|e| self.map_err(e, &what, false))
+        let h = Handle { t, name };
+        self.block(self.top.head(h))
+            .map_err(|e| self.map_err(e, &h.what(), false))
     }
 
     /// Whether an object exists. A missing `config` on a remote store is told apart from a
@@ -821,14 +357,9 @@ impl Backend {
         match self.size(t, name) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                if t == FileType::Config && self.local.is_none() {
-                    let prefix = self.prefix.clone();
-                    self.run(Op::List, "the repository folder", 0, || {
-                        let store = Arc::clone(&self.store);
-                        let prefix = prefix.clone();
-                        async move { store.list_with_delimiter(Some(&prefix)).await }
-                    })
-                    .map_err(|e| self.map_err(e, "the repository folder", true))?;
+                if t == FileType::Config && self.parts.local.is_none() {
+                    self.block(self.top.list(None))
+                        .map_err(|e| self.map_err(e, layout::listing_what(None), true))?;
                 }
                 Ok(false)
             }
@@ -851,26 +382,15 @@ impl Backend {
     /// [`Self::list`] with each object's last-modified time (ns since the epoch): how old an
     /// unindexed pack or a lock object is.
     pub fn list_meta(&self, t: FileType) -> Result<Vec<(Id, u64, i64)>> {
-        let dir = self.prefix.clone().join(t.dir());
-        let metas: Vec<object_store::ObjectMeta> = self
-            .run(Op::List, t.dir(), 0, || {
-                let store = Arc::clone(&self.store);
-                let dir = dir.clone();
-                async move {
-                    if t == FileType::Pack {
-                        store.list(Some(&dir)).try_collect().await
-                    } else {
-                        // One level only: junk folders below are never walked.
-                        Ok(store.list_with_delimiter(Some(&dir)).await?.objects)
-                    }
-                }
-            })
+        let dir = layout::dir(&self.parts.prefix, t);
+        let metas = self
+            .block(self.top.list(Some(t)))
             .map_err(|e| self.map_err(e, t.dir(), false))?;
         let mut out: Vec<(Id, u64, i64)> = metas
             .into_iter()
             .filter_map(|m| {
                 let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0);
-                listed_id(t, &dir, &m.location).map(|id| (id, m.size, modified))
+                layout::listed_id(t, &dir, &m.location).map(|id| (id, m.size, modified))
             })
             .collect();
         out.sort();
@@ -880,120 +400,10 @@ impl Backend {
 
     /// Delete an object (missing is fine).
     pub fn delete(&self, t: FileType, name: &str) -> Result<()> {
-        fault_point();
-        let path = self.path(t, name);
-        if let Some(l) = &self.local {
-            // Automatic cleanup may remove the emptied folder: forget what was made.
-            l.made.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-        let what = Self::what(t, name);
-        match self.run(Op::Delete, &what, 0, || {
-            let store = Arc::clone(&self.store);
-            let path = path.clone();
-            async move { store.delete(&path).await }
-        }) {
+        let h = Handle { t, name };
+        match self.block(self.top.delete(h)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.map_err(e, &what, false)),
-        }
-    }
-}
-
-type OsResult<T> = std::result::Result<T, object_store::Error>;
-
-/// A ranged read answered with fewer bytes than asked for: transient to the retry layer (an
-/// `io::Error` underneath), corruption once the retries are spent.
-#[derive(Debug)]
-struct ShortRead {
-    got: u64,
-    want: u64,
-}
-
-impl std::fmt::Display for ShortRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "short read: {} of {} bytes", self.got, self.want)
-    }
-}
-
-impl std::error::Error for ShortRead {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*SHORT_READ_IO)
-    }
-}
-
-/// The cause [`retry::is_transient`] recognises a short read by: an I/O error, as a body
-/// cut short by the transport is.
-static SHORT_READ_IO: std::sync::LazyLock<std::io::Error> = std::sync::LazyLock::new(|| {
-    std::io::Error::new(
-        std::io::ErrorKind::UnexpectedEof,
-        "body shorter than the range",
-    )
-});
-
-/// The first cause of type `T` in `e`'s chain.
-fn find_cause<'a, T: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(t) = c.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = c.source();
-    }
-    None
-}
-
-fn generic_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "cairn",
-        source: Box::new(e),
-    }
-}
-
-/// Upload `data` in [`MULTIPART_PART`] parts sent side by side; on failure, or when the
-/// attempt is dropped (timed out), the upload is aborted, so no part lingers (and nothing
-/// appears at `path`).
-async fn put_multipart(
-    store: &dyn ObjectStore,
-    path: &Path,
-    data: Bytes,
-    attributes: object_store::Attributes,
-) -> OsResult<()> {
-    let opts = object_store::PutMultipartOptions {
-        attributes,
-        ..Default::default()
-    };
-    let mut guard = AbortOnDrop(Some(store.put_multipart_opts(path, opts).await?));
-    let Some(upload) = guard.0.as_mut() else {
-        return Err(generic_error(std::io::Error::other(
-            "multipart upload gone",
-        )));
-    };
-    let mut parts = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let end = (at + MULTIPART_PART).min(data.len());
-        parts.push(upload.put_part(PutPayload::from(data.slice(at..end))));
-        at = end;
-    }
-    futures::future::try_join_all(parts).await?;
-    upload.complete().await?;
-    guard.0 = None;
-    Ok(())
-}
-
-/// Aborts a multipart upload that did not complete (an error, or its future dropped by a
-/// timeout), in the background on the runtime.
-struct AbortOnDrop(Option<Box<dyn object_store::MultipartUpload>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut upload) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = upload.abort().await;
-                });
-            }
+            Err(e) => Err(self.map_err(e, &h.what(), false)),
         }
     }
 }
@@ -1068,5 +478,46 @@ mod tests {
         b.create(FileType::Config, "config", Bytes::from_static(b"c"))
             .unwrap();
         assert_eq!(mode(&existing.join("config")), 0o600);
+    }
+
+    #[test]
+    fn read_only_refuses_writes_and_dry_run_drops_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = Backend::open(tmp.path().join("r").to_str().unwrap(), true).unwrap();
+        let snap = Id::of_stored(b"s");
+        b.create_named(FileType::Snapshot, &snap, Bytes::from_static(b"s"))
+            .unwrap();
+        let other = Id::of_stored(b"other");
+        let (hex, ohex) = (snap.to_hex(), other.to_hex());
+
+        let ro = b.read_only();
+        assert_eq!(ro.get(FileType::Snapshot, &hex).unwrap(), "s");
+        assert_eq!(ro.list(FileType::Snapshot).unwrap(), vec![(snap, 1)]);
+        let e = ro
+            .create(FileType::Snapshot, &ohex, Bytes::from_static(b"o"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+        assert!(e.to_string().contains(&format!("snapshot {ohex}")), "{e}");
+        let e = ro.delete(FileType::Snapshot, &hex).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+        assert!(e.to_string().contains(&hex), "{e}");
+        assert_eq!(ro.dropped_writes(), None);
+
+        let dry = b.dry_run();
+        dry.create(FileType::Snapshot, &ohex, Bytes::from_static(b"other"))
+            .unwrap();
+        dry.delete(FileType::Snapshot, &hex).unwrap();
+        assert_eq!(
+            dry.dropped_writes(),
+            Some(DroppedWrites {
+                puts: 1,
+                bytes: 5,
+                deletes: 1
+            })
+        );
+        // Nothing reached the store, and only the first put was counted as a request.
+        assert_eq!(b.list(FileType::Snapshot).unwrap(), vec![(snap, 1)]);
+        let s = b.stats();
+        assert_eq!((s.put, s.delete, s.bytes_up), (1, 0, 1), "{s:?}");
     }
 }

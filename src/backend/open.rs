@@ -8,12 +8,24 @@
 //! …), then every `-o` option that is not one of cairn's own is handed to the builder as a
 //! configuration key (`endpoint`, `allow_http`, `virtual_hosted_style_request`, `region`, …), so
 //! an unknown key is refused in one line before any request is made.
+//!
+//! Then the store becomes a backend: [`stack`] is the one place that orders its layers.
 
+use super::create_only::CreateOnly;
+use super::dryrun::DryRun;
+use super::layer::Store;
+use super::limit::{Limit, Limits};
+use super::local::LocalDirs;
+use super::readonly::ReadOnly;
+use super::retry::{Notice, Retry};
+use super::stats::{self, Counters};
+use super::store::Provider;
 use crate::error::{Error, Result};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Options for opening a backend: cairn's own (`connections`, `retries`, `timeout`,
@@ -314,6 +326,142 @@ fn local(path: std::path::PathBuf, opts: &BackendOptions) -> Result<Opened> {
         prefix: Path::default(),
         tuning,
     })
+}
+
+/// A guard at the top of the stack.
+#[derive(Clone, Default)]
+pub(crate) enum Guard {
+    /// Reads and writes pass.
+    #[default]
+    None,
+    /// Writes and deletes are refused ([`super::readonly`]).
+    ReadOnly,
+    /// Writes and deletes are counted and dropped ([`super::dryrun`]).
+    DryRun(Arc<super::dryrun::Dropped>),
+}
+
+/// What a backend's stack is built from; the state its layers share (statistics, whether the
+/// store answered, where notices go) is shared by the clones of a backend too.
+#[derive(Clone)]
+pub(crate) struct Parts {
+    /// The provider's store (with injected faults in tests).
+    pub store: Arc<dyn ObjectStore>,
+    /// The repository's folder inside it.
+    pub prefix: Path,
+    /// The location as given, for messages.
+    pub location: String,
+    pub kind: StoreKind,
+    pub tuning: Arc<Tuning>,
+    /// A local folder's modes; `None` for a remote store.
+    pub local: Option<Arc<LocalDirs>>,
+    pub up: Option<Arc<Limit>>,
+    pub down: Option<Arc<Limit>>,
+    pub stats: Arc<Counters>,
+    /// Whether the store has answered any request (see [`super::retry`]: a store that never
+    /// answered is not retried).
+    pub answered: Arc<AtomicBool>,
+    pub notice: Notice,
+    pub guard: Guard,
+}
+
+impl Parts {
+    /// A location with `-o` options and limits; a local folder is created with `create`.
+    pub(crate) fn open(location: &str, opts: &BackendOptions, create: bool) -> Result<Parts> {
+        let o = open(location, opts)?;
+        let (store, local) = match o.local {
+            Some(path) => {
+                let (store, dirs) = super::local::open(path, location, create)?;
+                (store, Some(dirs))
+            }
+            None => match o.store {
+                Some(s) => (s, None),
+                None => return Err(Error::new(crate::ErrorKind::Internal, "no store built")),
+            },
+        };
+        #[cfg(feature = "test-hooks")]
+        let store = super::hooks::faults_from_env(store)?;
+        let mut p = Parts::remote(store, o.prefix, location.to_string());
+        p.kind = o.kind;
+        p.tuning = Arc::new(o.tuning);
+        p.local = local;
+        p.up = opts.limit_upload.map(|r| Arc::new(Limit::new(r)));
+        p.down = opts.limit_download.map(|r| Arc::new(Limit::new(r)));
+        Ok(p)
+    }
+
+    /// Any store, treated as a remote one, with default tuning and no limits.
+    pub(crate) fn remote(store: Arc<dyn ObjectStore>, prefix: Path, location: String) -> Parts {
+        Parts {
+            store,
+            prefix,
+            location,
+            kind: StoreKind::S3,
+            tuning: Arc::new(Tuning::defaults(StoreKind::S3)),
+            local: None,
+            up: None,
+            down: None,
+            stats: Arc::default(),
+            answered: Arc::default(),
+            notice: Notice::default(),
+            guard: Guard::None,
+        }
+    }
+}
+
+/// The stack every operation goes down, in one place. Built bottom up; top first it is:
+/// guard (read-only or dry run, when asked for) → crash hook (`test-hooks` only) → local
+/// folder modes → upload statistics → create-only check → limits → retries → request
+/// statistics → the provider's store (under it, in tests, the fault injector).
+pub(crate) fn stack(p: &Parts) -> Arc<dyn Store> {
+    let mut s: Arc<dyn Store> = Arc::new(Provider {
+        store: Arc::clone(&p.store),
+        prefix: p.prefix.clone(),
+    });
+    s = Arc::new(stats::Requests {
+        inner: s,
+        counters: Arc::clone(&p.stats),
+    });
+    s = Arc::new(Retry {
+        inner: s,
+        retries: p.tuning.retries,
+        timeout: p.tuning.timeout,
+        // A local folder's calls are not timed out unless retries are asked for.
+        bounded: p.local.is_none() || p.tuning.retries > 0,
+        answered: Arc::clone(&p.answered),
+        notice: Arc::clone(&p.notice),
+        counters: Arc::clone(&p.stats),
+    });
+    if p.up.is_some() || p.down.is_some() {
+        s = Arc::new(Limits {
+            inner: s,
+            up: p.up.clone(),
+            down: p.down.clone(),
+        });
+    }
+    s = Arc::new(CreateOnly { inner: s });
+    s = Arc::new(stats::Uploads {
+        inner: s,
+        counters: Arc::clone(&p.stats),
+    });
+    if let Some(dirs) = &p.local {
+        s = Arc::new(super::local::Modes {
+            inner: s,
+            dirs: Arc::clone(dirs),
+            prefix: p.prefix.clone(),
+        });
+    }
+    #[cfg(feature = "test-hooks")]
+    {
+        s = Arc::new(super::hooks::KillAfterWrites { inner: s });
+    }
+    match &p.guard {
+        Guard::None => s,
+        Guard::ReadOnly => Arc::new(ReadOnly { inner: s }),
+        Guard::DryRun(d) => Arc::new(DryRun {
+            inner: s,
+            dropped: Arc::clone(d),
+        }),
+    }
 }
 
 #[cfg(test)]

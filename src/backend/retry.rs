@@ -13,6 +13,14 @@
 //! refused connection at the first request is reported at once, in one line, rather than after
 //! minutes of backoff.
 
+use super::layer::{Fut, Layer, OsResult, Put, Store, generic_error};
+use super::layout::{FileType, Handle, listing_what};
+use super::stats::Counters;
+use bytes::Bytes;
+use object_store::ObjectMeta;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Whether an error may go away if the operation is tried again.
@@ -130,6 +138,126 @@ fn jitter() -> f64 {
         s.set(x);
         (x >> 11) as f64 / (1u64 << 53) as f64
     })
+}
+
+/// Where notices of retries go (one line each: what failed, why, when the next attempt is).
+pub(crate) type Notice = Arc<Mutex<Option<Arc<dyn Fn(&str) + Send + Sync>>>>;
+
+/// The retry layer: each operation on the runtime, each attempt timed out (unless `bounded`
+/// is off), repeated after a transient error with backoff.
+pub(crate) struct Retry {
+    pub inner: Arc<dyn Store>,
+    /// Attempts after the first (`-o retries`).
+    pub retries: u32,
+    /// `-o timeout`, the base of [`attempt_timeout`].
+    pub timeout: Duration,
+    /// Whether attempts are timed out: not for a local folder without retries (object_store
+    /// runs its calls on blocking threads a timeout would not stop, and a slow NFS listing is
+    /// not a failure).
+    pub bounded: bool,
+    /// Whether the store has answered any request: one that never answered is not retried.
+    pub answered: Arc<AtomicBool>,
+    pub notice: Notice,
+    pub counters: Arc<Counters>,
+}
+
+impl Retry {
+    fn notify(&self, msg: &str) {
+        let f = self.notice.lock().ok().and_then(|g| g.clone());
+        if let Some(f) = f {
+            f(msg);
+        }
+    }
+
+    /// Run one operation: `f` makes one attempt; `bytes` and `upload` set its timeout.
+    async fn run<'a, T>(
+        &'a self,
+        what: String,
+        bytes: u64,
+        upload: bool,
+        mut f: impl FnMut() -> Fut<'a, T>,
+    ) -> OsResult<T> {
+        let limit = attempt_timeout(self.timeout, bytes, upload);
+        let mut attempt = 0u32;
+        loop {
+            let r = if self.bounded {
+                match tokio::time::timeout(limit, f()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(generic_error(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {}s", limit.as_secs()),
+                    ))),
+                }
+            } else {
+                f().await
+            };
+            let e = match r {
+                Ok(v) => {
+                    self.answered.store(true, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if !is_transient(&e) {
+                // A definite answer (not found, exists, denied) is an answer.
+                self.answered.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            if has_status(&e) {
+                // A 5xx or 429 is an answer too: the store is there, just busy.
+                self.answered.store(true, Ordering::Relaxed);
+            }
+            if !self.answered.load(Ordering::Relaxed) || attempt >= self.retries {
+                return Err(e);
+            }
+            attempt += 1;
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            let wait = backoff(attempt);
+            self.notify(&format!(
+                "{what}: {}; retrying in {:.1}s (retry {attempt} of {})",
+                root_cause(&e),
+                wait.as_secs_f64(),
+                self.retries
+            ));
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Layer for Retry {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+
+    fn get<'a>(&'a self, h: Handle<'a>, max: u64) -> Fut<'a, Bytes> {
+        Box::pin(self.run(h.what(), 0, false, move || self.inner.get(h, max)))
+    }
+
+    fn get_range<'a>(&'a self, h: Handle<'a>, range: Range<u64>) -> Fut<'a, Bytes> {
+        let want = range.end.saturating_sub(range.start);
+        Box::pin(self.run(h.what(), want, false, move || {
+            self.inner.get_range(h, range.clone())
+        }))
+    }
+
+    fn head<'a>(&'a self, h: Handle<'a>) -> Fut<'a, u64> {
+        Box::pin(self.run(h.what(), 0, false, move || self.inner.head(h)))
+    }
+
+    fn put<'a>(&'a self, h: Handle<'a>, data: Bytes, how: &'a Put) -> Fut<'a, ()> {
+        let len = data.len() as u64;
+        Box::pin(self.run(h.what(), len, true, move || {
+            self.inner.put(h, data.clone(), how)
+        }))
+    }
+
+    fn list<'a>(&'a self, t: Option<FileType>) -> Fut<'a, Vec<ObjectMeta>> {
+        Box::pin(self.run(listing_what(t).into(), 0, false, move || self.inner.list(t)))
+    }
+
+    fn delete<'a>(&'a self, h: Handle<'a>) -> Fut<'a, ()> {
+        Box::pin(self.run(h.what(), 0, false, move || self.inner.delete(h)))
+    }
 }
 
 #[cfg(test)]

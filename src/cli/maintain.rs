@@ -210,7 +210,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         (None, true) => Some(Subset::All),
         (None, false) => None,
     };
-    let repo = g.open_quiet(CacheMode::Throwaway)?;
+    let repo = g.read_only().open_quiet(CacheMode::Throwaway)?;
     let scratch = g.cache_dir()?;
     let read_headers = match &a.read_headers_subset {
         Some(s) => Some(s.parse::<Subset>().map_err(|e| {

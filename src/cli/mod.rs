@@ -85,6 +85,9 @@ pub struct Global {
     /// At the end, print on stderr the store requests made (by kind), retries and bytes moved
     #[arg(long, global = true)]
     pub request_stats: bool,
+    /// Open the store read-only (not an option: set by [`Global::read_only`]).
+    #[arg(skip)]
+    pub read_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,7 +260,10 @@ impl Global {
             opts.options
                 .push(cairn::backend::BackendOptions::parse_option(o)?);
         }
-        let b = Backend::open_with(location, &opts, create)?;
+        let mut b = Backend::open_with(location, &opts, create)?;
+        if self.read_only {
+            b = b.read_only();
+        }
         if !self.quiet {
             b.set_notice_handler(|m| eprintln!("note: {}", escape::text(m)));
         }
@@ -265,6 +271,16 @@ impl Global {
             all.push(b.clone());
         }
         Ok(b)
+    }
+
+    /// These options for a command that only reads (`check`, `mount`): its stores refuse any
+    /// write or delete as a bug (the backend's read-only layer), a safety net that changes
+    /// nothing for a command that reads only.
+    pub fn read_only(&self) -> Global {
+        Global {
+            read_only: true,
+            ..self.clone()
+        }
     }
 
     /// [`Self::backend_at`] for `-r`.

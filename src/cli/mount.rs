@@ -81,7 +81,9 @@ pub fn run(g: &Global, a: &MountArgs) -> Result<i32> {
     cairn::mount::fuse::check_available()?;
     let cache_dir = g.cache_dir()?;
     // A secondary (read-only) instance of the cache when it exists: nothing is locked.
-    let repo = g.open_with(cairn::repo::CacheMode::SecondaryElseShared)?;
+    let repo = g
+        .read_only()
+        .open_with(cairn::repo::CacheMode::SecondaryElseShared)?;
     let opts = MountOptions {
         cache_bytes,
         refresh,

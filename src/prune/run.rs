@@ -50,7 +50,7 @@ pub struct PruneOutcome {
 }
 
 /// Carry out `plan` while holding `lock`. Crash tests stop it before any of its writes and
-/// deletes through the backend's `CAIRN_TEST_KILL_AFTER_WRITES` hook.
+/// deletes through the backend's `CAIRN_TEST_KILL_AFTER_WRITES` hook (`test-hooks` feature).
 pub fn execute(
     repo: &Arc<Repository>,
     plan: &PrunePlan,

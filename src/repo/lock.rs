@@ -40,13 +40,16 @@ pub struct LockTiming {
 
 impl Default for LockTiming {
     /// restic's values: refresh every 5 minutes, stale after 30. Tests of the binary shorten
-    /// the refresh interval with `CAIRN_TEST_LOCK_REFRESH_MS` (never set outside tests).
+    /// the refresh interval with `CAIRN_TEST_LOCK_REFRESH_MS` (read only with the `test-hooks`
+    /// feature).
     fn default() -> Self {
+        let refresh = Duration::from_secs(5 * 60);
+        #[cfg(feature = "test-hooks")]
         let refresh = std::env::var("CAIRN_TEST_LOCK_REFRESH_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
-            .map_or(Duration::from_secs(5 * 60), Duration::from_millis);
+            .map_or(refresh, Duration::from_millis);
         LockTiming {
             refresh,
             stale: Duration::from_secs(30 * 60),
