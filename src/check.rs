@@ -211,7 +211,6 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
 
     // 2. Packs: the index against the store.
     let mut stored: HashMap<Id, (u64, i64)> = repo
-        .backend()
         .list_meta(FileType::Pack)?
         .into_iter()
         .map(|(id, size, modified)| (id, (size, modified)))
@@ -342,11 +341,7 @@ fn read_headers(repo: &Repository, packs: &[(Id, u64)]) -> Result<(Vec<Problem>,
     if packs.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let threads = repo
-        .backend()
-        .connections()
-        .max(rayon::current_num_threads())
-        .min(64);
+    let threads = repo.connections().max(rayon::current_num_threads()).min(64);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("cairn-check-header-{i}"))
@@ -363,10 +358,7 @@ fn read_headers(repo: &Repository, packs: &[(Id, u64)]) -> Result<(Vec<Problem>,
 
 /// Read pack `id`'s header (`size` bytes in all) and compare it with the index.
 fn check_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Problem>> {
-    let name = id.to_hex();
-    let header = repo.pack_header(id, size, |r| {
-        repo.backend().get_range(FileType::Pack, &name, r)
-    });
+    let header = repo.read_pack_header_sized(id, size);
     match header {
         Ok(h) => Ok(compare_header(repo, id, &h)?.into_iter().collect()),
         Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(vec![Problem {
@@ -529,7 +521,7 @@ fn read_pack(repo: &Repository, id: &Id, size: u64) -> Result<(u64, u64, Vec<Pro
         object: object.clone(),
         message,
     };
-    let bytes = match repo.backend().get_max(FileType::Pack, &id.to_hex(), size) {
+    let bytes = match repo.read_pack(id, size) {
         Ok(b) => b,
         // Reported as missing already.
         Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok((0, 0, ps)),

@@ -349,7 +349,7 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<i32> {
         "config" => print_json(repo.config())?,
         "key" => {
             let id = need_id(a)?;
-            let k = cairn::repo::keys::read_key_file(repo.backend(), &id)?;
+            let k = repo.read_key_file(&id)?;
             print_json(&k)?;
         }
         "snapshot" => {

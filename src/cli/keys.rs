@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use cairn::Id;
 use cairn::crypto::kdf::KdfParams;
 use cairn::format::config::ChunkerParams;
-use cairn::repo::{InitOptions, Repository, keys};
+use cairn::repo::{InitOptions, Repository};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -179,7 +179,7 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
 }
 
 fn find_key(repo: &Repository, spec: &str) -> Result<Id> {
-    let all = keys::list(repo.backend())?;
+    let all = repo.keys()?;
     let hits: Vec<Id> = all
         .iter()
         .map(|k| k.id)
@@ -201,7 +201,7 @@ pub fn key(g: &Global, a: &KeyArgs) -> Result<i32> {
     let repo = g.open()?;
     match &a.cmd {
         KeyCmd::List => {
-            let list = keys::list(repo.backend())?;
+            let list = repo.keys()?;
             if g.json {
                 let v: Vec<_> = list
                     .iter()

@@ -291,7 +291,6 @@ struct Acc {
 /// [`plan`]).
 pub fn list_snapshots(repo: &Repository) -> Result<Vec<Id>> {
     Ok(repo
-        .backend()
         .list(crate::backend::FileType::Snapshot)?
         .into_iter()
         .map(|(id, _)| id)
@@ -517,7 +516,7 @@ pub fn plan(
     //    store's last-modified against the store's now).
     let mut unindexed = Vec::new();
     let indexed: std::collections::HashSet<Id> = out.iter().map(|p| p.id).collect();
-    for (id, size, modified) in repo.backend().list_meta(crate::backend::FileType::Pack)? {
+    for (id, size, modified) in repo.list_meta(crate::backend::FileType::Pack)? {
         if !indexed.contains(&id) {
             // A backup uploads packs minutes before the index file naming them: however
             // short the grace period, an unindexed pack younger than an hour stays.

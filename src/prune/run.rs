@@ -196,7 +196,7 @@ pub fn execute(
     // 3. The old index files, the lock checked before each (there are few).
     for f in &plan.index_files {
         lock.check()?;
-        repo.backend().delete(FileType::Index, &f.to_hex())?;
+        repo.delete(FileType::Index, f)?;
         out.index_files_deleted += 1;
     }
 
@@ -226,13 +226,12 @@ pub fn execute(
         .map(|p| (p.id, p.size))
         .chain(unindexed);
     let doomed: Vec<(Id, u64)> = doomed.collect();
-    let backend = repo.backend();
     // On a remote store each delete is a round trip: keep `-o connections` of them in flight.
     // Locally they take microseconds and go one by one.
-    let width = if backend.kind() == crate::backend::StoreKind::Local {
+    let width = if repo.is_local() {
         1
     } else {
-        backend.connections()
+        repo.connections()
     };
     // The lock is checked again before each batch of DELETE_BATCH_ROUNDS rounds (one `head`
     // and one listing of `locks/` each), so a prune whose lock was removed or taken over stops
@@ -243,7 +242,7 @@ pub fn execute(
             std::thread::scope(|s| -> Result<()> {
                 let handles: Vec<_> = chunk
                     .iter()
-                    .map(|(id, _)| s.spawn(move || backend.delete(FileType::Pack, &id.to_hex())))
+                    .map(|(id, _)| s.spawn(move || repo.delete(FileType::Pack, id)))
                     .collect();
                 for h in handles {
                     h.join().map_err(|_| {
@@ -330,15 +329,16 @@ mod tests {
             }
         }
         plan.stats.delete.packs = 1;
-        let before = repo.backend().list(FileType::Index).unwrap();
+        let before = repo.list(FileType::Index).unwrap();
         let e = execute(&repo, &plan, &lock, 1).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Internal, "{e}");
         assert!(e.to_string().contains("last copy"), "{e}");
-        assert_eq!(repo.backend().list(FileType::Index).unwrap(), before);
+        assert_eq!(repo.list(FileType::Index).unwrap(), before);
         assert!(
-            repo.backend()
-                .exists(FileType::Pack, &data_pack.to_hex())
+            repo.list(FileType::Pack)
                 .unwrap()
+                .iter()
+                .any(|(id, _)| *id == data_pack)
         );
         lock.release().unwrap();
     }

@@ -103,12 +103,7 @@ fn patiently<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 
 /// Read pack `id` (`size` bytes, from the listing) header, patiently.
 fn read_header(repo: &Repository, id: &Id, size: u64) -> Result<PackHeader> {
-    let name = id.to_hex();
-    patiently(|| {
-        repo.pack_header(id, size, |range| {
-            repo.backend().get_range(FileType::Pack, &name, range)
-        })
-    })
+    patiently(|| repo.read_pack_header_sized(id, size))
 }
 
 /// The old entries of a pack confirmed by reading their blobs (with their sealed bytes, to be
@@ -150,15 +145,10 @@ fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
             Ok(())
         },
     )?;
-    let name = id.to_hex();
     for (blob, loc) in unread {
         let start = u64::from(loc.offset);
         let r = patiently(|| {
-            let sealed = repo.backend().get_range(
-                FileType::Pack,
-                &name,
-                start..start + u64::from(loc.length),
-            )?;
+            let sealed = repo.read_pack_range(id, start..start + u64::from(loc.length))?;
             repo.open_blob(&blob, &loc, &sealed)
                 .map(|_| sealed.to_vec())
         });
@@ -180,7 +170,6 @@ fn salvage(repo: &Repository, id: &Id, size: u64) -> Result<Salvage> {
 pub fn repair_index(repo: &Arc<Repository>, lock: &LockGuard) -> Result<RepairIndexOutcome> {
     let mut out = RepairIndexOutcome::default();
     let old_files: Vec<Id> = repo
-        .backend()
         .list(FileType::Index)?
         .into_iter()
         .map(|(id, _)| id)
@@ -189,7 +178,7 @@ pub fn repair_index(repo: &Arc<Repository>, lock: &LockGuard) -> Result<RepairIn
     // files are simply skipped: what they said cannot be used).
     repo.refresh_index()?;
     let _ = repo.take_warnings();
-    let packs = repo.backend().list(FileType::Pack)?;
+    let packs = repo.list(FileType::Pack)?;
     out.packs = packs.len() as u64;
 
     let mut index = IndexRewriter::new(repo);
@@ -297,7 +286,7 @@ pub fn repair_index(repo: &Arc<Repository>, lock: &LockGuard) -> Result<RepairIn
         if i % 16 == 0 {
             lock.check()?;
         }
-        repo.backend().delete(FileType::Index, &f.to_hex())?;
+        repo.delete(FileType::Index, f)?;
         out.index_files_deleted += 1;
     }
     Ok(out)

@@ -466,7 +466,7 @@ fn complete_index(repo: &Repository) -> Result<(HashSet<Id>, HashMap<Id, Id>)> {
             synced.listed.len()
         )));
     }
-    let listing = repo.backend().list_meta(FileType::Pack)?;
+    let listing = repo.list_meta(FileType::Pack)?;
     let packs: HashSet<Id> = listing.iter().map(|(id, _, _)| *id).collect();
     let mut indexed = HashSet::new();
     // New trees are deduplicated against the index: an index that still lists lost packs would
@@ -498,10 +498,7 @@ fn complete_index(repo: &Repository) -> Result<(HashSet<Id>, HashMap<Id, Id>)> {
         if indexed.contains(id) {
             continue;
         }
-        let name = id.to_hex();
-        match repo.pack_header(id, *size, |r| {
-            repo.backend().get_range(FileType::Pack, &name, r)
-        }) {
+        match repo.read_pack_header_sized(id, *size) {
             Ok(h) if now.saturating_sub(*modified) < UNINDEXED_MIN_AGE_NS => {
                 young.extend(h.entries.iter().map(|e| (e.id, *id)));
             }

@@ -7,6 +7,7 @@ pub mod index_files;
 pub mod keys;
 pub mod lock;
 pub mod reader;
+mod store;
 mod trees;
 pub mod warnings;
 pub mod writer;
@@ -346,8 +347,9 @@ impl Repository {
         self.backend.list(FileType::Snapshot)
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &Backend {
+    /// The backend: reached from above only through the methods of [`store`] and the others
+    /// of this type.
+    fn backend(&self) -> &Backend {
         &self.backend
     }
     /// The config.

@@ -42,15 +42,6 @@ impl Repository {
 }
 
 impl Repository {
-    /// Read and open a pack's header (the list of its blobs).
-    pub fn read_pack_header(&self, pack: &Id) -> Result<crate::format::pack::PackHeader> {
-        let name = pack.to_hex();
-        let size = self.backend().size(FileType::Pack, &name)?;
-        self.pack_header(pack, size, |range| {
-            self.backend().get_range(FileType::Pack, &name, range)
-        })
-    }
-
     /// Read and open the header of pack `pack`, `size` bytes long, through `read` (a ranged
     /// read of the pack: from the store, or from a pack already in memory): the trailer, then
     /// the sealed header it points to, checked as `PackHeader::decode` does.

@@ -233,11 +233,10 @@ pub fn restore(
         .map(|m| (meta::euid(), meta::egid(), m));
     // Each worker reads its packs with blocking requests: on a remote store, keep at least as
     // many reads in flight as the store allows uploads (`-o connections`), whatever the cores.
-    let backend = repo.backend();
-    let workers = if backend.kind() == crate::backend::StoreKind::Local {
+    let workers = if repo.is_local() {
         opts.threads.max(1)
     } else {
-        opts.threads.max(backend.connections()).max(1)
+        opts.threads.max(repo.connections()).max(1)
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)

@@ -283,7 +283,7 @@ pub fn find_ids(
 /// exactly one stored pack), read from the packs' headers: data blobs and tree blobs apart.
 /// Returns the packs found with the query.
 pub fn pack_blobs(repo: &Repository, packs: &[IdPrefix]) -> Result<(Vec<Id>, IdQuery)> {
-    let listed = repo.backend().list(FileType::Pack)?;
+    let listed = repo.list(FileType::Pack)?;
     let mut q = IdQuery::default();
     let mut found = Vec::new();
     for p in packs {
