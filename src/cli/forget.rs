@@ -180,9 +180,8 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<i32> {
     after(g, &repo, a)
 }
 
-/// `--prune`: prune right after forgetting (its JSON, if any, is a second line). Prune's
-/// session (lock, refresh, run) is still the CLI's `prune_open`, until one maintenance session
-/// serves prune and the repairs.
+/// `--prune`: prune right after forgetting (its JSON, if any, is a second line), through the
+/// same printing of the library's prune session as `cairn prune`.
 fn after(
     g: &Global,
     repo: &std::sync::Arc<cairn::repo::Repository>,

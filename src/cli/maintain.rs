@@ -72,31 +72,17 @@ pub fn prune(g: &Global, a: &PruneArgs) -> Result<i32> {
     prune_open(g, &repo, &opts, a.dry_run)
 }
 
-/// Prune an open repository (also `forget --prune`).
+/// Prune an open repository and say what was done (also `forget --prune`): the session is the
+/// library's ([`cairn::prune::Session`]), this only prints.
 pub fn prune_open(
     g: &Global,
     repo: &std::sync::Arc<cairn::repo::Repository>,
     opts: &PruneOptions,
     dry_run: bool,
 ) -> Result<i32> {
-    // A dry run changes nothing and takes no lock.
-    let lock = if dry_run {
-        None
-    } else {
-        Some(repo.lock_exclusive("prune", LockTiming::default())?)
-    };
-    // Snapshots first, then the index: every listed snapshot's index files are then merged
-    // (a backup finishing meanwhile writes its snapshot after them).
-    let snapshots = cairn::prune::plan::list_snapshots(repo)?;
-    let synced = repo.refresh_index()?;
     let scratch = g.cache_dir()?;
-    // Ages are judged by the store's clock, read from the lock object (a dry run writes
-    // nothing, so it has only the local clock).
-    let clocks = match &lock {
-        Some(l) => cairn::prune::Clocks::measure(l)?,
-        None => cairn::prune::Clocks::unmeasured(),
-    };
-    let plan = cairn::prune::plan(repo, &snapshots, &synced, opts, &clocks, &scratch)?;
+    let session = cairn::prune::Session::begin(repo, dry_run)?;
+    let plan = session.plan(opts, &scratch)?;
     let s = &plan.stats;
     if s.future_marks.packs > 0 {
         eprintln!(
@@ -144,7 +130,7 @@ pub fn prune_open(
             human(s.unused_after)
         );
     }
-    let Some(lock) = lock else {
+    if session.is_dry_run() {
         if g.json {
             print_json(&serde_json::json!({"dry_run": true, "plan": s}))?;
         } else {
@@ -157,9 +143,8 @@ pub fn prune_open(
             println!("dry run: nothing changed");
         }
         return Ok(0);
-    };
-    let out = cairn::prune::execute(repo, &plan, &lock, g.threads())?;
-    lock.release()?;
+    }
+    let out = session.execute(&plan, g.threads())?;
     if g.json {
         print_json(&serde_json::json!({"dry_run": false, "plan": s, "outcome": out}))?;
     } else if plan.is_empty() {
