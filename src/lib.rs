@@ -3,22 +3,25 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ backup, restore, mount ─▶ snapshot ─▶ repo ─▶ backend, cache, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning
+//! cli ─▶ check, copy, dump, repair, prune, mount ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ index ─▶ cache, backend, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
 //! - [`crypto`]: master keys, sealing (AES-256-GCM-SIV), argon2id.
 //! - [`chunker`]: FastCDC over a key-derived gear table.
 //! - [`backend`]: the object store, with the repository's layout of names.
-//! - [`cache`]: the local RocksDB cache of the index, trees and snapshots (rebuildable).
-//! - [`repo`]: opening a repository, keys, the blob writer pipeline and the verified reader;
-//!   the only module that holds keys or touches the backend.
+//! - [`cache`]: the local RocksDB database: the index's rows, trees and snapshots (rebuildable).
+//! - [`index`]: the blob index (where every blob lives, packs, index files); `Index` is the
+//!   synced view only `Repository::index()` hands out.
+//! - [`repo`]: opening a repository, keys, the blob writer pipeline, the verified reader, tree
+//!   loading, index files; the only module that holds keys or touches the backend and cache.
 //! - [`snapshot`]: building and reading trees; choosing and grouping snapshots; retention
 //!   policies and `forget`.
 //! - [`backup`], [`restore`]: the two pipelines.
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
-//! - [`prune`]: prune's plan and its execution.
+//! - [`prune`]: prune's plan, its execution, and the session around them.
+//! - [`commands`]: the commands of one file each (check, copy, dump).
 //! - [`patterns`]: restic-style include/exclude globs over paths (backup's sources, restore's
 //!   and find's snapshot paths).
 //! - [`time`]: times as people read them (below every layer that shows one).
@@ -40,14 +43,10 @@ pub mod backend;
 pub mod backup;
 #[cfg(feature = "engine")]
 pub mod cache;
-#[cfg(feature = "engine")]
-pub mod check;
 pub mod chunker;
 #[cfg(feature = "engine")]
-pub mod copy;
+pub mod commands;
 pub mod crypto;
-#[cfg(feature = "engine")]
-pub mod dump;
 pub mod error;
 pub mod format;
 pub mod id;

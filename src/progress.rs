@@ -11,7 +11,7 @@
 //! front end installs: damaged repository objects
 //! ([`Repository::set_warning_handler`](crate::repo::Repository::set_warning_handler)), store
 //! notices such as retries ([`Backend::set_notice_handler`](crate::backend::Backend::set_notice_handler))
-//! and copy's per-snapshot step ([`CopyObserver`](crate::copy::CopyObserver)).
+//! and copy's per-snapshot step ([`CopyObserver`](crate::commands::copy::CopyObserver)).
 
 use crate::warning::EntryWarning;
 use std::sync::atomic::{AtomicU64, Ordering};

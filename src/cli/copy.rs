@@ -88,14 +88,15 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<i32> {
         );
     }
     struct Say(bool);
-    impl cairn::copy::CopyObserver for Say {
+    impl cairn::commands::copy::CopyObserver for Say {
         fn snapshot(&self, src: &cairn::Id, n: usize, total: usize) {
             if self.0 {
                 eprintln!("copying snapshot {} ({n} of {total})", src.short());
             }
         }
     }
-    let report = cairn::copy::copy(&src, &dst, snaps, g.threads(), &Say(!g.quiet && !g.json))?;
+    let report =
+        cairn::commands::copy::copy(&src, &dst, snaps, g.threads(), &Say(!g.quiet && !g.json))?;
     if g.json {
         let pairs = |v: &[(cairn::Id, cairn::Id)]| -> Vec<serde_json::Value> {
             v.iter()

@@ -434,9 +434,9 @@ pub fn dump(g: &Global, a: &DumpArgs) -> Result<i32> {
         eprintln!("warning: {}", super::escape::text(&w.message));
     };
     match archive {
-        None => cairn::dump::file(&repo, &node, spath, &mut w, &warn)?,
-        Some(Archive::Tar) => cairn::dump::tar(&repo, &node, spath, &mut w, &warn)?,
-        Some(Archive::Zip) => cairn::dump::zip(&repo, &node, spath, &mut w, &warn)?,
+        None => cairn::commands::dump::file(&repo, &node, spath, &mut w, &warn)?,
+        Some(Archive::Tar) => cairn::commands::dump::tar(&repo, &node, spath, &mut w, &warn)?,
+        Some(Archive::Zip) => cairn::commands::dump::zip(&repo, &node, spath, &mut w, &warn)?,
     };
     w.flush()?;
     Ok(if warned.into_inner() > 0 {

@@ -2,7 +2,7 @@
 
 use super::{Global, escape, human, print_json};
 use anyhow::Result;
-use cairn::check::{CheckOptions, Subset};
+use cairn::commands::check::{CheckOptions, Subset};
 use cairn::prune::{MaxUnused, PruneOptions};
 use cairn::repo::CacheMode;
 use cairn::repo::lock::LockTiming;
@@ -212,7 +212,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
         read_headers,
         skip_headers: a.no_read_headers,
     };
-    let report = cairn::check::check(&repo, &opts, &scratch)?;
+    let report = cairn::commands::check::check(&repo, &opts, &scratch)?;
     if g.json {
         print_json(&report)?;
     } else {

@@ -131,7 +131,7 @@ impl Repository {
     /// [`Self::init`] for a repository that shares `other`'s blob ids (`init
     /// --copy-chunker-params --from-repo OTHER`): the same id key, chunker key and chunker
     /// parameters, a fresh encryption key and repository id. Snapshots then copy between the
-    /// two without re-chunking or rewriting trees (see [`crate::copy`]).
+    /// two without re-chunking or rewriting trees (see [`crate::commands::copy`]).
     pub fn init_sharing_ids(
         backend: Backend,
         password: &[u8],
@@ -388,8 +388,8 @@ impl Repository {
         drop(self);
         Ok(secondary)
     }
-    /// The chunker.
-    pub fn chunker(&self) -> &Chunker {
+    /// The chunker (backup's pipelines cut files with it).
+    pub(crate) fn chunker(&self) -> &Chunker {
         &self.chunker
     }
     /// The key file this session was opened with.
