@@ -3,7 +3,7 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ check, copy, dump, repair, prune, mount ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ index ─▶ cache, backend, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning
+//! cli ─▶ check, copy, dump, repair, prune, mount ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ index ─▶ cache, backend, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning, sys
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
@@ -27,6 +27,8 @@
 //! - [`time`]: times as people read them (below every layer that shows one).
 //! - [`progress`], [`warning`]: what running work tells a front end (counters, the `Observer`
 //!   trait, entry warnings). The library never prints; the CLI draws and prints.
+//! - [`sys`]: the operating system behind small safe functions; the only module with `unsafe`
+//!   code (denied everywhere else) or `libc` calls.
 //!
 //! # Glossary
 //! - **chunk**: a content-defined piece of a file (FastCDC).
@@ -36,6 +38,8 @@
 //! - **index file**: a sealed list of packs and their blobs; the cache merges them.
 //! - **tree**: a directory's name-sorted nodes; **snapshot**: a root tree plus metadata.
 //! - **sealed**: `nonce || AES-256-GCM-SIV(plaintext)` with associated data naming the object.
+
+#![deny(unsafe_code)]
 
 #[cfg(feature = "engine")]
 pub mod backend;
@@ -67,6 +71,9 @@ pub mod repo;
 #[cfg(feature = "engine")]
 pub mod restore;
 pub mod snapshot;
+#[cfg(feature = "engine")]
+#[allow(unsafe_code)]
+pub mod sys;
 #[cfg(feature = "engine")]
 pub mod time;
 #[cfg(feature = "engine")]

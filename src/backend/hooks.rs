@@ -43,10 +43,7 @@ fn fault_point() {
     });
     if let Some(n) = *limit {
         if COUNT.fetch_add(1, Ordering::SeqCst) >= n {
-            // SAFETY: kill and getpid have no preconditions.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            crate::sys::process::kill_self();
         }
     }
 }

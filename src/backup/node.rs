@@ -2,7 +2,6 @@
 
 use crate::format::tree::{Node, NodeKind, Xattr};
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -16,44 +15,20 @@ pub struct Names {
     groups: Mutex<HashMap<u32, String>>,
 }
 
-fn lookup(id: u32, group: bool) -> String {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: the *_r functions write only into the buffers we pass, sized as we say; the
-    // returned pointers are checked for null and point into those buffers.
-    unsafe {
-        if group {
-            let mut g: libc::group = std::mem::zeroed();
-            let mut res: *mut libc::group = std::ptr::null_mut();
-            if libc::getgrgid_r(id, &mut g, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0
-                && !res.is_null()
-                && !g.gr_name.is_null()
-            {
-                return CStr::from_ptr(g.gr_name).to_string_lossy().into_owned();
-            }
-        } else {
-            let mut p: libc::passwd = std::mem::zeroed();
-            let mut res: *mut libc::passwd = std::ptr::null_mut();
-            if libc::getpwuid_r(id, &mut p, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0
-                && !res.is_null()
-                && !p.pw_name.is_null()
-            {
-                return CStr::from_ptr(p.pw_name).to_string_lossy().into_owned();
-            }
-        }
-    }
-    String::new()
-}
-
 impl Names {
     /// User name of `uid` ("" when unknown).
     pub fn user(&self, uid: u32) -> String {
         let mut m = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(uid).or_insert_with(|| lookup(uid, false)).clone()
+        m.entry(uid)
+            .or_insert_with(|| crate::sys::user::name_of(uid, false))
+            .clone()
     }
     /// Group name of `gid`.
     pub fn group(&self, gid: u32) -> String {
         let mut m = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(gid).or_insert_with(|| lookup(gid, true)).clone()
+        m.entry(gid)
+            .or_insert_with(|| crate::sys::user::name_of(gid, true))
+            .clone()
     }
 }
 

@@ -13,10 +13,11 @@
 //! (same device and inode, still a regular file, same mode and owner), so no content is ever
 //! stored under metadata that is not its own.
 
+use crate::sys;
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -70,11 +71,6 @@ impl std::fmt::Display for OpenError {
 /// containers): from then on this process opens without it, one syscall per file.
 static NOATIME_REFUSED: AtomicBool = AtomicBool::new(false);
 
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Whether `O_NOATIME` is worth asking for on a file owned by `owner`: the kernel allows it
 /// to the owner and to `CAP_FOWNER` only, and answers EPERM otherwise; predicting that from the
 /// scanned owner spares a failed `open` per file of other users.
@@ -82,7 +78,7 @@ fn try_noatime(owner: u32) -> bool {
     if NOATIME_REFUSED.load(Ordering::Relaxed) {
         return false;
     }
-    let me = euid();
+    let me = sys::user::euid();
     me == 0 || me == owner
 }
 
@@ -125,30 +121,14 @@ pub fn open_scanned(path: &Path, want: &Scanned) -> Result<(File, Metadata), Ope
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())
             .map_err(|_| OpenError::Io(io::Error::other("path holds a NUL byte")))?;
-        // SAFETY: valid NUL-terminated path.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(OpenError::Io(io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor owned by nobody else.
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        sys::fs::open_handle_nofollow(&c).map_err(OpenError::Io)?
     };
     {
-        // SAFETY: `st` is written by fstat before it is read; the handle is open.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&handle), &mut st) };
-        if r != 0 {
-            return Err(OpenError::Io(io::Error::last_os_error()));
+        let st = sys::fs::fstat(handle.as_fd()).map_err(OpenError::Io)?;
+        if st.kind() != libc::S_IFREG {
+            return Err(OpenError::Changed(describe_type(st.mode).into()));
         }
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(OpenError::Changed(describe_type(st.st_mode).into()));
-        }
-        if (st.st_dev, st.st_ino) != (want.dev, want.ino) {
+        if (st.dev, st.ino) != (want.dev, want.ino) {
             return Err(OpenError::Changed("another file".into()));
         }
     }
@@ -160,7 +140,7 @@ pub fn open_scanned(path: &Path, want: &Scanned) -> Result<(File, Metadata), Ope
     let noatime = try_noatime(want.uid);
     let opened = match open_flags(path, noatime) {
         Err(e) if noatime && e.raw_os_error() == Some(libc::EPERM) => {
-            if euid() == 0 {
+            if sys::user::euid() == 0 {
                 NOATIME_REFUSED.store(true, Ordering::Relaxed);
             }
             open_flags(path, false)
@@ -193,15 +173,7 @@ pub fn open_scanned(path: &Path, want: &Scanned) -> Result<(File, Metadata), Ope
     }
     // Reads of a regular file never return EAGAIN on Linux, but the descriptor is handed to a
     // blocking reader: say so rather than rely on it.
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-    let cleared = unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == 0
-    };
-    if !cleared {
-        return Err(OpenError::Io(io::Error::last_os_error()));
-    }
+    sys::fs::clear_nonblock(f.as_fd()).map_err(OpenError::Io)?;
     Ok((f, m))
 }
 
@@ -229,10 +201,8 @@ mod tests {
         std::fs::write(&p, b"content").expect("write");
         let (mut f, m) = open_scanned(&p, &scanned(&p)).expect("open");
         assert_eq!(m.len(), 7);
-        // SAFETY: F_GETFL on an open descriptor.
-        let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-        assert!(fl >= 0 && fl & libc::O_NONBLOCK == 0, "O_NONBLOCK left set");
-        let fdfl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFD) };
+        let (fl, fdfl) = sys::fs::fd_flags(f.as_fd()).expect("fcntl");
+        assert!(fl & libc::O_NONBLOCK == 0, "O_NONBLOCK left set");
         assert!(fdfl & libc::FD_CLOEXEC != 0, "not close-on-exec");
         let mut s = String::new();
         f.read_to_string(&mut s).expect("read");
@@ -258,8 +228,7 @@ mod tests {
         let want = scanned(&p);
         std::fs::remove_file(&p).expect("rm");
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+        sys::fs::mkfifo(&c, 0o644).expect("mkfifo");
         // No writer ever opens it: a blocking open would never return.
         assert_eq!(changed(open_scanned(&p, &want)), "now a fifo");
         // Even when the fifo's inode is the one expected.
@@ -324,7 +293,7 @@ mod tests {
 
     #[test]
     fn noatime_is_asked_only_when_it_can_work() {
-        let me = euid();
+        let me = sys::user::euid();
         if !NOATIME_REFUSED.load(Ordering::Relaxed) {
             assert!(try_noatime(me));
         }

@@ -60,11 +60,8 @@ fn stream(
     }
     let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
     node.mode = 0o100600;
-    // SAFETY: getuid/getgid have no preconditions.
-    unsafe {
-        node.uid = libc::getuid();
-        node.gid = libc::getgid();
-    }
+    node.uid = crate::sys::user::uid();
+    node.gid = crate::sys::user::gid();
     node.user = current_user();
     node.mtime_ns = opts.time_ns.unwrap_or(started);
     node.ctime_ns = node.mtime_ns;

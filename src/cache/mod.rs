@@ -54,9 +54,7 @@ const SECONDARY_PREFIX: &str = ".secondary-";
 
 /// Take an exclusive `flock` on `file` without waiting.
 fn try_flock(file: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor; flock has no other preconditions.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    crate::sys::fs::try_flock(file)
 }
 
 /// Remove the folders of secondary instances of repository `short` under `dir` whose owner
@@ -124,27 +122,7 @@ pub fn default_dir() -> Result<PathBuf> {
 
 /// The effective user's home folder from the password database (`getpwuid_r`).
 fn passwd_home() -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0 as libc::c_char; 16 << 10];
-    // SAFETY: zeroed passwd is a valid out value; getpwuid_r writes into `pw` and `buf` only.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf.len()` is its real size.
-    let r = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pw,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    if r != 0 || out.is_null() || pw.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_dir points to a NUL-terminated string inside `buf`.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    crate::sys::user::passwd_home()
 }
 
 /// Make sure `dir` is a private folder: create it (and missing parents) with mode 0700, then
@@ -173,8 +151,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     }
     let m = std::fs::symlink_metadata(dir)
         .map_err(|e| Error::io(format!("cannot inspect cache folder {shown}"), e))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crate::sys::user::euid();
     let refuse = |why: String| {
         Err(Error::usage(format!(
             "refusing to use cache folder {shown}: {why}; remove it or choose another with \

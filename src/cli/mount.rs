@@ -38,20 +38,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Make SIGINT and SIGTERM set [`STOP`] instead of killing the process (whichever thread gets
 /// them), so the mount is always taken down before exiting.
 fn catch_signals() -> Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
-        let r = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if r != 0 {
-            bail!(
-                "cannot install a signal handler: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = cairn::sys::process::on_signals(&[libc::SIGINT, libc::SIGTERM], on_signal) {
+        bail!("cannot install a signal handler: {e}");
     }
     Ok(())
 }

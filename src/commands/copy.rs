@@ -32,11 +32,13 @@
 use crate::error::Result;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::Tree;
+use crate::format::tree::{Node, Tree};
 use crate::id::Id;
 use crate::index::BlobLocation;
 use crate::repo::Repository;
 use crate::repo::writer::{BlobWriter, WriterOptions};
+use crate::snapshot::rewrite::{Opened, Rewrite, rewrite};
+#[cfg(doc)]
 use crate::snapshot::walk::MAX_DEPTH;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -130,7 +132,12 @@ pub fn copy(
         },
     )?;
     let mut visited: HashSet<Id> = HashSet::new();
-    let mut rewrite = Rewriter::default();
+    let mut rewriter = Rewriter {
+        src,
+        writer: &writer,
+        trees: HashMap::new(),
+        data: HashMap::new(),
+    };
     let total = todo.len();
     let mut trees = Vec::with_capacity(total);
     for (n, (sid, snap)) in todo.iter().enumerate() {
@@ -139,7 +146,7 @@ pub fn copy(
             copy_same_ids(src, &writer, &snap.tree, &mut visited, threads)?;
             snap.tree
         } else {
-            rewrite.tree(src, &writer, &snap.tree, 0)?
+            rewrite(&mut rewriter, &snap.tree)?
         };
         trees.push(tree);
     }
@@ -255,35 +262,31 @@ fn by_pack(src: &Repository, ids: impl IntoIterator<Item = Id>) -> Result<Vec<Pa
 }
 
 /// Re-hashed copies: source ids → destination ids, for trees and data blobs, kept for the
-/// whole copy run so shared subtrees and blobs are rewritten once.
-#[derive(Default)]
-struct Rewriter {
+/// whole copy run so shared subtrees and blobs are rewritten once. Trees are rewritten by the
+/// one bottom-up rewrite ([`rewrite`]), which refuses trees deeper than [`MAX_DEPTH`] as every
+/// walk does.
+struct Rewriter<'a> {
+    src: &'a Arc<Repository>,
+    writer: &'a BlobWriter,
     trees: HashMap<Id, Id>,
     data: HashMap<Id, Id>,
 }
 
-impl Rewriter {
-    /// Rewrite the tree `id` (and everything below it, `depth` folders down already) into the
-    /// destination; returns its new id. Deeper than [`MAX_DEPTH`] is refused, as by every walk.
-    fn tree(
-        &mut self,
-        src: &Arc<Repository>,
-        writer: &BlobWriter,
-        id: &Id,
-        depth: usize,
-    ) -> Result<Id> {
-        if let Some(n) = self.trees.get(id) {
-            return Ok(*n);
-        }
-        if depth >= MAX_DEPTH {
-            return Err(crate::Error::corrupt(format!(
-                "tree {} is nested deeper than {MAX_DEPTH} folders",
-                id.short()
-            )));
-        }
-        let mut tree: Tree = src.load_tree(id)?;
-        // This folder's contents first, read pack by pack (any node's content: a corrupt tree
-        // that gives a folder content is copied as it is, not refused here).
+impl Rewrite for Rewriter<'_> {
+    type Done = Id;
+    type Folder = ();
+
+    fn known(&mut self, id: &Id) -> Option<Id> {
+        self.trees.get(id).copied()
+    }
+
+    fn load(&mut self, id: &Id) -> Result<Opened<Id>> {
+        Ok(Opened::Tree(self.src.load_tree(id)?))
+    }
+
+    /// This folder's contents first, read pack by pack (any node's content: a corrupt tree
+    /// that gives a folder content is copied as it is, not refused here).
+    fn enter(&mut self, _id: &Id, tree: &Tree) -> Result<()> {
         let wanted: Vec<Id> = tree
             .nodes
             .iter()
@@ -292,32 +295,38 @@ impl Rewriter {
             .collect::<HashSet<Id>>()
             .into_iter()
             .collect();
-        self.copy_data(src, writer, wanted)?;
-        for node in &mut tree.nodes {
-            if let Some(sub) = node.subtree {
-                node.subtree = Some(self.tree(src, writer, &sub, depth + 1)?);
-            }
-            for c in &mut node.content {
-                *c = *self.data.get(c).ok_or_else(|| {
-                    crate::Error::new(crate::ErrorKind::Internal, "a content blob was not copied")
-                })?;
-            }
+        self.copy_data(wanted)
+    }
+
+    fn node(&mut self, _folder: &mut (), node: &mut Node) -> Result<Option<Id>> {
+        for c in &mut node.content {
+            *c = *self.data.get(c).ok_or_else(|| {
+                crate::Error::new(crate::ErrorKind::Internal, "a content blob was not copied")
+            })?;
         }
+        Ok(node.subtree)
+    }
+
+    fn attach(&mut self, _folder: &mut (), node: &mut Node, new: Id) -> Result<()> {
+        node.subtree = Some(new);
+        Ok(())
+    }
+
+    fn leave(&mut self, id: &Id, _folder: (), tree: Tree) -> Result<Id> {
         let bytes = tree.encode()?;
-        let new = writer.repo().blob_id(&bytes);
-        writer.add_with_id(BlobKind::Tree, new, Bytes::from(bytes))?;
+        let new = self.writer.repo().blob_id(&bytes);
+        self.writer
+            .add_with_id(BlobKind::Tree, new, Bytes::from(bytes))?;
         self.trees.insert(*id, new);
         Ok(new)
     }
+}
 
+impl Rewriter<'_> {
     /// Read `ids` from the source (verified: decrypted, decompressed, hashed), hash them under
     /// the destination's key and add them to its writer (which deduplicates and compresses).
-    fn copy_data(
-        &mut self,
-        src: &Arc<Repository>,
-        writer: &BlobWriter,
-        ids: Vec<Id>,
-    ) -> Result<()> {
+    fn copy_data(&mut self, ids: Vec<Id>) -> Result<()> {
+        let (src, writer) = (self.src, self.writer);
         for (pack, items) in by_pack(src, ids)? {
             src.read_pack_blobs(
                 &pack,

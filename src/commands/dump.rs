@@ -476,7 +476,7 @@ impl TarWriter<'_, '_> {
         hdr.set_mtime(n.mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
         hdr.set_size(size);
         if matches!(ty, EntryType::Char | EntryType::Block) {
-            let (major, minor) = (libc::major(n.rdev), libc::minor(n.rdev));
+            let (major, minor) = crate::sys::fs::major_minor(n.rdev);
             hdr.set_device_major(major).map_err(io_err)?;
             hdr.set_device_minor(minor).map_err(io_err)?;
         }

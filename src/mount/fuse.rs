@@ -451,8 +451,7 @@ pub fn check_available() -> Result<()> {
              container the device)",
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = crate::sys::user::euid() == 0;
     let helper = std::env::var_os("FUSERMOUNT_PATH")
         .map(std::path::PathBuf::from)
         .or_else(|| find_in_path("fusermount3"))
@@ -538,18 +537,11 @@ pub struct Mounted {
 /// Detach the mount at `dir` from the file system tree at once, even while files in it are
 /// open (`umount -l`): as root directly, otherwise through `fusermount3 -u -z`.
 fn detach(dir: &Path) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::sys::user::euid() == 0 {
         let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| Error::usage("a mount point with a NUL byte"))?;
-        // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-            return Ok(());
-        }
-        return Err(Error::io(
-            format!("cannot unmount {}", dir.display()),
-            std::io::Error::last_os_error(),
-        ));
+        return crate::sys::fs::umount_detach(&c)
+            .map_err(|e| Error::io(format!("cannot unmount {}", dir.display()), e));
     }
     let helper = find_in_path("fusermount3").unwrap_or_else(|| "fusermount".into());
     let st = std::process::Command::new(helper)

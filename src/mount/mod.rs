@@ -64,8 +64,7 @@ pub fn prepare(
     cache_bytes: u64,
 ) -> Result<(Arc<Vfs<RepoSource>>, Refresher)> {
     let reader = repo.into_reader(cache_dir)?;
-    // SAFETY: geteuid and getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (crate::sys::user::euid(), crate::sys::user::egid());
     let vfs = Arc::new(Vfs::new(RepoSource::new(reader, cache_bytes), uid, gid));
     let mut refresher = Refresher::new(cache_dir.to_path_buf());
     refresher.refresh(&vfs)?;

@@ -35,6 +35,7 @@ use crate::id::Id;
 use crate::repo::Repository;
 use crate::repo::lock::LockGuard;
 use crate::repo::writer::{BlobWriter, WriterOptions, WriterStats};
+use crate::snapshot::rewrite::{Opened, Rewrite, rewrite};
 use crate::snapshot::walk::MAX_DEPTH;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -144,43 +145,22 @@ struct Rewritten {
     more: u64,
 }
 
-/// How a root came out.
+/// How a tree came out (a root, or a subtree).
 enum RootResult {
     Unchanged,
     Changed(Rewritten),
     Unreadable(String),
 }
 
-/// A folder being rebuilt.
-struct Frame {
-    /// Its tree as it was.
-    old: Id,
-    /// The folder's node in its parent, whose subtree is filled in when the folder is done
-    /// (`None` for the root).
-    node: Option<Node>,
-    /// Its remaining nodes.
-    nodes: std::vec::IntoIter<Node>,
-    /// Its nodes as rebuilt.
-    out: Vec<Node>,
+/// What is gathered while a folder is rebuilt.
+#[derive(Default)]
+struct Folder {
     changed: bool,
     damages: Vec<Damage>,
     more: u64,
 }
 
-impl Frame {
-    fn new(old: Id, node: Option<Node>, tree: Tree) -> Frame {
-        let n = tree.nodes.len();
-        Frame {
-            old,
-            node,
-            nodes: tree.nodes.into_iter(),
-            out: Vec::with_capacity(n),
-            changed: false,
-            damages: Vec::new(),
-            more: 0,
-        }
-    }
-
+impl Folder {
     /// Record a damage at `name` (a child) or below it (`rel`, relative to the child).
     fn damage(&mut self, name: &[u8], rel: &[u8], kind: DamageKind) {
         self.changed = true;
@@ -246,7 +226,7 @@ impl Rewriter<'_> {
 
     /// Load tree `id`: `Ok(Err(reason))` when it cannot be loaded from the repository (a
     /// failure of the store or of the local disk stops the repair instead).
-    fn load(&self, id: &Id) -> Result<std::result::Result<Tree, String>> {
+    fn try_load(&self, id: &Id) -> Result<std::result::Result<Tree, String>> {
         if self.present(id, BlobKind::Tree)?.is_none() {
             return Ok(Err(match self.repo.index()?.blob(id)? {
                 None => "not in the index".to_string(),
@@ -332,117 +312,100 @@ impl Rewriter<'_> {
         Ok(Some(kind))
     }
 
-    /// Rewrite the tree `root` bottom-up (see the module docs).
-    fn rewrite(&mut self, root: &Id) -> Result<RootResult> {
-        if self.clean.contains(root) {
+    /// The folder `node` now empty: its tree cannot be loaded (why).
+    fn unreadable(&mut self, folder: &mut Folder, node: &mut Node, reason: String) -> Result<()> {
+        let empty = self.empty_tree()?;
+        folder.damage(
+            &node.name,
+            b"",
+            DamageKind::UnreadableDir {
+                tree: node.subtree,
+                reason,
+            },
+        );
+        node.subtree = Some(empty);
+        Ok(())
+    }
+}
+
+/// The tree walk is the one bottom-up rewrite ([`rewrite`], see the module docs): what is done
+/// per tree and node is here.
+impl Rewrite for Rewriter<'_> {
+    type Done = RootResult;
+    type Folder = Folder;
+
+    fn known(&mut self, id: &Id) -> Option<RootResult> {
+        if self.clean.contains(id) {
+            return Some(RootResult::Unchanged);
+        }
+        self.memo.get(id).map(|r| RootResult::Changed(r.clone()))
+    }
+
+    fn load(&mut self, id: &Id) -> Result<Opened<RootResult>> {
+        Ok(match self.try_load(id)? {
+            Ok(t) => Opened::Tree(t),
+            Err(why) => Opened::Done(RootResult::Unreadable(why)),
+        })
+    }
+
+    fn enter(&mut self, _id: &Id, _tree: &Tree) -> Result<Folder> {
+        Ok(Folder::default())
+    }
+
+    fn node(&mut self, folder: &mut Folder, node: &mut Node) -> Result<Option<Id>> {
+        match node.kind {
+            NodeKind::File => {
+                if let Some(kind) = self.fix_file(node)? {
+                    folder.damage(&node.name, b"", kind);
+                }
+                Ok(None)
+            }
+            NodeKind::Dir => match node.subtree {
+                None => {
+                    self.unreadable(folder, node, "the folder names no tree".to_string())?;
+                    Ok(None)
+                }
+                Some(sub) => Ok(Some(sub)),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    fn attach(&mut self, folder: &mut Folder, node: &mut Node, done: RootResult) -> Result<()> {
+        match done {
+            RootResult::Unchanged => Ok(()),
+            RootResult::Changed(r) => {
+                folder.absorb(&node.name, &r);
+                node.subtree = Some(r.id);
+                Ok(())
+            }
+            RootResult::Unreadable(reason) => self.unreadable(folder, node, reason),
+        }
+    }
+
+    fn leave(&mut self, old: &Id, f: Folder, tree: Tree) -> Result<RootResult> {
+        if !f.changed {
+            self.clean.insert(*old);
             return Ok(RootResult::Unchanged);
         }
-        if let Some(r) = self.memo.get(root) {
-            return Ok(RootResult::Changed(r.clone()));
-        }
-        let tree = match self.load(root)? {
-            Ok(t) => t,
-            Err(why) => return Ok(RootResult::Unreadable(why)),
+        let id = self.store(&Tree {
+            version: VERSION,
+            nodes: tree.nodes,
+        })?;
+        let r = Rewritten {
+            id,
+            damages: Arc::new(f.damages),
+            more: f.more,
         };
-        let mut stack = vec![Frame::new(*root, None, tree)];
-        loop {
-            let Some(top) = stack.last_mut() else {
-                return Err(Error::usage("internal error: repair walk lost its root"));
-            };
-            if let Some(mut node) = top.nodes.next() {
-                match node.kind {
-                    NodeKind::File => {
-                        if let Some(kind) = self.fix_file(&mut node)? {
-                            top.damage(&node.name, b"", kind);
-                        }
-                        top.out.push(node);
-                    }
-                    NodeKind::Dir => {
-                        let loaded = match node.subtree {
-                            None => Err("the folder names no tree".to_string()),
-                            Some(sub) if self.clean.contains(&sub) => {
-                                top.out.push(node);
-                                continue;
-                            }
-                            Some(sub) => {
-                                if let Some(r) = self.memo.get(&sub) {
-                                    top.absorb(&node.name, r);
-                                    node.subtree = Some(r.id);
-                                    top.out.push(node);
-                                    continue;
-                                }
-                                self.load(&sub)?
-                            }
-                        };
-                        match loaded {
-                            Ok(tree) => {
-                                if stack.len() >= MAX_DEPTH {
-                                    return Err(Error::corrupt(format!(
-                                        "tree {} is nested deeper than {MAX_DEPTH} folders",
-                                        root.short()
-                                    )));
-                                }
-                                let sub = node.subtree.unwrap_or(Id([0; 32]));
-                                stack.push(Frame::new(sub, Some(node), tree));
-                            }
-                            Err(reason) => {
-                                let empty = self.empty_tree()?;
-                                // `stack` is not empty: `top` was its last frame.
-                                let Some(top) = stack.last_mut() else {
-                                    continue;
-                                };
-                                top.damage(
-                                    &node.name,
-                                    b"",
-                                    DamageKind::UnreadableDir {
-                                        tree: node.subtree,
-                                        reason,
-                                    },
-                                );
-                                node.subtree = Some(empty);
-                                top.out.push(node);
-                            }
-                        }
-                    }
-                    _ => top.out.push(node),
-                }
-                continue;
-            }
-            // The folder is complete.
-            let Some(f) = stack.pop() else {
-                continue;
-            };
-            let done = if f.changed {
-                let id = self.store(&Tree {
-                    version: VERSION,
-                    nodes: f.out,
-                })?;
-                let r = Rewritten {
-                    id,
-                    damages: Arc::new(f.damages),
-                    more: f.more,
-                };
-                self.memo.insert(f.old, r.clone());
-                Some(r)
-            } else {
-                self.clean.insert(f.old);
-                None
-            };
-            let Some(parent) = stack.last_mut() else {
-                return Ok(match done {
-                    Some(r) => RootResult::Changed(r),
-                    None => RootResult::Unchanged,
-                });
-            };
-            let Some(mut node) = f.node else {
-                return Err(Error::usage("internal error: repair walk lost a folder"));
-            };
-            if let Some(r) = &done {
-                parent.absorb(&node.name, r);
-                node.subtree = Some(r.id);
-            }
-            parent.out.push(node);
-        }
+        self.memo.insert(*old, r.clone());
+        Ok(RootResult::Changed(r))
+    }
+
+    fn too_deep(&self, root: &Id, _deep: &Id) -> Error {
+        Error::corrupt(format!(
+            "tree {} is nested deeper than {MAX_DEPTH} folders",
+            root.short()
+        ))
     }
 }
 
@@ -552,7 +515,7 @@ pub fn repair_snapshots(
             empty: None,
         };
         for (id, snap) in snapshots {
-            match rw.rewrite(&snap.tree) {
+            match rewrite(&mut rw, &snap.tree) {
                 Ok(RootResult::Unchanged) => out.unchanged.push(id),
                 Ok(RootResult::Changed(r)) => out.repaired.push(RepairedSnapshot {
                     old: id,

@@ -88,15 +88,7 @@ impl LockInfo {
 /// Whether `pid` is a live process of this host (`kill(pid, 0)`: only "no such process" counts
 /// as dead; no permission to signal it means it exists).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
-    let r = unsafe { libc::kill(p, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    crate::sys::process::process_alive(pid)
 }
 
 /// Time since boot, *including* time the machine was suspended: `CLOCK_BOOTTIME` on Linux
@@ -105,18 +97,8 @@ pub fn process_alive(pid: u32) -> bool {
 /// believing its lock fresh while other hosts, going by the clock on the wall, took it for
 /// stale.
 pub fn boot_time() -> Duration {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_BOOTTIME;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only into it.
-    let r = unsafe { libc::clock_gettime(CLOCK, &mut ts) };
-    match (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
-        (Ok(s), Ok(n)) if r == 0 => Duration::new(s, n),
+    match crate::sys::process::boot_clock() {
+        Some(d) => d,
         // Cannot happen for these clocks; a frozen clock would only make checks stricter
         // nowhere, so count from the first call instead.
         _ => {

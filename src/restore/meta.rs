@@ -1,9 +1,9 @@
 //! Applying metadata and creating special files at the restore target.
 
-use super::fs::{self, DirFd};
 use crate::format::tree::{ATIME_NOT_RECORDED, Node, NodeKind};
+use crate::sys::fs::{self, DirFd};
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 /// The atime to restore: the recorded one, or the mtime when none was recorded.
@@ -34,14 +34,12 @@ pub fn umask() -> Option<u32> {
 
 /// Effective user id.
 pub fn euid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() }
+    crate::sys::user::euid()
 }
 
 /// Effective group id.
 pub fn egid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::getegid() }
+    crate::sys::user::egid()
 }
 
 /// Whether we run as root (owners and devices are restored only then).
@@ -110,10 +108,7 @@ pub fn apply_fd(
         }
     }
     for x in node.xattrs.iter().filter(|x| xattr_wanted(&x.name, o)) {
-        let r = set_xattr(&x.name, &x.value, |n, v, len| {
-            // SAFETY: open descriptor, valid name, value pointer and length from one slice.
-            unsafe { libc::fsetxattr(fd.as_raw_fd(), n, v, len, 0) }
-        });
+        let r = fs::fsetxattr(fd, &x.name, &x.value);
         if let Err(e) = r {
             note(&mut first, "extended attributes", path, e);
         }
@@ -154,13 +149,7 @@ pub fn apply_at(
             let r = p
                 .as_ref()
                 .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
-                .and_then(|p| {
-                    set_xattr(&x.name, &x.value, |n, v, len| {
-                        // SAFETY: valid path and name; value pointer and length from one slice;
-                        // lsetxattr does not follow a symlink in the last component.
-                        unsafe { libc::lsetxattr(p.as_ptr(), n, v, len, 0) }
-                    })
-                });
+                .and_then(|p| fs::lsetxattr(p, &x.name, &x.value));
             // Symlinks refuse user.* attributes: expected, not worth a warning.
             if let (Err(e), false) = (r, symlink) {
                 note(&mut first, "extended attributes", path, e);
@@ -198,19 +187,5 @@ pub fn type_bits(kind: NodeKind) -> u32 {
         NodeKind::CharDevice => libc::S_IFCHR,
         NodeKind::BlockDevice => libc::S_IFBLK,
         NodeKind::Socket => libc::S_IFSOCK,
-    }
-}
-
-/// One `*setxattr` call: `call(name, value pointer, value length)` returns the C result.
-fn set_xattr(
-    name: &[u8],
-    value: &[u8],
-    call: impl FnOnce(*const libc::c_char, *const libc::c_void, usize) -> libc::c_int,
-) -> std::io::Result<()> {
-    let n = fs::cname(name)?;
-    if call(n.as_ptr(), value.as_ptr().cast(), value.len()) == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

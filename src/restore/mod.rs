@@ -5,11 +5,12 @@
 //! - **Bounded memory.** The planner ([`plan`]) walks depth first and cuts the stream of files
 //!   into batches of at most [`BATCH_FILES`] files or [`BATCH_BYTES`] of content; at most one
 //!   batch waits while another is written. Memory is flat however many files a snapshot holds.
-//! - **Descriptors, never paths.** Every file-system call goes through [`fs`]: folders are
-//!   opened from their parent's descriptor with `O_NOFOLLOW`, files are created `O_EXCL` and
-//!   finished through their own descriptor, so no symlink (in the snapshot, in the target, or
-//!   swapped in by a local user meanwhile) is followed and colliding names cannot redirect a
-//!   write. Folders are created 0700 and get their mode when everything in them is done.
+//! - **Descriptors, never paths.** Every file-system call goes through [`crate::sys::fs`]:
+//!   folders are opened from their parent's descriptor with `O_NOFOLLOW`, files are created
+//!   `O_EXCL` and finished through their own descriptor, so no symlink (in the snapshot, in the
+//!   target, or swapped in by a local user meanwhile) is followed and colliding names cannot
+//!   redirect a write. Folders are created 0700 and get their mode when everything in them is
+//!   done.
 //! - **Existing files** (a non-empty target) are replaced, never written through. A file whose
 //!   content already matches (hashed against the blob ids) is kept; `trust_mtime` accepts size
 //!   and mtime instead.
@@ -18,7 +19,6 @@
 //! - **Damage.** A blob that cannot be read or verified damages the files that need it: the
 //!   restore finishes every other file and names the damaged ones.
 
-pub mod fs;
 pub mod meta;
 mod plan;
 mod write;
@@ -28,8 +28,8 @@ use crate::format::tree::Node;
 use crate::patterns::Patterns;
 use crate::progress::{Observer, Progress};
 use crate::repo::Repository;
+use crate::sys::fs::DirFd;
 use crate::warning::{EntryProblem, EntrySink, EntryWarning};
-use fs::DirFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -208,7 +208,7 @@ pub fn restore(
         creator: None,
         n: Counters::default(),
         first_inodes: Default::default(),
-        batch_files: batch_files(fs::raise_fd_limit()),
+        batch_files: batch_files(crate::sys::process::raise_fd_limit()),
     };
     if let Some((f, b)) = opts.totals {
         progress.set_totals(f, b);

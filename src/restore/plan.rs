@@ -3,7 +3,6 @@
 //! holding something, or are included themselves), makes symlinks, fifos and devices on the
 //! spot, and cuts the files into batches for the writer.
 
-use super::fs::{self, DirFd};
 use super::meta;
 use super::{BATCH_BYTES, Ctx, Dir};
 use crate::error::Result;
@@ -11,6 +10,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
 use crate::index::BlobLocation;
 use crate::snapshot::walk::{Step, TreeWalk};
+use crate::sys::fs::{self, DirFd};
 use crate::warning::EntryProblem;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};

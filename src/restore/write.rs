@@ -5,10 +5,11 @@
 //! batch's hard links.
 
 use super::plan::{Batch, FileJob};
-use super::{Ctx, Dir, fs, meta, same_content};
+use super::{Ctx, Dir, meta, same_content};
 use crate::error::Result;
 use crate::id::Id;
 use crate::index::BlobLocation;
+use crate::sys::fs;
 use crate::warning::EntryProblem;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -362,7 +363,7 @@ fn write_sparse(f: &File, raw: &[u8], off: u64) -> std::io::Result<(u64, bool)> 
         let end = (pos + to_boundary).min(raw.len());
         let block = &raw[pos..end];
         let whole = block.len() as u64 == BLOCK;
-        if whole && is_zero(block) {
+        if whole && crate::sys::is_zero(block) {
             if let Some(s) = run_start.take() {
                 f.write_all_at(&raw[s..pos], off + s as u64)?;
                 written += (pos - s) as u64;
@@ -378,14 +379,6 @@ fn write_sparse(f: &File, raw: &[u8], off: u64) -> std::io::Result<(u64, bool)> 
         written += (raw.len() - s) as u64;
     }
     Ok((written, holes))
-}
-
-fn is_zero(b: &[u8]) -> bool {
-    let (pre, mid, post) = {
-        // SAFETY: u64 has no invalid bit patterns; align_to gives correctly aligned middles.
-        unsafe { b.align_to::<u64>() }
-    };
-    pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
 }
 
 /// Hard link `l` to the first link of its inode, reached from the target by descriptors, and

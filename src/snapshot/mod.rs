@@ -15,6 +15,7 @@ pub mod group;
 pub mod policy;
 #[cfg(feature = "engine")]
 pub mod reach;
+pub mod rewrite;
 #[cfg(feature = "engine")]
 pub mod select;
 #[cfg(feature = "engine")]

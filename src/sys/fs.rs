@@ -1,4 +1,6 @@
-//! Restore's file-system layer: every operation is relative to an open directory descriptor and
+//! Files and folders through descriptors.
+//!
+//! Restore's file-system layer ([`DirFd`]): every operation is relative to an open directory descriptor and
 //! never follows a symlink, so nothing in the target — a symlink planted in the snapshot, one
 //! already there, one a local user swaps in while the restore runs, or two names that collide on
 //! a case-insensitive file system — can redirect a write outside the folder it belongs to.
@@ -9,34 +11,25 @@
 //! - symlinks, fifos and devices are made with `symlinkat`/`mknodat`, and their metadata is set
 //!   with the `*at` calls and `AT_SYMLINK_NOFOLLOW`, or through `/proc/self/fd` of a descriptor
 //!   checked to be what was created.
+//!
+//! Backup's race-safe open (`backup/open.rs`) takes an `O_PATH|O_NOFOLLOW` handle
+//! ([`open_handle_nofollow`]), checks it with [`fstat`] and clears `O_NONBLOCK`
+//! ([`clear_nonblock`]); the cache locks its folders with [`try_flock`]; the mount detaches
+//! with [`umount_detach`].
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
 use std::path::Path;
+
+use super::{check, check_fd};
 
 /// A name inside a folder as a C string.
 pub fn cname(name: &[u8]) -> io::Result<CString> {
     CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn check_fd(fd: libc::c_int) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: a fresh descriptor returned by the kernel, owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
 }
 
 /// What is at a name, without following a symlink.
@@ -394,25 +387,105 @@ fn timespec(ns: i64) -> libc::timespec {
     }
 }
 
-/// Raise the soft limit of open descriptors to the hard limit (a restore keeps one per file in
-/// flight and one per open folder); returns the soft limit in force.
-pub fn raise_fd_limit() -> u64 {
-    // SAFETY: `lim` is a valid out pointer; setrlimit takes a valid struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = lim.rlim_max.min(1 << 20);
-            let mut new = lim;
-            new.rlim_cur = want;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
-                return want;
-            }
-        }
-        lim.rlim_cur
+/// Set extended attribute `name` to `value` on an open file or folder (`fsetxattr`, flags 0).
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: open descriptor, valid name, value pointer and length from one slice.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// Set extended attribute `name` to `value` on the entry at `path`, not following a symlink in
+/// its last component (`lsetxattr`, flags 0).
+pub fn lsetxattr(path: &CStr, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: valid path and name; value pointer and length from one slice; lsetxattr does
+    // not follow a symlink in the last component.
+    check(unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// An `O_PATH|O_NOFOLLOW|O_CLOEXEC` handle on `path`: opens nothing (no device driver, no
+/// fifo) and does not follow a symlink in the last component; good for [`fstat`] and for
+/// reopening through `/proc/self/fd`.
+pub fn open_handle_nofollow(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: valid NUL-terminated path.
+    check_fd(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })
+}
+
+/// Clear `O_NONBLOCK` on an open descriptor (`fcntl` `F_GETFL`, then `F_SETFL`).
+pub fn clear_nonblock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on an open descriptor, with integer arguments only.
+    let cleared = unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == 0
+    };
+    if cleared {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
+}
+
+/// The file status flags (`fcntl` `F_GETFL`) and the descriptor flags (`F_GETFD`) of an open
+/// descriptor.
+pub fn fd_flags(fd: BorrowedFd<'_>) -> io::Result<(libc::c_int, libc::c_int)> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on an open descriptor, with no argument.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let fdfl = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if fdfl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fl, fdfl))
+}
+
+/// Take an exclusive `flock` on `file` without waiting; whether it was taken.
+pub fn try_flock(file: &File) -> bool {
+    // SAFETY: a valid descriptor; flock has no other preconditions.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Make a fifo at `path` with permission bits `mode` (`mkfifo`).
+pub fn mkfifo(path: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::mkfifo(path.as_ptr(), mode as libc::mode_t) })
+}
+
+/// The major and minor numbers of device number `dev`.
+pub fn major_minor(dev: u64) -> (u32, u32) {
+    (libc::major(dev), libc::minor(dev))
+}
+
+/// Detach the mount at `path` at once, even while files in it are open (`umount2` with
+/// `MNT_DETACH`; root only).
+pub fn umount_detach(path: &CStr) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })
 }
 
 #[cfg(test)]
