@@ -72,7 +72,7 @@ impl Refresher {
         repo.catch_up()?;
         vfs.source().forget_locations();
         self.sync_index(vfs.source(), &mut out)?;
-        let listed = repo.list_snapshots()?;
+        let listed = repo.list(FileType::Snapshot)?;
         if self.listed.as_ref() == Some(&listed) {
             return Ok(out);
         }

@@ -341,12 +341,6 @@ impl Repository {
         )
     }
 
-    /// The snapshot objects in the store with their sizes, sorted by id (one listing; nothing
-    /// is read or decrypted).
-    pub fn list_snapshots(&self) -> Result<Vec<(Id, u64)>> {
-        self.backend.list(FileType::Snapshot)
-    }
-
     /// The backend: reached from above only through the methods of [`store`] and the others
     /// of this type.
     fn backend(&self) -> &Backend {

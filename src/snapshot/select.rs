@@ -139,7 +139,7 @@ pub fn find(
         )));
     }
     let mut hits: Vec<(Id, u64)> = repo
-        .list_snapshots()?
+        .list(crate::backend::FileType::Snapshot)?
         .into_iter()
         .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
         .collect();
