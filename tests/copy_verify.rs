@@ -4,59 +4,32 @@
 
 use crate::util::*;
 use bytes::Bytes;
-use cairn::backend::Backend;
 use cairn::format::VERSION;
 use cairn::format::pack::BlobKind;
-use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use cairn::format::tree::{Node, NodeKind, Tree};
-use cairn::repo::Repository;
-use cairn::repo::writer::{BlobWriter, WriterOptions};
 
 /// In `env`'s repository, store `evil` under the id of `real` (one data blob), a tree with a
 /// file `f` of that content, and a snapshot of it: what another holder of the source's keys
 /// can write.
 fn plant(env: &Env, real: &[u8], evil: &[u8]) {
-    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
-    let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
-    let w = BlobWriter::new(
-        repo.clone(),
-        WriterOptions {
-            threads: 1,
-            dry_run: false,
-        },
-    )
-    .unwrap();
-    let id = repo.blob_id(real);
-    assert!(
-        w.add_with_id(BlobKind::Data, id, Bytes::copy_from_slice(evil))
+    craft_snapshot(env, "planted", 1_700_000_000_000_000_000, |repo, w| {
+        let id = repo.blob_id(real);
+        assert!(
+            w.add_with_id(BlobKind::Data, id, Bytes::copy_from_slice(evil))
+                .unwrap()
+        );
+        let mut file = Node::new(b"f".to_vec(), NodeKind::File);
+        file.mode = 0o100644;
+        file.size = evil.len() as u64;
+        file.content = vec![id];
+        let tree = Tree {
+            version: VERSION,
+            nodes: vec![file],
+        };
+        w.add(BlobKind::Tree, Bytes::from(tree.encode().unwrap()))
             .unwrap()
-    );
-    let mut file = Node::new(b"f".to_vec(), NodeKind::File);
-    file.mode = 0o100644;
-    file.size = evil.len() as u64;
-    file.content = vec![id];
-    let tree = Tree {
-        version: VERSION,
-        nodes: vec![file],
-    };
-    let (root, _) = w
-        .add(BlobKind::Tree, Bytes::from(tree.encode().unwrap()))
-        .unwrap();
-    w.finish().unwrap();
-    repo.save_snapshot(&Snapshot {
-        version: VERSION,
-        time_ns: 1_700_000_000_000_000_000,
-        host: "planted".into(),
-        user: "mallory".into(),
-        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
-        tags: vec![],
-        tree: root,
-        parent: None,
-        kind: SnapshotKind::Full,
-        summary: Summary::default(),
-        program: "crafted".into(),
+            .0
     })
-    .unwrap();
 }
 
 #[test]

@@ -4,13 +4,9 @@
 
 use crate::util::*;
 use cairn::Id;
-use cairn::backend::Backend;
 use cairn::format::VERSION;
 use cairn::format::pack::BlobKind;
-use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use cairn::format::tree::{Node, NodeKind, Tree};
-use cairn::repo::Repository;
-use cairn::repo::writer::{BlobWriter, WriterOptions};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -721,37 +717,13 @@ fn latest_with_host_and_path_filters_in_every_command() {
 /// Write the trees `build` makes (bottom-up, returning the root) and a snapshot of them, as
 /// another key holder could.
 fn craft(env: &Env, time_ns: i64, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
-    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
-    let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
-    let w = BlobWriter::new(
-        repo.clone(),
-        WriterOptions {
-            threads: 2,
-            dry_run: false,
-        },
-    )
-    .unwrap();
-    let add = |t: Tree| -> Id {
-        w.add(BlobKind::Tree, bytes::Bytes::from(t.encode().unwrap()))
-            .unwrap()
-            .0
-    };
-    let root = build(&add);
-    w.finish().unwrap();
-    repo.save_snapshot(&Snapshot {
-        version: VERSION,
-        time_ns,
-        host: "hostile".into(),
-        user: "mallory".into(),
-        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
-        tags: vec![],
-        tree: root,
-        parent: None,
-        kind: SnapshotKind::Full,
-        summary: Summary::default(),
-        program: "crafted".into(),
+    craft_snapshot(env, "hostile", time_ns, |_, w| {
+        build(&|t: Tree| -> Id {
+            w.add(BlobKind::Tree, bytes::Bytes::from(t.encode().unwrap()))
+                .unwrap()
+                .0
+        })
     })
-    .unwrap();
 }
 
 fn dir_node(name: &[u8], sub: Id) -> Node {

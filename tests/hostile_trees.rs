@@ -9,10 +9,8 @@ use cairn::Id;
 use cairn::backend::Backend;
 use cairn::format::VERSION;
 use cairn::format::pack::BlobKind;
-use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
 use cairn::format::tree::{Node, NodeKind, Tree};
 use cairn::repo::Repository;
-use cairn::repo::writer::{BlobWriter, WriterOptions};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -25,33 +23,9 @@ fn craft(env: &Env, build: impl FnOnce(&dyn Fn(Tree) -> Id) -> Id) {
 
 /// [`craft`] with blobs of any kind (`add(kind, bytes)`), so trees can name data blobs too.
 fn craft_blobs(env: &Env, build: impl FnOnce(&dyn Fn(BlobKind, Vec<u8>) -> Id) -> Id) {
-    let backend = Backend::open(env.repo.to_str().unwrap(), false).unwrap();
-    let repo = Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
-    let w = BlobWriter::new(
-        repo.clone(),
-        WriterOptions {
-            threads: 2,
-            dry_run: false,
-        },
-    )
-    .unwrap();
-    let add = |kind: BlobKind, b: Vec<u8>| -> Id { w.add(kind, Bytes::from(b)).unwrap().0 };
-    let root = build(&add);
-    w.finish().unwrap();
-    let snap = Snapshot {
-        version: VERSION,
-        time_ns: 1_700_000_000_000_000_000,
-        host: "hostile".into(),
-        user: "mallory".into(),
-        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
-        tags: vec![],
-        tree: root,
-        parent: None,
-        kind: SnapshotKind::Full,
-        summary: Summary::default(),
-        program: "crafted".into(),
-    };
-    repo.save_snapshot(&snap).unwrap();
+    craft_snapshot(env, "hostile", 1_700_000_000_000_000_000, |_, w| {
+        build(&|kind: BlobKind, b: Vec<u8>| -> Id { w.add(kind, Bytes::from(b)).unwrap().0 })
+    })
 }
 
 fn dir(name: &[u8], sub: Id) -> Node {

@@ -818,3 +818,43 @@ pub fn restore_matches(env: &Env, id: &str, copy: &Path, src: &Path, target: &st
     assert_eq!(o.status.code(), Some(0), "restore {id}\n{}", describe(&o));
     assert_same_tree(copy, &restored(&t, src), false);
 }
+
+/// Write a snapshot as another holder of the repository's keys could: `build` stores blobs
+/// through one writer (trees bottom-up) and returns the root tree; once the writer has
+/// finished, a snapshot of that root (host `host`, user `mallory`, path `/x`, taken at
+/// `time_ns`) is saved.
+pub fn craft_snapshot(
+    env: &Env,
+    host: &str,
+    time_ns: i64,
+    build: impl FnOnce(&cairn::repo::Repository, &cairn::repo::writer::BlobWriter) -> cairn::Id,
+) {
+    use cairn::format::snapshot::{Snapshot, SnapshotKind, Summary};
+    use cairn::repo::writer::{BlobWriter, WriterOptions};
+    let backend = cairn::backend::Backend::open(env.repo.to_str().unwrap(), false).unwrap();
+    let repo = cairn::repo::Repository::open(backend, env.password.as_bytes(), &env.cache).unwrap();
+    let w = BlobWriter::new(
+        repo.clone(),
+        WriterOptions {
+            threads: 2,
+            dry_run: false,
+        },
+    )
+    .unwrap();
+    let root = build(&repo, &w);
+    w.finish().unwrap();
+    repo.save_snapshot(&Snapshot {
+        version: cairn::format::VERSION,
+        time_ns,
+        host: host.into(),
+        user: "mallory".into(),
+        paths: vec![serde_bytes::ByteBuf::from(b"/x".to_vec())],
+        tags: vec![],
+        tree: root,
+        parent: None,
+        kind: SnapshotKind::Full,
+        summary: Summary::default(),
+        program: "crafted".into(),
+    })
+    .unwrap();
+}
