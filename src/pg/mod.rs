@@ -1,0 +1,7 @@
+//! PostgreSQL point-in-time recovery: base backups as snapshots tagged `pg-base`, a WAL archive
+//! (`wal/`), and restores to a time, transaction id, restore point or LSN.
+//!
+//! Pure parts (no repository): [`waldecode`] reads what a WAL segment holds (system identifier,
+//! commits, restore points) and [`walname`] names WAL files and LSNs.
+
+pub mod waldecode;
