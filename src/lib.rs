@@ -60,6 +60,7 @@ pub mod index;
 pub mod mount;
 #[cfg(feature = "engine")]
 pub mod patterns;
+pub mod pg;
 #[cfg(feature = "engine")]
 pub mod progress;
 #[cfg(feature = "engine")]
