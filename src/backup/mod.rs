@@ -225,6 +225,7 @@ pub(crate) fn commit_snapshot(
         },
         summary: summary.clone(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        pg: None,
     };
     let snapshot = if opts.dry_run {
         None

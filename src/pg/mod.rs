@@ -5,3 +5,4 @@
 //! commits, restore points) and [`walname`] names WAL files and LSNs.
 
 pub mod waldecode;
+pub mod walname;
