@@ -6,3 +6,9 @@
 
 pub mod waldecode;
 pub mod walname;
+#[cfg(feature = "engine")]
+pub mod base;
+#[cfg(feature = "engine")]
+pub mod control;
+#[cfg(feature = "engine")]
+pub mod server;
