@@ -12,3 +12,11 @@ pub mod base;
 pub mod control;
 #[cfg(feature = "engine")]
 pub mod server;
+#[cfg(feature = "engine")]
+pub mod fetch;
+#[cfg(feature = "engine")]
+pub mod push;
+#[cfg(feature = "engine")]
+pub mod catalog;
+#[cfg(feature = "engine")]
+pub mod restore;
