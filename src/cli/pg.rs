@@ -250,7 +250,14 @@ fn wal_fetch(g: &Global, a: &WalFetchArgs) -> Result<i32> {
         Some(s) => s,
         None => fetch::cluster_of(&repo, &a.dest)?,
     };
-    if fetch::fetch(&repo, sysid, &a.name, &a.dest, a.prefetch, g.threads().max(4))? {
+    if fetch::fetch(
+        &repo,
+        sysid,
+        &a.name,
+        &a.dest,
+        a.prefetch,
+        g.threads().max(4),
+    )? {
         Ok(0)
     } else {
         if !g.quiet {
@@ -279,9 +286,9 @@ fn restore_command(g: &Global) -> Result<String> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut words = vec![exe.to_string_lossy().into_owned()];
     let location = match std::path::Path::new(&g.repo) {
-        p if !g.repo.contains("://") && p.exists() => std::fs::canonicalize(p)?
-            .to_string_lossy()
-            .into_owned(),
+        p if !g.repo.contains("://") && p.exists() => {
+            std::fs::canonicalize(p)?.to_string_lossy().into_owned()
+        }
         _ => g.repo.clone(),
     };
     words.extend(["-r".to_string(), location]);
@@ -291,7 +298,10 @@ fn restore_command(g: &Global) -> Result<String> {
             words.extend(["--password-file".into(), f.to_string_lossy().into_owned()]);
         }
         PasswordSource::Command(c) => {
-            words.extend(["--password-command".into(), c.to_string_lossy().into_owned()]);
+            words.extend([
+                "--password-command".into(),
+                c.to_string_lossy().into_owned(),
+            ]);
         }
         _ => bail!(
             "the restore_command PostgreSQL runs needs the password from a file or a command: give --password-file or --password-command (or write your own with --restore-command)"
@@ -446,7 +456,11 @@ fn list(g: &Global) -> Result<i32> {
             println!("cluster {sysid} timeline {tl}: {n} segments missing from {first}");
         }
     }
-    Ok(if rows.iter().any(|r| !r.3.is_empty()) { 1 } else { 0 })
+    Ok(if rows.iter().any(|r| !r.3.is_empty()) {
+        1
+    } else {
+        0
+    })
 }
 
 fn check(g: &Global, a: &CheckArgs) -> Result<i32> {

@@ -32,10 +32,17 @@ impl BaseBackup {
 /// its stop (the segment holding the stop record's last byte).
 pub fn wal_range(p: &PgBase) -> (String, String) {
     (
-        segment_name(p.timeline, segno_of(Lsn(p.start_lsn), p.segment_size), p.segment_size),
+        segment_name(
+            p.timeline,
+            segno_of(Lsn(p.start_lsn), p.segment_size),
+            p.segment_size,
+        ),
         segment_name(
             p.stop_timeline,
-            segno_of(Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)), p.segment_size),
+            segno_of(
+                Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)),
+                p.segment_size,
+            ),
             p.segment_size,
         ),
     )
@@ -151,6 +158,25 @@ pub fn unneeded(wal: &ClusterWal, sysid: u64, kept: &[BaseBackup]) -> Vec<WalObj
         })
         .cloned()
         .collect()
+}
+
+/// The archived WAL no base backup among `snapshots` (ids listed by a prune) needs, in every
+/// cluster ([`unneeded`]). A snapshot that cannot be read stops this: its base backup's WAL
+/// would otherwise look unneeded.
+pub fn wal_to_drop(repo: &Repository, snapshots: &[Id]) -> Result<Vec<WalObject>> {
+    let archived = archived(repo)?;
+    if archived.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut loaded = Vec::with_capacity(snapshots.len());
+    for id in snapshots {
+        loaded.push((*id, repo.load_snapshot(id)?));
+    }
+    let kept = base_backups(loaded);
+    Ok(archived
+        .iter()
+        .flat_map(|(sysid, wal)| unneeded(wal, *sysid, &kept))
+        .collect())
 }
 
 #[cfg(test)]

@@ -48,7 +48,10 @@ pub fn from_spool(name: &str, dest: &Path) -> Result<bool> {
     match std::fs::rename(&p, dest) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(format!("cannot move {} into place", p.display()), e)),
+        Err(e) => Err(Error::io(
+            format!("cannot move {} into place", p.display()),
+            e,
+        )),
     }
 }
 
@@ -68,8 +71,12 @@ pub fn fetch(
     write_whole(dest, &data)?;
     let spool = spool_of(dest);
     let header = waldecode::segment_header(&data).ok();
-    let next: Vec<String> = match (header, header.and_then(|h| WalFile::parse(name, h.segment_size))) {
-        (Some(h), Some(WalFile::Segment { timeline, segno })) if prefetch > 0 => (1..=prefetch as u64)
+    let next: Vec<String> = match (
+        header,
+        header.and_then(|h| WalFile::parse(name, h.segment_size)),
+    ) {
+        (Some(h), Some(WalFile::Segment { timeline, segno })) if prefetch > 0 => (1..=prefetch
+            as u64)
             .map(|i| segment_name(timeline, segno + i, h.segment_size))
             .collect(),
         _ => Vec::new(),
@@ -78,7 +85,10 @@ pub fn fetch(
     // already replayed).
     if let Ok(rd) = std::fs::read_dir(&spool) {
         for e in rd.flatten() {
-            let keep = e.file_name().to_str().is_some_and(|n| next.iter().any(|x| x == n));
+            let keep = e
+                .file_name()
+                .to_str()
+                .is_some_and(|n| next.iter().any(|x| x == n));
             if !keep {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -125,11 +135,18 @@ pub fn cluster_of(repo: &Repository, dest: &Path) -> Result<u64> {
     if let Ok(id) = super::control::system_identifier(&super::control::data_dir_of(dest)) {
         return Ok(id);
     }
-    let mut ids: Vec<u64> = repo.wal_list()?.iter().map(|o| o.system_identifier).collect();
+    let mut ids: Vec<u64> = repo
+        .wal_list()?
+        .iter()
+        .map(|o| o.system_identifier)
+        .collect();
     ids.dedup();
     match ids.as_slice() {
         [one] => Ok(*one),
-        [] => Err(Error::new(ErrorKind::NotFound, "no WAL is archived in this repository")),
+        [] => Err(Error::new(
+            ErrorKind::NotFound,
+            "no WAL is archived in this repository",
+        )),
         _ => Err(Error::usage(
             "several clusters archive WAL into this repository and no pg_control says which: give --system-identifier",
         )),

@@ -232,9 +232,7 @@ pub fn push(repo: &Repository, wal_path: &Path, opts: &PushOptions) -> Result<Pu
                 }
             }
             Err(e) if is_requested => requested_err = Some(e),
-            Err(e) => report
-                .ahead_failed
-                .push(format!("{}: {e}", p.display())),
+            Err(e) => report.ahead_failed.push(format!("{}: {e}", p.display())),
         }
     }
     match requested_err {
