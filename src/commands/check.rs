@@ -328,7 +328,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
 fn check_wal(repo: &Repository, read_data: bool, r: &mut CheckReport) -> Result<()> {
     use crate::pg::catalog;
     use crate::pg::walname::{Lsn, segno_of};
-    let archived = catalog::archived(repo)?;
+    let archived = catalog::archived(&repo.wal())?;
     let bases = catalog::base_backups(repo.snapshots()?);
     r.stats.wal_files = archived.values().map(|w| w.files.len() as u64).sum();
     let empty = catalog::ClusterWal::default();
@@ -377,7 +377,7 @@ fn check_wal(repo: &Repository, read_data: bool, r: &mut CheckReport) -> Result<
         }
         if read_data {
             for name in w.files.keys() {
-                match repo.wal_read(*sysid, name) {
+                match repo.wal().read(*sysid, name) {
                     Ok(Some(_)) => r.stats.wal_verified += 1,
                     Ok(None) => {}
                     Err(e) if e.kind() == crate::ErrorKind::Backend => return Err(e),

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::format::snapshot::{PgBase, Snapshot};
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::wal::WalObject;
+use crate::repo::wal::{WalArchive, WalObject};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A base backup: its snapshot and PostgreSQL part.
@@ -97,9 +97,9 @@ impl ClusterWal {
 }
 
 /// The archived WAL of every cluster in the repository (one listing).
-pub fn archived(repo: &Repository) -> Result<BTreeMap<u64, ClusterWal>> {
+pub fn archived(wal: &WalArchive<'_>) -> Result<BTreeMap<u64, ClusterWal>> {
     let mut m: BTreeMap<u64, ClusterWal> = BTreeMap::new();
-    for o in repo.wal_list()? {
+    for o in wal.list()? {
         m.entry(o.system_identifier)
             .or_default()
             .files
@@ -164,7 +164,7 @@ pub fn unneeded(wal: &ClusterWal, sysid: u64, kept: &[BaseBackup]) -> Vec<WalObj
 /// cluster ([`unneeded`]). A snapshot that cannot be read stops this: its base backup's WAL
 /// would otherwise look unneeded.
 pub fn wal_to_drop(repo: &Repository, snapshots: &[Id]) -> Result<Vec<WalObject>> {
-    let archived = archived(repo)?;
+    let archived = archived(&repo.wal())?;
     if archived.is_empty() {
         return Ok(Vec::new());
     }
@@ -252,7 +252,7 @@ mod tests {
         );
         assert!(w.missing(1, 3, 3, MB16).is_empty());
         assert_eq!(w.missing(1, 3, 4, MB16), vec!["000000010000000000000004"]);
-        let gone: Vec<String> = unneeded(&w, 9, &[b.clone()])
+        let gone: Vec<String> = unneeded(&w, 9, std::slice::from_ref(&b))
             .into_iter()
             .map(|o| o.name)
             .collect();

@@ -10,7 +10,7 @@
 use super::waldecode;
 use super::walname::{WalFile, segment_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::repo::Repository;
+use crate::repo::wal::WalArchive;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -58,14 +58,14 @@ pub fn from_spool(name: &str, dest: &Path) -> Result<bool> {
 /// Fetch `name` of cluster `sysid` into `dest`; then up to `prefetch` following segments of
 /// its timeline into the spool. `Ok(false)` when `name` is not archived (nothing written).
 pub fn fetch(
-    repo: &Repository,
+    wal: &WalArchive<'_>,
     sysid: u64,
     name: &str,
     dest: &Path,
     prefetch: usize,
     threads: usize,
 ) -> Result<bool> {
-    let Some((_, data)) = repo.wal_read(sysid, name)? else {
+    let Some((_, data)) = wal.read(sysid, name)? else {
         return Ok(false);
     };
     write_whole(dest, &data)?;
@@ -113,7 +113,7 @@ pub fn fetch(
                     if (i as u64) > missing.load(std::sync::atomic::Ordering::Relaxed) {
                         continue;
                     }
-                    match repo.wal_read(sysid, n) {
+                    match wal.read(sysid, n) {
                         Ok(Some((_, d))) => {
                             let _ = write_whole(&spool.join(n.as_str()), &d);
                         }
@@ -131,15 +131,11 @@ pub fn fetch(
 
 /// The cluster whose WAL a fetch into `dest` is for: the data directory's `pg_control`, else
 /// the only cluster that archives into the repository.
-pub fn cluster_of(repo: &Repository, dest: &Path) -> Result<u64> {
+pub fn cluster_of(wal: &WalArchive<'_>, dest: &Path) -> Result<u64> {
     if let Ok(id) = super::control::system_identifier(&super::control::data_dir_of(dest)) {
         return Ok(id);
     }
-    let mut ids: Vec<u64> = repo
-        .wal_list()?
-        .iter()
-        .map(|o| o.system_identifier)
-        .collect();
+    let mut ids: Vec<u64> = wal.list()?.iter().map(|o| o.system_identifier).collect();
     ids.dedup();
     match ids.as_slice() {
         [one] => Ok(*one),

@@ -85,7 +85,9 @@ fn pg_time(ns: i64) -> String {
 
 /// The LSN of restore point `name` in the archived WAL of cluster `sysid` (newest first).
 fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let mut names: Vec<&String> = wal
         .files
         .keys()
@@ -96,7 +98,7 @@ fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option
         let found = std::thread::scope(|s| {
             let hs: Vec<_> = chunk
                 .iter()
-                .map(|n| s.spawn(move || repo.wal_header(sysid, n)))
+                .map(|n| s.spawn(move || repo.wal().header(sysid, n)))
                 .collect();
             let mut best: Option<Lsn> = None;
             for h in hs {
@@ -122,13 +124,15 @@ fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option
 /// archived segments' headers: the start of the first segment whose largest ended xid is at
 /// least `xid`.
 fn xid_lower_bound(repo: &Repository, sysid: u64, xid: u64, seg: u32) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let xid32 = (xid & 0xffff_ffff) as u32;
     for (name, _) in wal.files.iter() {
         let Some(f) = WalFile::parse(name, seg).filter(|f| f.holds_records()) else {
             continue;
         };
-        if let Some(sum) = repo.wal_header(sysid, name)?.and_then(|h| h.summary) {
+        if let Some(sum) = repo.wal().header(sysid, name)?.and_then(|h| h.summary) {
             if sum.xid_range.is_some_and(|(_, hi)| hi >= xid32) {
                 return Ok(f.segno().map(|s| Lsn(s * u64::from(seg))));
             }
@@ -346,7 +350,9 @@ pub fn restore(
         )));
     }
     // The WAL the backup needs must be there, or recovery cannot even become consistent.
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let seg = base.pg.segment_size;
     let missing = wal.missing(
         base.pg.timeline,

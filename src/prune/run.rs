@@ -263,7 +263,7 @@ pub fn execute(
     for batch in plan.wal.chunks(width * DELETE_BATCH_ROUNDS) {
         lock.check()?;
         for w in batch {
-            repo.wal_delete(w.system_identifier, &w.name)?;
+            repo.wal().delete(w.system_identifier, &w.name)?;
             out.wal_deleted += 1;
             out.wal_bytes_deleted += w.size;
         }
