@@ -146,7 +146,7 @@ pub enum Command {
 /// structures it reads and writes (docs/format.md §15), and what this build can do.
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    "\nrepository format: config 2, key files 2, packs, index files, trees and snapshots 1",
+    "\nrepository format: config 2, key files 2, packs, index files, trees and snapshots 1 (2 for PostgreSQL base backups), WAL files 1",
     "\nstores: local folders (path or file://), S3 (s3://), GCS (gs://), Azure (az://)",
     "\nbuilt with: FastCDC (keyed gear table), keyed BLAKE3, zstd, AES-256-GCM-SIV, argon2id, RocksDB cache",
 );
@@ -159,6 +159,8 @@ fn version(g: &Global) -> Result<i32> {
                 "config": cairn::format::config::CONFIG_VERSION,
                 "key_file": cairn::format::keyfile::KEY_FILE_VERSION,
                 "objects": cairn::format::VERSION,
+                "snapshot_pg": cairn::format::snapshot::SNAPSHOT_VERSION_PG,
+                "wal": cairn::format::wal::WAL_VERSION,
             },
             "stores": ["local", "s3", "gcs", "azure"],
         }))?;
