@@ -31,6 +31,7 @@ mod key_hardening;
 mod keys;
 mod local_files;
 mod mount;
+mod pg_cluster;
 mod postgres;
 mod prune;
 mod prune_clock;
