@@ -32,6 +32,7 @@ mod keys;
 mod local_files;
 mod mount;
 mod pg_cluster;
+mod pg_pitr;
 mod postgres;
 mod prune;
 mod prune_clock;
