@@ -611,7 +611,7 @@ fn pg_wal_push_faults_lose_no_segment() {
                 let bytes = segment_bytes(p, &seg);
                 // Killed (a failure), or done in fewer writes than n (archived): then every write
                 // of a push has been a kill point.
-                c_wait_either(p, before, &seg);
+                wait_archived_or_failed(p, before, &seg);
                 let failed = failed_count(p) > before;
                 reset_archive_command(p, &site.repo);
                 if failed {
@@ -728,7 +728,7 @@ fn pg_wal_push_faults_lose_no_segment() {
 }
 
 /// Wait until `seg` is archived or an archiving attempt failed (more than `before` failures).
-fn c_wait_either(c: &Cluster, before: u64, seg: &str) {
+fn wait_archived_or_failed(c: &Cluster, before: u64, seg: &str) {
     c.wait_for(
         &format!(
             "SELECT failed_count > {before} OR coalesce(last_archived_wal >= '{seg}', false) FROM pg_stat_archiver"
