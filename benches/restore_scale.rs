@@ -201,6 +201,7 @@ fn synthesize(repo_dir: &Path, cache_dir: &Path, files: u64, empty: bool) -> u64
             ..Default::default()
         },
         program: format!("cairn {} (restore_scale bench)", env!("CARGO_PKG_VERSION")),
+        pg: None,
     };
     repo.save_snapshot(&snap).expect("save snapshot");
     // The child must find the cache free (RocksDB holds a lock while the repository is open).

@@ -855,6 +855,7 @@ pub fn craft_snapshot(
         kind: SnapshotKind::Full,
         summary: Summary::default(),
         program: "crafted".into(),
+        pg: None,
     })
     .unwrap();
 }

@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = Snapshot::decode(data, &"snapshot") {
         assert_eq!(s.path_strings().len(), s.paths.len());
         let _ = s.kind.name();
-        let again = cairn::format::encode(&s).expect("re-encode snapshot");
+        let again = s.encode().expect("re-encode snapshot");
         assert_eq!(Snapshot::decode(&again, &"snapshot").expect("round trip"), s);
     }
 });

@@ -15,6 +15,9 @@ pub const MAX_SNAPSHOT_SIZE: u64 = 16 << 20;
 pub const MAX_INDEX_SIZE: u64 = 256 << 20;
 /// Largest lock object read whole.
 pub const MAX_LOCK_SIZE: u64 = 1 << 20;
+/// Largest WAL object read whole: a segment of PostgreSQL's largest size (1 GiB), its header
+/// and the sealing.
+pub const MAX_WAL_SIZE: u64 = (1 << 30) + (2 << 20);
 
 /// The kinds of object in a repository, each under its own prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +34,9 @@ pub enum FileType {
     Snapshot,
     /// `locks/<id>`
     Lock,
+    /// `wal/<system id>/<WAL file name>`: a PostgreSQL cluster's archived WAL (format.md §13a);
+    /// the name the layers see is `<system id>/<WAL file name>`.
+    Wal,
 }
 
 impl FileType {
@@ -43,6 +49,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Wal => "wal",
         }
     }
     /// What users call it in messages.
@@ -54,6 +61,7 @@ impl FileType {
             FileType::Index => "index file",
             FileType::Snapshot => "snapshot",
             FileType::Lock => "lock",
+            FileType::Wal => "WAL file",
         }
     }
     /// Whether objects of this type are named by (a hash of) their content: writing one again
@@ -73,6 +81,7 @@ impl FileType {
             FileType::Index => MAX_INDEX_SIZE,
             FileType::Snapshot => MAX_SNAPSHOT_SIZE,
             FileType::Lock => MAX_LOCK_SIZE,
+            FileType::Wal => MAX_WAL_SIZE,
         }
     }
 }
@@ -94,6 +103,10 @@ impl Handle<'_> {
                 .join("data")
                 .join(&self.name[..2.min(self.name.len())])
                 .join(self.name),
+            FileType::Wal => self
+                .name
+                .split('/')
+                .fold(p.join(FileType::Wal.dir()), |p, part| p.join(part)),
             t => p.join(t.dir()).join(self.name),
         }
     }

@@ -43,6 +43,7 @@ mod store;
 pub use dryrun::DroppedWrites;
 pub use layout::{
     FileType, MAX_CONFIG_SIZE, MAX_INDEX_SIZE, MAX_KEY_SIZE, MAX_LOCK_SIZE, MAX_SNAPSHOT_SIZE,
+    MAX_WAL_SIZE,
 };
 pub use open::{BackendOptions, StoreKind};
 pub use stats::BackendStats;
@@ -395,6 +396,37 @@ impl Backend {
             .collect();
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
+        Ok(out)
+    }
+
+    /// Names (relative to the type's folder, `/`-separated), sizes and last-modified times
+    /// (ns since the epoch) of every object below `t`'s folder, sorted by name: for the types
+    /// not named by ids ([`FileType::Wal`]). Names with empty or dot parts are left out.
+    pub fn list_names(&self, t: FileType) -> Result<Vec<(String, u64, i64)>> {
+        let dir = layout::dir(&self.parts.prefix, t);
+        let metas = self
+            .block(self.top.list(Some(t)))
+            .map_err(|e| self.map_err(e, t.dir(), false))?;
+        let mut out: Vec<(String, u64, i64)> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let parts: Vec<String> = m
+                    .location
+                    .prefix_match(&dir)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                if parts.is_empty()
+                    || parts
+                        .iter()
+                        .any(|p| p.is_empty() || p.starts_with('.') || p.contains('#'))
+                {
+                    return None;
+                }
+                let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0);
+                Some((parts.join("/"), m.size, modified))
+            })
+            .collect();
+        out.sort();
         Ok(out)
     }
 

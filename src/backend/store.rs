@@ -82,8 +82,8 @@ impl Store for Provider {
     fn list<'a>(&'a self, t: Option<FileType>) -> Fut<'a, Vec<ObjectMeta>> {
         Box::pin(async move {
             match t {
-                Some(FileType::Pack) => {
-                    let dir = layout::dir(&self.prefix, FileType::Pack);
+                Some(t @ (FileType::Pack | FileType::Wal)) => {
+                    let dir = layout::dir(&self.prefix, t);
                     self.store.list(Some(&dir)).try_collect().await
                 }
                 // One level only: junk folders below are never walked.

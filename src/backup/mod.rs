@@ -5,6 +5,7 @@
 //! readers chunk and hash changed files and hand new chunks to the [`BlobWriter`] pipeline.
 //! Memory is bounded by the channels and by the directories still waiting for files.
 
+pub mod amend;
 pub mod count;
 pub mod node;
 pub mod open;
@@ -13,6 +14,7 @@ mod sources;
 pub mod stdin;
 mod walker;
 
+pub use amend::{AddedFile, Amendment};
 pub use sources::{Sources, absolute};
 
 use crate::error::Result;
@@ -150,6 +152,21 @@ pub fn backup_sources(
     sources: Sources,
     observer: &dyn Observer,
 ) -> Result<BackupOutcome> {
+    backup_sources_amended(repo, opts, sources, observer, &mut || {
+        Ok(Amendment::default())
+    })
+}
+
+/// [`backup_sources`], calling `amend` after the walk (every file read) and before the
+/// snapshot is written: the files it returns are added to the snapshot's trees, its `pg` part
+/// to the snapshot. An error from `amend` fails the backup (no snapshot).
+pub fn backup_sources_amended(
+    repo: &Arc<Repository>,
+    opts: &BackupOptions,
+    sources: Sources,
+    observer: &dyn Observer,
+    amend: &mut dyn FnMut() -> Result<Amendment>,
+) -> Result<BackupOutcome> {
     let _shown = observer.show("backup");
     let Sources {
         trie,
@@ -187,13 +204,19 @@ pub fn backup_sources(
         warn: &|w| observer.entry_warning(w),
         started,
     })?;
+    let amendment = amend()?;
+    let tree = if amendment.files.is_empty() {
+        tree
+    } else {
+        amend::add_files(&writer, tree, &amendment.files)?
+    };
     writer.set_root(tree)?;
     let added = writer.finish()?;
     summary.blobs_added = added.blobs;
     summary.bytes_added_raw = added.bytes_raw;
     summary.bytes_added_stored = added.bytes_stored;
     summary.finished_ns = now_ns();
-    commit_snapshot(repo, opts, tops, tree, parent, summary, added)
+    commit_snapshot(repo, opts, tops, tree, parent, summary, added, amendment.pg)
 }
 
 /// Write the snapshot — always the last object of a backup — unless this is a dry run, and
@@ -206,6 +229,7 @@ pub(crate) fn commit_snapshot(
     parent: Option<Id>,
     summary: Summary,
     added: WriterStats,
+    pg: Option<crate::format::snapshot::PgBase>,
 ) -> Result<BackupOutcome> {
     let snap = Snapshot {
         version: VERSION,
@@ -225,6 +249,7 @@ pub(crate) fn commit_snapshot(
         },
         summary: summary.clone(),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        pg,
     };
     let snapshot = if opts.dry_run {
         None

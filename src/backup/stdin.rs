@@ -95,6 +95,7 @@ fn stream(
         None,
         summary,
         added,
+        None,
     )
 }
 

@@ -65,6 +65,7 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
         "id": id.to_hex(), "short_id": id.short(), "time": chrono::DateTime::from_timestamp_nanos(s.time_ns).to_rfc3339(),
         "host": s.host, "user": s.user, "paths": s.path_strings(), "tags": s.tags, "tree": s.tree.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()), "kind": s.kind.name(), "summary": s.summary, "program": s.program,
+        "pg": s.pg.as_ref().map(super::pg::base_json),
     })
 }
 

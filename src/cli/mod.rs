@@ -10,6 +10,7 @@ mod inspect;
 mod keys;
 mod maintain;
 mod mount;
+mod pg;
 mod progress;
 mod restore;
 
@@ -130,6 +131,9 @@ pub enum Command {
     Find(explore::FindArgs),
     /// Add, remove or replace the tags of snapshots
     Tag(explore::TagArgs),
+    /// PostgreSQL point-in-time recovery: base backups, WAL archive, restore to a time, xid,
+    /// restore point or LSN
+    Pg(pg::PgArgs),
     /// Show the version, the repository format it reads and writes, and what it was built with
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -210,6 +214,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Diff(a) => explore::run_diff(g, a),
         Command::Find(a) => explore::run_find(g, a),
         Command::Tag(a) => explore::run_tag(g, a),
+        Command::Pg(a) => pg::run(g, a),
         Command::Version => version(g),
         Command::Completion(a) => generate::completion(a),
         Command::GenerateMan(a) => generate::man(a),

@@ -35,6 +35,10 @@ pub mod label {
     pub const KEY: &[u8] = b"cairn/key";
     /// Lock objects.
     pub const LOCK: &[u8] = b"cairn/lock";
+    /// The header of a WAL object (followed by a zero byte and the object's name).
+    pub const WAL_HEADER: &[u8] = b"cairn/wal-header";
+    /// The body of a WAL object (followed by a zero byte and the object's name).
+    pub const WAL_BODY: &[u8] = b"cairn/wal";
 }
 
 /// Fill `buf` with random bytes from the operating system.

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! Snapshots `snapshots/<id>`: one backup's root tree and its description.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::VERSION;
 use crate::id::Id;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,50 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Program and version that wrote it.
     pub program: String,
+    /// For a PostgreSQL base backup (tag `pg-base`): where its WAL starts and stops. Only
+    /// version 2 carries it (see [`Snapshot::encode`]).
+    pub pg: Option<PgBase>,
+}
+
+/// Snapshot version written when [`Snapshot::pg`] is set.
+pub const SNAPSHOT_VERSION_PG: u8 = 2;
+
+/// A tablespace of a PostgreSQL base backup: stored in the snapshot under its own path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgTablespace {
+    /// Its OID (the link's name in `pg_tblspc/`).
+    pub oid: u32,
+    /// Where it was (the link's target, absolute, raw bytes).
+    pub path: serde_bytes::ByteBuf,
+}
+
+/// What a PostgreSQL base backup needs to be restored and recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgBase {
+    /// The cluster's system identifier.
+    pub system_identifier: u64,
+    /// Timeline at the backup's start.
+    pub timeline: u32,
+    /// WAL position of the backup's start (its checkpoint's redo point).
+    pub start_lsn: u64,
+    /// WAL position of its stop: recovery is consistent from here on.
+    pub stop_lsn: u64,
+    /// Timeline at the backup's stop.
+    pub stop_timeline: u32,
+    /// WAL segment size in bytes.
+    pub segment_size: u32,
+    /// `server_version_num` (150014 for 15.14).
+    pub server_version: u32,
+    /// Server time at the start, ns since the Unix epoch.
+    pub started_ns: i64,
+    /// Server time at the stop, ns since the Unix epoch.
+    pub stopped_ns: i64,
+    /// The first transaction id not yet assigned at the stop (`txid_snapshot_xmax`, 64-bit).
+    pub next_xid: u64,
+    /// The data directory in the snapshot (one of its paths, raw bytes).
+    pub data_dir: serde_bytes::ByteBuf,
+    /// Tablespaces, each also one of the snapshot's paths.
+    pub tablespaces: Vec<PgTablespace>,
 }
 
 impl Snapshot {
@@ -110,12 +155,49 @@ impl Snapshot {
             kind: SnapshotKind::Full,
             summary: Summary::default(),
             program: "test".into(),
+            pg: None,
         }
     }
 
-    /// Decode a snapshot's plaintext.
+    /// Decode a snapshot's plaintext: version 1, or version 2 (version 1's fields, then
+    /// `pg`, always present).
     pub fn decode(bytes: &[u8], what: &dyn std::fmt::Display) -> Result<Snapshot> {
-        super::decode(bytes, what)
+        match bytes.first() {
+            Some(&VERSION) => {
+                // Version 1 is version 2 without the trailing option: add its "None".
+                let mut v = Vec::with_capacity(bytes.len() + 1);
+                v.extend_from_slice(bytes);
+                v.push(0);
+                super::decode_version(&v, what, VERSION)
+            }
+            Some(&SNAPSHOT_VERSION_PG) => {
+                let s: Snapshot = super::decode_version(bytes, what, SNAPSHOT_VERSION_PG)?;
+                if s.pg.is_none() {
+                    return Err(Error::corrupt(format!(
+                        "{what} is corrupt: version 2 without its PostgreSQL part"
+                    )));
+                }
+                Ok(s)
+            }
+            _ => super::decode(bytes, what),
+        }
+    }
+
+    /// Encode: version 1 when `pg` is unset (readable by every build), else version 2. The
+    /// `version` field is set accordingly.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut s = self.clone();
+        s.version = if s.pg.is_some() {
+            SNAPSHOT_VERSION_PG
+        } else {
+            VERSION
+        };
+        let mut bytes = super::encode(&s)?;
+        if s.pg.is_none() {
+            // The trailing `None` of version 2's option is not part of version 1.
+            bytes.pop();
+        }
+        Ok(bytes)
     }
     /// Paths as display strings.
     pub fn path_strings(&self) -> Vec<String> {

@@ -5,3 +5,18 @@
 //! commits, restore points) and [`walname`] names WAL files and LSNs.
 
 pub mod waldecode;
+pub mod walname;
+#[cfg(feature = "engine")]
+pub mod base;
+#[cfg(feature = "engine")]
+pub mod control;
+#[cfg(feature = "engine")]
+pub mod server;
+#[cfg(feature = "engine")]
+pub mod fetch;
+#[cfg(feature = "engine")]
+pub mod push;
+#[cfg(feature = "engine")]
+pub mod catalog;
+#[cfg(feature = "engine")]
+pub mod restore;

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod reader;
 mod store;
 mod trees;
+pub mod wal;
 pub mod warnings;
 pub mod writer;
 
@@ -539,7 +540,7 @@ impl Repository {
 
     /// Write a snapshot (always the last object of a backup).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        let plain = format::encode(snap)?;
+        let plain = snap.encode()?;
         let id = self.save_sealed(FileType::Snapshot, label::SNAPSHOT, &plain)?;
         self.cache.put_snapshot(&id, &plain)?;
         Ok(id)

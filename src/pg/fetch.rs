@@ -1,0 +1,137 @@
+//! `pg wal-fetch`: hand PostgreSQL an archived WAL file during recovery, and fetch the
+//! segments after it ahead of time.
+//!
+//! PostgreSQL runs `restore_command` once per file and waits; recovery replays faster than one
+//! repository open per segment. A run that fetches a segment therefore also fetches the next
+//! ones of its timeline (in parallel) into `pg_wal/cairn_prefetch/`, each checked against its
+//! keyed hash; a later run finds its file there and renames it into place without opening the
+//! repository. A file that is not archived is an error and nothing is written.
+
+use super::waldecode;
+use super::walname::{WalFile, segment_name};
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Repository;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The folder of prefetched segments, inside `pg_wal`.
+pub const SPOOL_DIR: &str = "cairn_prefetch";
+
+/// The spool folder for a destination `dest` (`pg_wal/RECOVERYXLOG`): next to it, so a rename
+/// moves a prefetched file into place.
+pub fn spool_of(dest: &Path) -> PathBuf {
+    dest.parent().unwrap_or(Path::new(".")).join(SPOOL_DIR)
+}
+
+/// Write `data` to `dest` whole or not at all (a temporary file, fsync, rename).
+fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.cairn-tmp",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
+    ));
+    let r = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))
+}
+
+/// The fast path: `name` was prefetched; move it to `dest`. Opens nothing else.
+pub fn from_spool(name: &str, dest: &Path) -> Result<bool> {
+    let p = spool_of(dest).join(name);
+    match std::fs::rename(&p, dest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot move {} into place", p.display()), e)),
+    }
+}
+
+/// Fetch `name` of cluster `sysid` into `dest`; then up to `prefetch` following segments of
+/// its timeline into the spool. `Ok(false)` when `name` is not archived (nothing written).
+pub fn fetch(
+    repo: &Repository,
+    sysid: u64,
+    name: &str,
+    dest: &Path,
+    prefetch: usize,
+    threads: usize,
+) -> Result<bool> {
+    let Some((_, data)) = repo.wal_read(sysid, name)? else {
+        return Ok(false);
+    };
+    write_whole(dest, &data)?;
+    let spool = spool_of(dest);
+    let header = waldecode::segment_header(&data).ok();
+    let next: Vec<String> = match (header, header.and_then(|h| WalFile::parse(name, h.segment_size))) {
+        (Some(h), Some(WalFile::Segment { timeline, segno })) if prefetch > 0 => (1..=prefetch as u64)
+            .map(|i| segment_name(timeline, segno + i, h.segment_size))
+            .collect(),
+        _ => Vec::new(),
+    };
+    // What is in the spool and not among the next segments is stale (another timeline, or
+    // already replayed).
+    if let Ok(rd) = std::fs::read_dir(&spool) {
+        for e in rd.flatten() {
+            let keep = e.file_name().to_str().is_some_and(|n| next.iter().any(|x| x == n));
+            if !keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let todo: Vec<&String> = next.iter().filter(|n| !spool.join(n).exists()).collect();
+    if todo.is_empty() {
+        return Ok(true);
+    }
+    if std::fs::create_dir_all(&spool).is_err() {
+        return Ok(true); // prefetching is only a help
+    }
+    let idx = std::sync::atomic::AtomicUsize::new(0);
+    let missing = std::sync::atomic::AtomicU64::new(u64::MAX);
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, todo.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = idx.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(n) = todo.get(i) else { break };
+                    // Past the first missing segment nothing is needed yet.
+                    if (i as u64) > missing.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    match repo.wal_read(sysid, n) {
+                        Ok(Some((_, d))) => {
+                            let _ = write_whole(&spool.join(n.as_str()), &d);
+                        }
+                        Ok(None) => {
+                            missing.fetch_min(i as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    Ok(true)
+}
+
+/// The cluster whose WAL a fetch into `dest` is for: the data directory's `pg_control`, else
+/// the only cluster that archives into the repository.
+pub fn cluster_of(repo: &Repository, dest: &Path) -> Result<u64> {
+    if let Ok(id) = super::control::system_identifier(&super::control::data_dir_of(dest)) {
+        return Ok(id);
+    }
+    let mut ids: Vec<u64> = repo.wal_list()?.iter().map(|o| o.system_identifier).collect();
+    ids.dedup();
+    match ids.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::new(ErrorKind::NotFound, "no WAL is archived in this repository")),
+        _ => Err(Error::usage(
+            "several clusters archive WAL into this repository and no pg_control says which: give --system-identifier",
+        )),
+    }
+}
