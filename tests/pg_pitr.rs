@@ -595,11 +595,16 @@ fn pg_wal_push_faults_lose_no_segment() {
     let mut parts = Parts(Vec::new());
 
     parts.run(
-        "wal-push killed mid-upload, retried by PostgreSQL, succeeds",
+        "wal-push killed mid-upload (at each write of a batch of three), retried by PostgreSQL, succeeds",
         || {
             let mut killed = 0;
-            for n in 0..8 {
-                let before = failed_count(p);
+            for n in 0..10 {
+                // Three segments ready before the push that is killed (archive_command `false`
+                // holds them back), so the kill falls inside a batch.
+                set_archive_command(p, "false");
+                let segs: Vec<String> = (0..3).map(|k| switch(p, 10 + 3 * n + k)).collect();
+                let bytes: Vec<Vec<u8>> = segs.iter().map(|s| segment_bytes(p, s)).collect();
+                let since = std::fs::metadata(&p.log).map_or(0, |m| m.len() as usize);
                 set_archive_command(
                     p,
                     &format!(
@@ -607,29 +612,29 @@ fn pg_wal_push_faults_lose_no_segment() {
                         site.repo.archive_command()
                     ),
                 );
-                let seg = switch(p, 10 + n);
-                let bytes = segment_bytes(p, &seg);
-                // Killed (a failure), or done in fewer writes than n (archived): then every write
-                // of a push has been a kill point.
-                wait_archived_or_failed(p, before, &seg);
-                let failed = failed_count(p) > before;
+                // Killed, or done in fewer writes than n (archived): then every write of a push
+                // has been a kill point.
+                let failed = wait_archived_or_killed(p, &segs[0], since);
                 reset_archive_command(p, &site.repo);
                 if failed {
                     killed += 1;
-                    p.query("SELECT pg_reload_conf()");
                 }
-                wait_archived(p, &seg);
-                let stored = site
-                    .fetch(&seg)
-                    .unwrap_or_else(|| panic!("{seg} (killed after {n} writes) is not stored"));
-                assert!(
-                    stored == bytes,
-                    "{seg} (killed after {n} writes) is stored with other bytes"
-                );
+                // PostgreSQL restarts the archiver (10 s) and it tries again.
+                wait_archived(p, &segs[2]);
+                for (s, b) in segs.iter().zip(&bytes) {
+                    let stored = site.fetch(s).unwrap_or_else(|| {
+                        panic!("{s} (a push killed after {n} writes) is not stored")
+                    });
+                    assert!(
+                        stored == *b,
+                        "{s} (a push killed after {n} writes) is stored with other bytes"
+                    );
+                }
                 if !failed {
                     break;
                 }
             }
+            eprintln!("wal-push killed at {killed} write(s)");
             assert!(
                 killed > 0,
                 "CAIRN_TEST_KILL_AFTER_WRITES never killed wal-push"
@@ -727,15 +732,35 @@ fn pg_wal_push_faults_lose_no_segment() {
     parts.finish();
 }
 
-/// Wait until `seg` is archived or an archiving attempt failed (more than `before` failures).
-fn wait_archived_or_failed(c: &Cluster, before: u64, seg: &str) {
-    c.wait_for(
-        &format!(
-            "SELECT failed_count > {before} OR coalesce(last_archived_wal >= '{seg}', false) FROM pg_stat_archiver"
-        ),
-        "t",
-        &format!("archiving or failing {seg}"),
-    );
+/// Wait until `seg` is archived (false) or the server log (after byte `since`) says an archive_command on it failed
+/// (true). An archive_command killed by a signal is no failure pg_stat_archiver counts: the
+/// archiver exits (FATAL) and the postmaster starts another 10 s later.
+fn wait_archived_or_killed(c: &Cluster, seg: &str, since: usize) -> bool {
+    let archived =
+        format!("SELECT coalesce(last_archived_wal >= '{seg}', false) FROM pg_stat_archiver");
+    let failed = "failed archive command was: ";
+    let suffix = format!("wal-push pg_wal/{seg}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let log = std::fs::read_to_string(&c.log).unwrap_or_default();
+        if log
+            .get(since..)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(failed) && l.trim_end().ends_with(&suffix))
+        {
+            return true;
+        }
+        if c.query(&archived) == "t" {
+            return false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seg} neither archived nor failed after 120 s\nserver log:\n{}",
+            c.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Pushing a stored file again with the same bytes succeeds, with other bytes fails; a name not
