@@ -216,21 +216,33 @@ pub fn backup_sources_amended(
     summary.bytes_added_raw = added.bytes_raw;
     summary.bytes_added_stored = added.bytes_stored;
     summary.finished_ns = now_ns();
-    commit_snapshot(repo, opts, tops, tree, parent, summary, added, amendment.pg)
+    let done = BackupOutcome {
+        snapshot: None,
+        parent,
+        tree,
+        summary,
+        added,
+    };
+    commit_snapshot(repo, opts, tops, done, amendment.pg)
 }
 
-/// Write the snapshot — always the last object of a backup — unless this is a dry run, and
-/// assemble the outcome. `summary.started_ns` is the time recorded when `--time` is not given.
+/// Write the snapshot of `done` (its `snapshot` still `None`) — always the last object of a
+/// backup — unless this is a dry run, and complete the outcome. `summary.started_ns` is the
+/// time recorded when `--time` is not given.
 pub(crate) fn commit_snapshot(
     repo: &Repository,
     opts: &BackupOptions,
     paths: Vec<Vec<u8>>,
-    tree: Id,
-    parent: Option<Id>,
-    summary: Summary,
-    added: WriterStats,
+    done: BackupOutcome,
     pg: Option<crate::format::snapshot::PgBase>,
 ) -> Result<BackupOutcome> {
+    let BackupOutcome {
+        parent,
+        tree,
+        summary,
+        added,
+        ..
+    } = done;
     let snap = Snapshot {
         version: VERSION,
         time_ns: opts.time_ns.unwrap_or(summary.started_ns),

@@ -91,10 +91,13 @@ fn stream(
         repo,
         opts,
         vec![format!("/{name}").into_bytes()],
-        tree_id,
-        None,
-        summary,
-        added,
+        super::BackupOutcome {
+            snapshot: None,
+            parent: None,
+            tree: tree_id,
+            summary,
+            added,
+        },
         None,
     )
 }

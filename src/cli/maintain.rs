@@ -125,6 +125,13 @@ pub fn prune_open(
                 tally(&s.unindexed_keep)
             );
         }
+        if s.wal_delete.packs > 0 {
+            println!(
+                "archived WAL no kept base backup needs: delete {} files ({})",
+                s.wal_delete.packs,
+                human(s.wal_delete.bytes)
+            );
+        }
         println!(
             "unused space left after the prune: {}",
             human(s.unused_after)
@@ -166,6 +173,13 @@ pub fn prune_open(
             human(out.bytes_marked),
             humantime::format_duration(opts.delete_after)
         );
+        if out.wal_deleted > 0 {
+            println!(
+                "deleted {} archived WAL files ({})",
+                out.wal_deleted,
+                human(out.wal_bytes_deleted)
+            );
+        }
     }
     Ok(0)
 }

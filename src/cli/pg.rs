@@ -225,13 +225,13 @@ fn wal_push(g: &Global, a: &WalPushArgs) -> Result<i32> {
     if push::already_pushed(&a.path, &g.repo)? {
         return Ok(0);
     }
-    let repo = g.open()?;
+    let keys = key_session(g)?;
     let report = push::push(
-        &repo,
+        &keys.wal(),
         &a.path,
         &push::PushOptions {
             batch: a.batch.max(1),
-            threads: g.threads().max(repo.connections().min(8)),
+            threads: g.threads().max(keys.connections().min(8)),
             location: g.repo.clone(),
         },
     )?;
@@ -245,12 +245,20 @@ fn wal_fetch(g: &Global, a: &WalFetchArgs) -> Result<i32> {
     if fetch::from_spool(&a.name, &a.dest)? {
         return Ok(0);
     }
-    let repo = g.open()?;
+    let keys = key_session(g)?;
+    let wal = keys.wal();
     let sysid = match a.system_identifier {
         Some(s) => s,
-        None => fetch::cluster_of(&repo, &a.dest)?,
+        None => fetch::cluster_of(&wal, &a.dest)?,
     };
-    if fetch::fetch(&repo, sysid, &a.name, &a.dest, a.prefetch, g.threads().max(4))? {
+    if fetch::fetch(
+        &wal,
+        sysid,
+        &a.name,
+        &a.dest,
+        a.prefetch,
+        g.threads().max(4),
+    )? {
         Ok(0)
     } else {
         if !g.quiet {
@@ -258,6 +266,15 @@ fn wal_fetch(g: &Global, a: &WalFetchArgs) -> Result<i32> {
         }
         Ok(1)
     }
+}
+
+/// The repository opened with its keys but not its cache (PostgreSQL runs the WAL commands
+/// once per file: no database to open).
+fn key_session(g: &Global) -> Result<cairn::repo::wal::KeySession> {
+    let cache = g.cache_dir()?;
+    let backend = g.backend(false)?;
+    let pw = g.password()?;
+    Ok(cairn::repo::wal::KeySession::open(backend, &pw, &cache)?)
 }
 
 /// A shell word, quoted if it needs to be.
@@ -279,9 +296,9 @@ fn restore_command(g: &Global) -> Result<String> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut words = vec![exe.to_string_lossy().into_owned()];
     let location = match std::path::Path::new(&g.repo) {
-        p if !g.repo.contains("://") && p.exists() => std::fs::canonicalize(p)?
-            .to_string_lossy()
-            .into_owned(),
+        p if !g.repo.contains("://") && p.exists() => {
+            std::fs::canonicalize(p)?.to_string_lossy().into_owned()
+        }
         _ => g.repo.clone(),
     };
     words.extend(["-r".to_string(), location]);
@@ -291,7 +308,10 @@ fn restore_command(g: &Global) -> Result<String> {
             words.extend(["--password-file".into(), f.to_string_lossy().into_owned()]);
         }
         PasswordSource::Command(c) => {
-            words.extend(["--password-command".into(), c.to_string_lossy().into_owned()]);
+            words.extend([
+                "--password-command".into(),
+                c.to_string_lossy().into_owned(),
+            ]);
         }
         _ => bail!(
             "the restore_command PostgreSQL runs needs the password from a file or a command: give --password-file or --password-command (or write your own with --restore-command)"
@@ -376,7 +396,7 @@ fn restore(g: &Global, a: &RestoreArgs) -> Result<i32> {
 fn list(g: &Global) -> Result<i32> {
     let repo = g.open()?;
     let bases = catalog::base_backups(repo.snapshots()?);
-    let wal = catalog::archived(&repo)?;
+    let wal = catalog::archived(&repo.wal())?;
     let mut rows = Vec::new();
     for b in &bases {
         let p = &b.pg;
@@ -446,7 +466,11 @@ fn list(g: &Global) -> Result<i32> {
             println!("cluster {sysid} timeline {tl}: {n} segments missing from {first}");
         }
     }
-    Ok(if rows.iter().any(|r| !r.3.is_empty()) { 1 } else { 0 })
+    Ok(if rows.iter().any(|r| !r.3.is_empty()) {
+        1
+    } else {
+        0
+    })
 }
 
 fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
@@ -458,7 +482,7 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     // segment's predecessor is the one to wait for.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.timeout);
     loop {
-        if repo.wal_header(sysid, &name)?.is_some() {
+        if repo.wal().header(sysid, &name)?.is_some() {
             if !g.quiet {
                 println!("archiving works: {name} of cluster {sysid} arrived in the repository");
             }

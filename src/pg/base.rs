@@ -176,7 +176,10 @@ pub fn base_backup(
         .map(|t| PathBuf::from(std::ffi::OsStr::from_bytes(&t.path)))
         .collect();
 
-    let label = format!("cairn base backup {}", crate::time::format_time(crate::repo::keys::now_ns()));
+    let label = format!(
+        "cairn base backup {}",
+        crate::time::format_time(crate::repo::keys::now_ns())
+    );
     let fast = !opts.spread_checkpoint;
     let started_ns = srv.now_ns()?;
     let start_sql = if srv.version >= 150000 {
@@ -223,7 +226,11 @@ pub fn base_backup(
         let row = srv.texts(sql, &[])?;
         let (lsn, labelfile, spcmap) = match row.as_slice() {
             [Some(l), Some(b), m] => (l.clone(), b.clone(), m.clone().unwrap_or_default()),
-            _ => return Err(Error::corrupt("PostgreSQL: pg_backup_stop gave no backup_label")),
+            _ => {
+                return Err(Error::corrupt(
+                    "PostgreSQL: pg_backup_stop gave no backup_label",
+                ));
+            }
         };
         let stop: Lsn = lsn.parse().map_err(Error::corrupt)?;
         let stopped_ns = srv.now_ns()?;

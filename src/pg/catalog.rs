@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::format::snapshot::{PgBase, Snapshot};
 use crate::id::Id;
 use crate::repo::Repository;
-use crate::repo::wal::WalObject;
+use crate::repo::wal::{WalArchive, WalObject};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A base backup: its snapshot and PostgreSQL part.
@@ -32,10 +32,17 @@ impl BaseBackup {
 /// its stop (the segment holding the stop record's last byte).
 pub fn wal_range(p: &PgBase) -> (String, String) {
     (
-        segment_name(p.timeline, segno_of(Lsn(p.start_lsn), p.segment_size), p.segment_size),
+        segment_name(
+            p.timeline,
+            segno_of(Lsn(p.start_lsn), p.segment_size),
+            p.segment_size,
+        ),
         segment_name(
             p.stop_timeline,
-            segno_of(Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)), p.segment_size),
+            segno_of(
+                Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)),
+                p.segment_size,
+            ),
             p.segment_size,
         ),
     )
@@ -90,9 +97,9 @@ impl ClusterWal {
 }
 
 /// The archived WAL of every cluster in the repository (one listing).
-pub fn archived(repo: &Repository) -> Result<BTreeMap<u64, ClusterWal>> {
+pub fn archived(wal: &WalArchive<'_>) -> Result<BTreeMap<u64, ClusterWal>> {
     let mut m: BTreeMap<u64, ClusterWal> = BTreeMap::new();
-    for o in repo.wal_list()? {
+    for o in wal.list()? {
         m.entry(o.system_identifier)
             .or_default()
             .files
@@ -151,6 +158,25 @@ pub fn unneeded(wal: &ClusterWal, sysid: u64, kept: &[BaseBackup]) -> Vec<WalObj
         })
         .cloned()
         .collect()
+}
+
+/// The archived WAL no base backup among `snapshots` (ids listed by a prune) needs, in every
+/// cluster ([`unneeded`]). A snapshot that cannot be read stops this: its base backup's WAL
+/// would otherwise look unneeded.
+pub fn wal_to_drop(repo: &Repository, snapshots: &[Id]) -> Result<Vec<WalObject>> {
+    let archived = archived(&repo.wal())?;
+    if archived.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut loaded = Vec::with_capacity(snapshots.len());
+    for id in snapshots {
+        loaded.push((*id, repo.load_snapshot(id)?));
+    }
+    let kept = base_backups(loaded);
+    Ok(archived
+        .iter()
+        .flat_map(|(sysid, wal)| unneeded(wal, *sysid, &kept))
+        .collect())
 }
 
 #[cfg(test)]
@@ -226,7 +252,7 @@ mod tests {
         );
         assert!(w.missing(1, 3, 3, MB16).is_empty());
         assert_eq!(w.missing(1, 3, 4, MB16), vec!["000000010000000000000004"]);
-        let gone: Vec<String> = unneeded(&w, 9, &[b.clone()])
+        let gone: Vec<String> = unneeded(&w, 9, std::slice::from_ref(&b))
             .into_iter()
             .map(|o| o.name)
             .collect();

@@ -10,7 +10,7 @@
 use super::waldecode;
 use super::walname::{WalFile, segment_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::repo::Repository;
+use crate::repo::wal::WalArchive;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -48,28 +48,35 @@ pub fn from_spool(name: &str, dest: &Path) -> Result<bool> {
     match std::fs::rename(&p, dest) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(format!("cannot move {} into place", p.display()), e)),
+        Err(e) => Err(Error::io(
+            format!("cannot move {} into place", p.display()),
+            e,
+        )),
     }
 }
 
 /// Fetch `name` of cluster `sysid` into `dest`; then up to `prefetch` following segments of
 /// its timeline into the spool. `Ok(false)` when `name` is not archived (nothing written).
 pub fn fetch(
-    repo: &Repository,
+    wal: &WalArchive<'_>,
     sysid: u64,
     name: &str,
     dest: &Path,
     prefetch: usize,
     threads: usize,
 ) -> Result<bool> {
-    let Some((_, data)) = repo.wal_read(sysid, name)? else {
+    let Some((_, data)) = wal.read(sysid, name)? else {
         return Ok(false);
     };
     write_whole(dest, &data)?;
     let spool = spool_of(dest);
     let header = waldecode::segment_header(&data).ok();
-    let next: Vec<String> = match (header, header.and_then(|h| WalFile::parse(name, h.segment_size))) {
-        (Some(h), Some(WalFile::Segment { timeline, segno })) if prefetch > 0 => (1..=prefetch as u64)
+    let next: Vec<String> = match (
+        header,
+        header.and_then(|h| WalFile::parse(name, h.segment_size)),
+    ) {
+        (Some(h), Some(WalFile::Segment { timeline, segno })) if prefetch > 0 => (1..=prefetch
+            as u64)
             .map(|i| segment_name(timeline, segno + i, h.segment_size))
             .collect(),
         _ => Vec::new(),
@@ -78,7 +85,10 @@ pub fn fetch(
     // already replayed).
     if let Ok(rd) = std::fs::read_dir(&spool) {
         for e in rd.flatten() {
-            let keep = e.file_name().to_str().is_some_and(|n| next.iter().any(|x| x == n));
+            let keep = e
+                .file_name()
+                .to_str()
+                .is_some_and(|n| next.iter().any(|x| x == n));
             if !keep {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -103,7 +113,7 @@ pub fn fetch(
                     if (i as u64) > missing.load(std::sync::atomic::Ordering::Relaxed) {
                         continue;
                     }
-                    match repo.wal_read(sysid, n) {
+                    match wal.read(sysid, n) {
                         Ok(Some((_, d))) => {
                             let _ = write_whole(&spool.join(n.as_str()), &d);
                         }
@@ -121,15 +131,18 @@ pub fn fetch(
 
 /// The cluster whose WAL a fetch into `dest` is for: the data directory's `pg_control`, else
 /// the only cluster that archives into the repository.
-pub fn cluster_of(repo: &Repository, dest: &Path) -> Result<u64> {
+pub fn cluster_of(wal: &WalArchive<'_>, dest: &Path) -> Result<u64> {
     if let Ok(id) = super::control::system_identifier(&super::control::data_dir_of(dest)) {
         return Ok(id);
     }
-    let mut ids: Vec<u64> = repo.wal_list()?.iter().map(|o| o.system_identifier).collect();
+    let mut ids: Vec<u64> = wal.list()?.iter().map(|o| o.system_identifier).collect();
     ids.dedup();
     match ids.as_slice() {
         [one] => Ok(*one),
-        [] => Err(Error::new(ErrorKind::NotFound, "no WAL is archived in this repository")),
+        [] => Err(Error::new(
+            ErrorKind::NotFound,
+            "no WAL is archived in this repository",
+        )),
         _ => Err(Error::usage(
             "several clusters archive WAL into this repository and no pg_control says which: give --system-identifier",
         )),

@@ -4,19 +4,19 @@
 //! Pure parts (no repository): [`waldecode`] reads what a WAL segment holds (system identifier,
 //! commits, restore points) and [`walname`] names WAL files and LSNs.
 
-pub mod waldecode;
-pub mod walname;
 #[cfg(feature = "engine")]
 pub mod base;
 #[cfg(feature = "engine")]
-pub mod control;
+pub mod catalog;
 #[cfg(feature = "engine")]
-pub mod server;
+pub mod control;
 #[cfg(feature = "engine")]
 pub mod fetch;
 #[cfg(feature = "engine")]
 pub mod push;
 #[cfg(feature = "engine")]
-pub mod catalog;
-#[cfg(feature = "engine")]
 pub mod restore;
+#[cfg(feature = "engine")]
+pub mod server;
+pub mod waldecode;
+pub mod walname;

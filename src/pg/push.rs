@@ -15,8 +15,7 @@ use super::waldecode;
 use super::walname::WalFile;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::{WalRestorePoint, WalSummary};
-use crate::repo::Repository;
-use crate::repo::wal::{WalStored, plausible_name};
+use crate::repo::wal::{WalArchive, WalStored, plausible_name};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -178,7 +177,7 @@ fn write_marker(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
 /// Archive `wal_path` (as PostgreSQL gives `%p`: `pg_wal/NAME` in the data directory) and, up
 /// to `opts.batch` in all, the other ready files. The data directory's `pg_control` says which
 /// cluster the files must belong to. Fails when the requested file could not be stored.
-pub fn push(repo: &Repository, wal_path: &Path, opts: &PushOptions) -> Result<PushReport> {
+pub fn push(wal: &WalArchive<'_>, wal_path: &Path, opts: &PushOptions) -> Result<PushReport> {
     let pgdata = control::data_dir_of(wal_path);
     let sysid = control::system_identifier(&pgdata)?;
     let name = file_name(wal_path)?;
@@ -198,7 +197,7 @@ pub fn push(repo: &Repository, wal_path: &Path, opts: &PushOptions) -> Result<Pu
                         let Some(p) = paths.get(i) else { break };
                         let r = prepare(p, sysid).and_then(|f| {
                             let marker = marker_content(&opts.location, &f.data);
-                            repo.wal_store(sysid, &f.name, &f.data, f.summary)
+                            wal.store(sysid, &f.name, &f.data, f.summary)
                                 .map(|st| (st, marker))
                         });
                         if let Ok(mut g) = out.lock() {
@@ -232,9 +231,7 @@ pub fn push(repo: &Repository, wal_path: &Path, opts: &PushOptions) -> Result<Pu
                 }
             }
             Err(e) if is_requested => requested_err = Some(e),
-            Err(e) => report
-                .ahead_failed
-                .push(format!("{}: {e}", p.display())),
+            Err(e) => report.ahead_failed.push(format!("{}: {e}", p.display())),
         }
     }
     match requested_err {

@@ -85,7 +85,9 @@ fn pg_time(ns: i64) -> String {
 
 /// The LSN of restore point `name` in the archived WAL of cluster `sysid` (newest first).
 fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let mut names: Vec<&String> = wal
         .files
         .keys()
@@ -96,7 +98,7 @@ fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option
         let found = std::thread::scope(|s| {
             let hs: Vec<_> = chunk
                 .iter()
-                .map(|n| s.spawn(move || repo.wal_header(sysid, n)))
+                .map(|n| s.spawn(move || repo.wal().header(sysid, n)))
                 .collect();
             let mut best: Option<Lsn> = None;
             for h in hs {
@@ -122,13 +124,15 @@ fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option
 /// archived segments' headers: the start of the first segment whose largest ended xid is at
 /// least `xid`.
 fn xid_lower_bound(repo: &Repository, sysid: u64, xid: u64, seg: u32) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let xid32 = (xid & 0xffff_ffff) as u32;
     for (name, _) in wal.files.iter() {
         let Some(f) = WalFile::parse(name, seg).filter(|f| f.holds_records()) else {
             continue;
         };
-        if let Some(sum) = repo.wal_header(sysid, name)?.and_then(|h| h.summary) {
+        if let Some(sum) = repo.wal().header(sysid, name)?.and_then(|h| h.summary) {
             if sum.xid_range.is_some_and(|(_, hi)| hi >= xid32) {
                 return Ok(f.segno().map(|s| Lsn(s * u64::from(seg))));
             }
@@ -139,15 +143,13 @@ fn xid_lower_bound(repo: &Repository, sysid: u64, xid: u64, seg: u32) -> Result<
 
 /// The base backup to restore for `target` among `bases` (oldest stop first) of cluster
 /// `sysid`.
-pub fn choose(
-    repo: &Repository,
-    bases: &[BaseBackup],
-    target: &Target,
-) -> Result<BaseBackup> {
+pub fn choose(repo: &Repository, bases: &[BaseBackup], target: &Target) -> Result<BaseBackup> {
     let newest = |ok: &dyn Fn(&BaseBackup) -> bool| bases.iter().rev().find(|b| ok(b)).cloned();
     let none = |why: String| Error::new(ErrorKind::NotFound, why);
     if bases.is_empty() {
-        return Err(none("no base backup (snapshot tagged pg-base) in this repository".into()));
+        return Err(none(
+            "no base backup (snapshot tagged pg-base) in this repository".into(),
+        ));
     }
     let sysid = bases[bases.len() - 1].pg.system_identifier;
     match target {
@@ -166,9 +168,8 @@ pub fn choose(
             ))
         }),
         Target::Name(n) => {
-            let lsn = restore_point_lsn(repo, sysid, n)?.ok_or_else(|| {
-                none(format!("no restore point named {n:?} in the archived WAL"))
-            })?;
+            let lsn = restore_point_lsn(repo, sysid, n)?
+                .ok_or_else(|| none(format!("no restore point named {n:?} in the archived WAL")))?;
             newest(&|b| b.pg.stop_lsn <= lsn.0).ok_or_else(|| {
                 none(format!(
                     "restore point {n:?} (at {lsn}) lies before the oldest base backup's stop"
@@ -258,13 +259,24 @@ pub fn recovery_conf(old: &str, opts: &PgRestoreOptions, base: &BaseBackup) -> S
         base.id.short(),
         pg_time(base.pg.stopped_ns)
     ));
-    out.push_str(&format!("restore_command = {}\n", quote(&opts.restore_command)));
+    out.push_str(&format!(
+        "restore_command = {}\n",
+        quote(&opts.restore_command)
+    ));
     match &opts.target {
         Target::Latest => {}
-        Target::Time(t) => out.push_str(&format!("recovery_target_time = {}\n", quote(&pg_time(*t)))),
-        Target::Xid(x) => out.push_str(&format!("recovery_target_xid = {}\n", quote(&x.to_string()))),
+        Target::Time(t) => {
+            out.push_str(&format!("recovery_target_time = {}\n", quote(&pg_time(*t))))
+        }
+        Target::Xid(x) => out.push_str(&format!(
+            "recovery_target_xid = {}\n",
+            quote(&x.to_string())
+        )),
         Target::Name(n) => out.push_str(&format!("recovery_target_name = {}\n", quote(n))),
-        Target::Lsn(l) => out.push_str(&format!("recovery_target_lsn = {}\n", quote(&l.to_string()))),
+        Target::Lsn(l) => out.push_str(&format!(
+            "recovery_target_lsn = {}\n",
+            quote(&l.to_string())
+        )),
     }
     if opts.target != Target::Latest {
         if let Some(a) = opts.action {
@@ -316,11 +328,12 @@ pub fn restore(
         .filter(|b| b.pg.system_identifier == sysid)
         .collect();
     let base = match opts.base {
-        Some(id) => bases
-            .iter()
-            .find(|b| b.id == id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("snapshot {} is not a base backup of cluster {sysid}", id.short())))?,
+        Some(id) => bases.iter().find(|b| b.id == id).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "snapshot {} is not a base backup of cluster {sysid}",
+                id.short()
+            ))
+        })?,
         None => choose(repo, &bases, &opts.target)?,
     };
     let pgdata = &opts.pgdata;
@@ -337,12 +350,17 @@ pub fn restore(
         )));
     }
     // The WAL the backup needs must be there, or recovery cannot even become consistent.
-    let wal = catalog::archived(repo)?.remove(&sysid).unwrap_or_default();
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let seg = base.pg.segment_size;
     let missing = wal.missing(
         base.pg.timeline,
         segno_of(Lsn(base.pg.start_lsn), seg),
-        segno_of(Lsn(base.pg.stop_lsn.saturating_sub(1).max(base.pg.start_lsn)), seg),
+        segno_of(
+            Lsn(base.pg.stop_lsn.saturating_sub(1).max(base.pg.start_lsn)),
+            seg,
+        ),
         seg,
     );
     if let Some(first) = missing.first() {
@@ -369,7 +387,10 @@ pub fn restore(
     let mut summary = RestoreSummary::default();
     let mut places: Vec<(Vec<u8>, PathBuf)> = vec![(base.pg.data_dir.to_vec(), pgdata.clone())];
     for t in &base.pg.tablespaces {
-        places.push((t.path.to_vec(), PathBuf::from(std::ffi::OsStr::from_bytes(&t.path))));
+        places.push((
+            t.path.to_vec(),
+            PathBuf::from(std::ffi::OsStr::from_bytes(&t.path)),
+        ));
     }
     let mut removed = 0;
     for (spath, target) in &places {
@@ -436,7 +457,11 @@ fn add_summary(a: &mut RestoreSummary, b: &RestoreSummary) {
 
 fn create_private_dir(p: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(Error::io(format!("cannot create {}", p.display()), e)),
     }
@@ -464,7 +489,11 @@ fn write_keeping_owner(path: &Path, data: &[u8], pgdata: &Path) -> Result<()> {
 }
 
 /// Remove what `target` holds and the snapshot folder `node` does not, recursively (`--delta`).
-fn remove_extras(repo: &Repository, node: &crate::format::tree::Node, target: &Path) -> Result<u64> {
+fn remove_extras(
+    repo: &Repository,
+    node: &crate::format::tree::Node,
+    target: &Path,
+) -> Result<u64> {
     let Some(sub) = node.subtree else {
         return Ok(0);
     };

@@ -96,13 +96,20 @@ impl Server {
     }
 
     /// One row of text values.
-    pub fn texts(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<Option<String>>> {
+    pub fn texts(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Option<String>>> {
         let row = self
             .client
             .query_one(sql, params)
             .map_err(|e| pg_err(sql, e))?;
         (0..row.len())
-            .map(|i| row.try_get::<_, Option<String>>(i).map_err(|e| pg_err(sql, e)))
+            .map(|i| {
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(|e| pg_err(sql, e))
+            })
             .collect()
     }
 
@@ -112,7 +119,10 @@ impl Server {
         rows.iter()
             .map(|row| {
                 (0..row.len())
-                    .map(|i| row.try_get::<_, Option<String>>(i).map_err(|e| pg_err(sql, e)))
+                    .map(|i| {
+                        row.try_get::<_, Option<String>>(i)
+                            .map_err(|e| pg_err(sql, e))
+                    })
                     .collect()
             })
             .collect()

@@ -742,3 +742,851 @@ impl Cursor<'_> {
         self.skip(n.checked_mul(size)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSID: u64 = 0x6A5F_0000_1234_5678;
+    const PG15: u16 = 0xD110;
+    const PG14: u16 = 0xD10D;
+    const MIB: usize = 1 << 20;
+    /// 2026-01-01 00:00:00 UTC as a `TimestampTz` (µs since 2000-01-01 UTC).
+    const T0: i64 = 820_540_800_000_000;
+
+    fn unix_ns(pg_us: i64) -> i64 {
+        (pg_us + 946_684_800_000_000) * 1000
+    }
+
+    /// Writes a segment as PostgreSQL does: page headers, 8-aligned records running on over
+    /// pages with continuation headers, `xl_prev` links and CRCs.
+    struct Builder {
+        buf: Vec<u8>,
+        blck: usize,
+        magic: u16,
+        tli: u32,
+        page_addr: u64,
+        pos: usize,
+        prev: u64,
+    }
+
+    impl Builder {
+        /// A segment of `seg` bytes at `page_addr` whose first `continuation` bytes are the
+        /// tail of a record begun in the previous segment.
+        fn new(seg: usize, blck: usize, page_addr: u64, continuation: usize) -> Builder {
+            let mut b = Builder {
+                buf: vec![0; seg],
+                blck,
+                magic: PG15,
+                tli: 1,
+                page_addr,
+                pos: 0,
+                prev: page_addr - 0x1000,
+            };
+            b.page_header(0, (continuation > 0).then_some(continuation));
+            b.pos = LONG_PHD;
+            if continuation > 0 {
+                b.write(&vec![0xC5; continuation], true);
+                b.pos = align8(b.pos).unwrap();
+            }
+            b
+        }
+
+        fn page_header(&mut self, k: usize, rem: Option<usize>) {
+            let off = k * self.blck;
+            let mut info = if rem.is_some() {
+                XLP_FIRST_IS_CONTRECORD
+            } else {
+                0
+            };
+            if k == 0 {
+                info |= XLP_LONG_HEADER;
+            }
+            let seg = self.buf.len() as u32;
+            let h = &mut self.buf[off..off + LONG_PHD];
+            h[0..2].copy_from_slice(&self.magic.to_le_bytes());
+            h[2..4].copy_from_slice(&info.to_le_bytes());
+            h[4..8].copy_from_slice(&self.tli.to_le_bytes());
+            h[8..16].copy_from_slice(&(self.page_addr + off as u64).to_le_bytes());
+            h[16..20].copy_from_slice(&(rem.unwrap_or(0) as u32).to_le_bytes());
+            if k == 0 {
+                h[24..32].copy_from_slice(&SYSID.to_le_bytes());
+                h[32..36].copy_from_slice(&seg.to_le_bytes());
+                h[36..40].copy_from_slice(&(self.blck as u32).to_le_bytes());
+            }
+        }
+
+        /// Writes `data` at `pos`, across pages, up to the segment's end; a page begun
+        /// mid-`data` (or mid-continuation) gets the continuation flag.
+        fn write(&mut self, data: &[u8], continuation: bool) {
+            let mut i = 0;
+            while i < data.len() && self.pos < self.buf.len() {
+                if self.pos % self.blck == 0 {
+                    let cont = i > 0 || continuation;
+                    self.page_header(self.pos / self.blck, cont.then_some(data.len() - i));
+                    self.pos += SHORT_PHD;
+                }
+                let page_end = (self.pos / self.blck + 1) * self.blck;
+                let n = (data.len() - i).min(page_end - self.pos);
+                self.buf[self.pos..self.pos + n].copy_from_slice(&data[i..i + n]);
+                self.pos += n;
+                i += n;
+            }
+        }
+
+        /// Appends a record (from [`record`]) with its `xl_prev` and CRC; returns its start and
+        /// its MAXALIGNed end as WAL positions.
+        fn push(&mut self, mut rec: Vec<u8>) -> (u64, u64) {
+            if self.pos % self.blck == 0 {
+                self.page_header(self.pos / self.blck, None);
+                self.pos += SHORT_PHD;
+            }
+            let start = self.page_addr + self.pos as u64;
+            rec[8..16].copy_from_slice(&self.prev.to_le_bytes());
+            let mut digest = CRC32C.digest();
+            digest.update(&rec[RECORD_HEADER..]);
+            digest.update(&rec[..CRC_OFFSET]);
+            let crc = digest.finalize();
+            rec[20..24].copy_from_slice(&crc.to_le_bytes());
+            self.write(&rec, false);
+            self.pos = align8(self.pos).unwrap();
+            self.prev = start;
+            (start, self.page_addr + self.pos as u64)
+        }
+
+        /// Pushes one no-op record that leaves the next record `room` bytes (8 to a page's
+        /// data size, a multiple of 8) before the end of this page or the next.
+        fn fill_until(&mut self, room: usize) {
+            let here = match self.pos % self.blck {
+                0 => self.blck - SHORT_PHD,
+                off => self.blck - off,
+            };
+            let mut total = if here >= room {
+                here - room
+            } else {
+                here + self.blck - SHORT_PHD - room
+            };
+            if total == 0 {
+                return;
+            }
+            if total < 32 && total != 24 {
+                total += self.blck - SHORT_PHD;
+            }
+            self.push(noop_total(total));
+        }
+    }
+
+    /// A record: header (lengths, xid, info, rmid; `xl_prev` and CRC filled by `push`), block
+    /// headers `blocks` as given, the main data header, `block_data`, the main data.
+    fn record(
+        rmid: u8,
+        info: u8,
+        xid: u32,
+        blocks: &[u8],
+        block_data: &[u8],
+        main: &[u8],
+    ) -> Vec<u8> {
+        let mut r = vec![0u8; RECORD_HEADER];
+        r.extend_from_slice(blocks);
+        if main.len() > 255 {
+            r.push(XLR_BLOCK_ID_DATA_LONG);
+            r.extend_from_slice(&(main.len() as u32).to_le_bytes());
+        } else if !main.is_empty() {
+            r.push(XLR_BLOCK_ID_DATA_SHORT);
+            r.push(main.len() as u8);
+        }
+        r.extend_from_slice(block_data);
+        r.extend_from_slice(main);
+        let total = r.len() as u32;
+        r[0..4].copy_from_slice(&total.to_le_bytes());
+        r[4..8].copy_from_slice(&xid.to_le_bytes());
+        r[16] = info;
+        r[17] = rmid;
+        r
+    }
+
+    fn commit(xid: u32, t: i64) -> Vec<u8> {
+        record(
+            RM_XACT_ID,
+            XLOG_XACT_COMMIT,
+            xid,
+            &[],
+            &[],
+            &t.to_le_bytes(),
+        )
+    }
+
+    fn abort(xid: u32, t: i64) -> Vec<u8> {
+        record(RM_XACT_ID, XLOG_XACT_ABORT, xid, &[], &[], &t.to_le_bytes())
+    }
+
+    fn noop(len: usize) -> Vec<u8> {
+        record(RM_XLOG_ID, 0x20, 0, &[], &[], &vec![0x6E; len])
+    }
+
+    /// A no-op record of exactly `total` bytes (24, or 32 and more).
+    fn noop_total(total: usize) -> Vec<u8> {
+        let rec = match total {
+            24 => noop(0),
+            32..=281 => noop(total - 26),
+            _ => noop(total - 29),
+        };
+        assert_eq!(rec.len(), total);
+        rec
+    }
+
+    fn restore_point(name: &str, t: i64) -> Vec<u8> {
+        let mut main = t.to_le_bytes().to_vec();
+        let mut rp_name = [0u8; RP_NAME_LEN];
+        rp_name[..name.len()].copy_from_slice(name.as_bytes());
+        main.extend_from_slice(&rp_name);
+        record(RM_XLOG_ID, XLOG_RESTORE_POINT, 0, &[], &[], &main)
+    }
+
+    fn switch() -> Vec<u8> {
+        record(RM_XLOG_ID, XLOG_SWITCH, 0, &[], &[], &[])
+    }
+
+    /// `COMMIT_PREPARED` with every optional part before the two-phase one.
+    fn commit_prepared(xid: u32, t: i64) -> Vec<u8> {
+        let xinfo = XACT_XINFO_HAS_DBINFO
+            | XACT_XINFO_HAS_SUBXACTS
+            | XACT_XINFO_HAS_RELFILELOCATORS
+            | XACT_XINFO_HAS_DROPPED_STATS
+            | XACT_XINFO_HAS_INVALS
+            | XACT_XINFO_HAS_TWOPHASE
+            | (1 << 7); // HAS_GID
+        let mut m = t.to_le_bytes().to_vec();
+        m.extend_from_slice(&xinfo.to_le_bytes());
+        m.extend_from_slice(&[5, 0, 0, 0, 0x7F, 6, 0, 0]); // dbinfo
+        m.extend_from_slice(&2i32.to_le_bytes());
+        m.extend_from_slice(&(xid + 1).to_le_bytes());
+        m.extend_from_slice(&(xid + 2).to_le_bytes());
+        m.extend_from_slice(&1i32.to_le_bytes());
+        m.extend_from_slice(&[0xAA; RELFILELOCATOR_SIZE]);
+        m.extend_from_slice(&1i32.to_le_bytes());
+        m.extend_from_slice(&[0xBB; STATS_ITEM_SIZE]);
+        m.extend_from_slice(&2i32.to_le_bytes());
+        m.extend_from_slice(&[0xCC; 2 * INVAL_MSG_SIZE]);
+        m.extend_from_slice(&xid.to_le_bytes());
+        m.extend_from_slice(b"gid\0");
+        record(
+            RM_XACT_ID,
+            XLOG_XACT_COMMIT_PREPARED | XLOG_XACT_HAS_INFO,
+            0,
+            &[],
+            &[],
+            &m,
+        )
+    }
+
+    /// `ABORT_PREPARED` with subxacts; its `HAS_INVALS` bit would be ignored (aborts carry none).
+    fn abort_prepared(xid: u32, t: i64) -> Vec<u8> {
+        let xinfo = XACT_XINFO_HAS_SUBXACTS | XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_INVALS;
+        let mut m = t.to_le_bytes().to_vec();
+        m.extend_from_slice(&xinfo.to_le_bytes());
+        m.extend_from_slice(&1i32.to_le_bytes());
+        m.extend_from_slice(&(xid + 1).to_le_bytes());
+        m.extend_from_slice(&xid.to_le_bytes());
+        record(
+            RM_XACT_ID,
+            XLOG_XACT_ABORT_PREPARED | XLOG_XACT_HAS_INFO,
+            0,
+            &[],
+            &[],
+            &m,
+        )
+    }
+
+    const PAGE_ADDR: u64 = 0x5_0000_0000;
+
+    /// A segment with one of everything, and the values it should yield.
+    fn sample() -> (Vec<u8>, Vec<(u64, u64)>) {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        let spans = vec![
+            b.push(commit(100, T0)),
+            b.push(abort(101, T0 + 5)),
+            b.push(restore_point("before-upgrade", T0 + 6)),
+            b.push(commit_prepared(90, T0 + 3)),
+            b.push(abort_prepared(95, T0 + 7)),
+            b.push(switch()),
+        ];
+        (b.buf, spans)
+    }
+
+    #[test]
+    fn header_fields() {
+        let (seg, _) = sample();
+        let h = segment_header(&seg).unwrap();
+        assert_eq!(
+            h,
+            SegmentHeader {
+                magic: PG15,
+                timeline: 1,
+                page_addr: PAGE_ADDR,
+                system_identifier: SYSID,
+                segment_size: MIB as u32,
+                block_size: 8192,
+            }
+        );
+        assert_eq!(h.major_version(), 15);
+        // Only the 40 header bytes are needed.
+        assert_eq!(segment_header(&seg[..LONG_PHD]), Ok(h));
+    }
+
+    #[test]
+    fn header_accepts_each_supported_magic() {
+        for (magic, version) in MAGICS {
+            let mut seg = sample().0;
+            seg[0..2].copy_from_slice(&magic.to_le_bytes());
+            assert_eq!(segment_header(&seg).unwrap().major_version(), version);
+        }
+    }
+
+    #[test]
+    fn header_refusals() {
+        let (seg, _) = sample();
+        let with = |at: usize, bytes: &[u8]| {
+            let mut s = seg[..LONG_PHD].to_vec();
+            s[at..at + bytes.len()].copy_from_slice(bytes);
+            segment_header(&s)
+        };
+        assert!(segment_header(&seg[..LONG_PHD - 1]).is_err());
+        assert!(segment_header(&[]).is_err());
+        for magic in [0u16, 0xD101, 0xD118, 0x10D1] {
+            assert!(with(0, &magic.to_le_bytes()).is_err(), "magic {magic:#x}");
+        }
+        assert!(with(2, &0u16.to_le_bytes()).is_err(), "no long header");
+        assert!(with(2, &0x0012u16.to_le_bytes()).is_err(), "unknown flag");
+        assert!(with(4, &0u32.to_le_bytes()).is_err(), "timeline 0");
+        for size in [0u32, 512 << 10, (1 << 20) + 8192, 2 << 30, 3 << 20] {
+            assert!(
+                with(32, &size.to_le_bytes()).is_err(),
+                "segment size {size}"
+            );
+        }
+        for size in [0u32, 512, 3 << 10, 128 << 10] {
+            assert!(with(36, &size.to_le_bytes()).is_err(), "block size {size}");
+        }
+        assert!(
+            with(8, &(PAGE_ADDR + 8192).to_le_bytes()).is_err(),
+            "unaligned"
+        );
+        // The segment must end below 2^64 (its end is a WAL position too).
+        let last = u64::MAX - (MIB as u64) + 1;
+        assert!(with(8, &last.to_le_bytes()).is_err());
+        assert!(with(8, &(last - MIB as u64).to_le_bytes()).is_ok());
+        assert!(
+            with(32, &(1u32 << 30).to_le_bytes()).is_ok(),
+            "1 GiB segments"
+        );
+        assert!(
+            with(36, &(64u32 << 10).to_le_bytes()).is_ok(),
+            "64 KiB blocks"
+        );
+    }
+
+    #[test]
+    fn summary_of_each_record_kind() {
+        let (seg, spans) = sample();
+        let (_, s) = summarize(&seg).unwrap();
+        assert_eq!(
+            s,
+            SegmentSummary {
+                records: 6,
+                transactions: 4,
+                time_range: Some((unix_ns(T0), unix_ns(T0 + 7))),
+                xid_range: Some((90, 101)),
+                restore_points: vec![RestorePoint {
+                    name: "before-upgrade".into(),
+                    lsn: spans[2].0,
+                    end_lsn: spans[2].1,
+                    time_ns: unix_ns(T0 + 6),
+                }],
+                end_lsn: spans[5].1,
+                switched: true,
+            }
+        );
+        assert_eq!(s.restore_points[0].end_lsn, spans[2].0 + 104); // 24 + 2 + 72 → 98 → 104
+    }
+
+    #[test]
+    fn records_after_a_switch_are_not_read() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.push(commit(7, T0));
+        let (_, end) = b.push(switch());
+        b.push(commit(8, T0 + 1));
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!((s.records, s.xid_range, s.end_lsn), (2, Some((7, 7)), end));
+        assert!(s.switched);
+    }
+
+    #[test]
+    fn empty_segment() {
+        let b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!(
+            s,
+            SegmentSummary {
+                end_lsn: PAGE_ADDR,
+                ..SegmentSummary::default()
+            }
+        );
+    }
+
+    #[test]
+    fn records_spanning_pages_and_split_headers() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        // A 20 KB record over three pages.
+        let big = b.push(noop(20_000));
+        assert!(big.1 - big.0 > 20_000 + 2 * SHORT_PHD as u64);
+        // A commit whose 24-byte header is split 8/16 across a page boundary.
+        b.fill_until(8);
+        let split = b.push(commit(200, T0 + 10));
+        assert_eq!((split.0 - PAGE_ADDR) % 8192, 8192 - 8);
+        // A restore point whose main data straddles the next boundary.
+        b.fill_until(40);
+        let rp = b.push(restore_point("spans", T0 + 11));
+        // A record ending exactly at a page's end, then one starting the next page.
+        b.fill_until(32);
+        let exact = b.push(noop(6));
+        assert_eq!((exact.1 - PAGE_ADDR) % 8192, 0);
+        let after = b.push(commit(201, T0 + 12));
+        assert_eq!((after.0 - PAGE_ADDR) % 8192, SHORT_PHD as u64);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!(s.transactions, 2);
+        assert_eq!(s.xid_range, Some((200, 201)));
+        assert_eq!(s.restore_points.len(), 1);
+        assert_eq!((s.restore_points[0].lsn, s.restore_points[0].end_lsn), rp);
+        assert_eq!(s.end_lsn, after.1);
+        assert!(!s.switched);
+    }
+
+    #[test]
+    fn continuation_at_the_segment_start_is_skipped() {
+        for cont in [1, 8, 100, 8192 - LONG_PHD - 8, 8192 - LONG_PHD, 20_000] {
+            let mut b = Builder::new(MIB, 8192, PAGE_ADDR, cont);
+            let first = b.push(commit(300, T0));
+            let (_, s) = summarize(&b.buf).unwrap();
+            assert_eq!(s.records, 1, "continuation {cont}");
+            assert_eq!(s.xid_range, Some((300, 300)));
+            assert_eq!(s.end_lsn, first.1);
+        }
+    }
+
+    #[test]
+    fn a_continuation_longer_than_the_segment_leaves_no_record() {
+        let b = Builder::new(MIB, 8192, PAGE_ADDR, 2 * MIB);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!((s.records, s.end_lsn), (0, PAGE_ADDR));
+    }
+
+    #[test]
+    fn a_bad_crc_ends_the_walk() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        let first = b.push(commit(1, T0));
+        let second = b.push(commit(2, T0 + 1));
+        b.push(commit(3, T0 + 2));
+        let mut seg = b.buf;
+        // The last byte of the second's time (34 bytes; its 6 bytes of padding are not its own).
+        seg[(second.0 - PAGE_ADDR) as usize + 33] ^= 1;
+        let (_, s) = summarize(&seg).unwrap();
+        assert_eq!(
+            (s.records, s.xid_range, s.end_lsn),
+            (1, Some((1, 1)), first.1)
+        );
+    }
+
+    #[test]
+    fn a_broken_prev_link_ends_the_walk() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        let first = b.push(commit(1, T0));
+        b.prev += 8;
+        b.push(commit(2, T0 + 1));
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!((s.records, s.end_lsn), (1, first.1));
+        // The first record's xl_prev must lie before it.
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.prev = PAGE_ADDR + 0x28;
+        b.push(commit(1, T0));
+        assert_eq!(summarize(&b.buf).unwrap().1.records, 0);
+    }
+
+    #[test]
+    fn a_recycled_tail_with_old_page_addresses_ends_the_walk() {
+        // The file held an older segment: valid WAL of its own, at older addresses.
+        let mut old = Builder::new(MIB, 8192, PAGE_ADDR - MIB as u64, 0);
+        while old.pos < 8 * 8192 {
+            old.push(commit(50, T0 - 100));
+        }
+        // Case 1: the new WAL ends exactly at page 2's start; page 2 is still the old one.
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.buf.copy_from_slice(&old.buf);
+        b.page_header(0, None);
+        b.buf[LONG_PHD..8192].fill(0);
+        b.buf[8192..2 * 8192].fill(0);
+        while b.pos < 2 * 8192 - 200 {
+            b.push(commit(60, T0));
+        }
+        b.fill_until(32);
+        let last = b.push(noop(6));
+        assert_eq!(last.1, PAGE_ADDR + 2 * 8192);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!(s.xid_range, Some((60, 60)));
+        assert_eq!(s.end_lsn, last.1);
+        // Case 2: a record runs on into page 2, whose header is the old one: not counted.
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        while b.pos < 8192 + 100 {
+            b.push(commit(61, T0));
+        }
+        b.fill_until(16);
+        let before_end = PAGE_ADDR + b.pos as u64;
+        let crossing = b.push(commit(63, T0));
+        assert!(crossing.1 > PAGE_ADDR + 2 * 8192);
+        let mut seg = b.buf.clone();
+        seg[2 * 8192..].copy_from_slice(&old.buf[2 * 8192..]);
+        let (_, s) = summarize(&seg).unwrap();
+        assert_eq!((s.xid_range, s.end_lsn), (Some((61, 61)), before_end));
+        // Unchanged, the same segment reads through.
+        assert_eq!(summarize(&b.buf).unwrap().1.xid_range, Some((61, 63)));
+    }
+
+    #[test]
+    fn a_record_running_into_the_next_segment_is_not_counted() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        while b.pos < MIB - 3 * 8192 {
+            b.push(noop(4000));
+        }
+        b.fill_until(16);
+        // A record of a page's data size moves on by exactly one page.
+        while b.pos < MIB - 16 {
+            b.push(noop_total(8192 - SHORT_PHD));
+        }
+        assert_eq!(b.pos, MIB - 16);
+        let before = b.prev;
+        // Write the commit's first 16 bytes only: the rest would be in the next segment.
+        let mut rec = commit(400, T0);
+        rec[8..16].copy_from_slice(&before.to_le_bytes());
+        let at = b.pos;
+        b.buf[at..at + 16].copy_from_slice(&rec[..16]);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!(s.transactions, 0);
+        assert_eq!(s.end_lsn, PAGE_ADDR + at as u64);
+    }
+
+    #[test]
+    fn truncated_input_is_summarized_as_far_as_it_goes() {
+        let (seg, spans) = sample();
+        for len in (LONG_PHD..2048).chain([8191, 8192, 8193, 20_000, MIB]) {
+            let (_, s) = summarize(&seg[..len]).unwrap();
+            let cut = PAGE_ADDR + len as u64;
+            let whole = spans.iter().filter(|(_, end)| *end <= cut).count() as u64;
+            let begun = spans.iter().filter(|(start, _)| *start < cut).count() as u64;
+            assert!(whole <= s.records && s.records <= begun, "len {len}");
+            assert!(s.end_lsn <= PAGE_ADDR + align8(len).unwrap() as u64);
+        }
+        // Cut right after the abort: two records.
+        let cut = (spans[1].1 - PAGE_ADDR) as usize;
+        let (_, s) = summarize(&seg[..cut]).unwrap();
+        assert_eq!((s.records, s.transactions, s.end_lsn), (2, 2, spans[1].1));
+        // Cut one byte short of the abort's end: one record.
+        let abort_end = (spans[1].0 - PAGE_ADDR) as usize + 34;
+        let (_, s) = summarize(&seg[..abort_end - 1]).unwrap();
+        assert_eq!(s.records, 1);
+    }
+
+    #[test]
+    fn input_longer_than_the_segment_is_refused() {
+        let (mut seg, _) = sample();
+        seg.push(0);
+        assert!(summarize(&seg).is_err());
+    }
+
+    /// A small xorshift generator: reproducible garbage.
+    fn garbage(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for seed in 0..200u64 {
+            let len = (seed as usize * 7919) % 20_000;
+            let g = garbage(seed, len);
+            let _ = summarize(&g);
+            // A valid long header over garbage pages and records.
+            let (mut seg, _) = sample();
+            let from = LONG_PHD + (seed as usize % 64);
+            let g = garbage(seed + 1000, 3 * 8192);
+            seg[from..from + g.len()].copy_from_slice(&g);
+            let (_, s) = summarize(&seg).unwrap();
+            assert!(s.end_lsn >= PAGE_ADDR && s.end_lsn <= PAGE_ADDR + MIB as u64);
+        }
+    }
+
+    #[test]
+    fn flipping_any_byte_of_a_sample_never_panics() {
+        let (seg, _) = sample();
+        let end = 2048;
+        for i in 0..end {
+            for bit in [0x01u8, 0x80] {
+                let mut s = seg.clone();
+                s[i] ^= bit;
+                if let Ok((_, sum)) = summarize(&s) {
+                    assert!(sum.records <= 6);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_lengths_allocate_nothing_unbounded() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        let mut rec = commit(1, T0);
+        rec[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        b.push(rec);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!(s.records, 0);
+    }
+
+    /// Block header bytes: id, fork flags, data length, optional image header, optional
+    /// relation, block number.
+    fn block(id: u8, flags: u8, data_len: u16, image: Option<(u16, u8, Option<u16>)>) -> Vec<u8> {
+        let mut v = vec![id, flags];
+        v.extend_from_slice(&data_len.to_le_bytes());
+        if let Some((len, info, hole)) = image {
+            v.extend_from_slice(&len.to_le_bytes());
+            v.extend_from_slice(&(if hole.is_some() { 100u16 } else { 0 }).to_le_bytes());
+            v.push(info);
+            if let Some(h) = hole {
+                v.extend_from_slice(&h.to_le_bytes());
+            }
+        }
+        if flags & BKPBLOCK_SAME_REL == 0 {
+            v.extend_from_slice(&[0x11; RELFILELOCATOR_SIZE]);
+        }
+        v.extend_from_slice(&7u32.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn main_data_after_block_references() {
+        let main = T0.to_le_bytes();
+        let mut blocks = vec![
+            XLR_BLOCK_ID_ORIGIN,
+            1,
+            0,
+            XLR_BLOCK_ID_TOPLEVEL_XID,
+            9,
+            0,
+            0,
+            0,
+        ];
+        // Block 0: an uncompressed full-page image; block 3: same relation, 10 data bytes.
+        blocks.extend(block(0, BKPBLOCK_HAS_IMAGE, 0, Some((8192, 0x02, None))));
+        blocks.extend(block(3, BKPBLOCK_SAME_REL | BKPBLOCK_HAS_DATA, 10, None));
+        let data = vec![0xD0; 8192 + 10];
+        let rec = record(RM_XACT_ID, XLOG_XACT_COMMIT, 42, &blocks, &data, &main);
+        assert_eq!(main_data(&rec, PG15), Some(&main[..]));
+        // In a segment: the record spans two pages and counts.
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.push(rec.clone());
+        assert_eq!(summarize(&b.buf).unwrap().1.xid_range, Some((42, 42)));
+
+        // Out-of-order block ids, SAME_REL first, HAS_DATA without length, unknown ids,
+        // lengths that do not add up: refused.
+        let bad = [
+            [block(2, 0, 0, None), block(2, 0, 0, None)].concat(),
+            block(0, BKPBLOCK_SAME_REL, 0, None),
+            block(0, BKPBLOCK_HAS_DATA, 0, None),
+            block(0, 0, 5, None),
+            vec![40, 0, 0, 0],
+        ];
+        for blocks in bad {
+            let rec = record(RM_XACT_ID, 0, 1, &blocks, &[], &main);
+            assert_eq!(main_data(&rec, PG15), None, "{blocks:?}");
+        }
+        let mut short = record(RM_XACT_ID, 0, 1, &[], &[], &main);
+        short.push(0);
+        assert_eq!(main_data(&short, PG15), None, "a byte too many");
+        // No main data at all.
+        let rec = record(RM_XLOG_ID, XLOG_SWITCH, 0, &[], &[], &[]);
+        assert_eq!(main_data(&rec, PG15), Some(&[][..]));
+    }
+
+    #[test]
+    fn compressed_image_headers_follow_the_version() {
+        let main = T0.to_le_bytes();
+        // PG 14: bit 0x02 is "compressed": with a hole, a hole length follows.
+        let pg14 = block(0, BKPBLOCK_HAS_IMAGE, 0, Some((300, 0x03, Some(50))));
+        let rec = record(RM_XACT_ID, 0, 1, &pg14, &[0; 300], &main);
+        assert_eq!(main_data(&rec, PG14), Some(&main[..]));
+        assert_eq!(
+            main_data(&rec, PG15),
+            None,
+            "0x02 is BKPIMAGE_APPLY in PG 15"
+        );
+        // PG 15: 0x04/0x08/0x10 name the method.
+        for method in [0x04u8, 0x08, 0x10] {
+            let pg15 = block(
+                0,
+                BKPBLOCK_HAS_IMAGE,
+                0,
+                Some((300, method | 0x01, Some(50))),
+            );
+            let rec = record(RM_XACT_ID, 0, 1, &pg15, &[0; 300], &main);
+            assert_eq!(main_data(&rec, PG15), Some(&main[..]));
+        }
+        // PG 15, applied image with a hole, uncompressed: no hole length.
+        let pg15 = block(0, BKPBLOCK_HAS_IMAGE, 0, Some((8000, 0x03, None)));
+        let rec = record(RM_XACT_ID, 0, 1, &pg15, &[0; 8000], &main);
+        assert_eq!(main_data(&rec, PG15), Some(&main[..]));
+    }
+
+    #[test]
+    fn prepared_without_a_twophase_part_counts_time_only() {
+        let m = T0.to_le_bytes();
+        let rec = record(RM_XACT_ID, XLOG_XACT_COMMIT_PREPARED, 0, &[], &[], &m);
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.push(rec);
+        let (_, s) = summarize(&b.buf).unwrap();
+        assert_eq!((s.transactions, s.xid_range), (1, None));
+        assert_eq!(s.time_range, Some((unix_ns(T0), unix_ns(T0))));
+        // A negative subxact count is refused, not a huge skip.
+        let mut m = T0.to_le_bytes().to_vec();
+        m.extend_from_slice(&(XACT_XINFO_HAS_SUBXACTS | XACT_XINFO_HAS_TWOPHASE).to_le_bytes());
+        m.extend_from_slice(&(-1i32).to_le_bytes());
+        m.extend_from_slice(&77u32.to_le_bytes());
+        assert_eq!(twophase_xid(&m, XLOG_XACT_HAS_INFO, true, PG15), None);
+    }
+
+    #[test]
+    fn dropped_stats_exist_from_pg15_only() {
+        let mut m = T0.to_le_bytes().to_vec();
+        m.extend_from_slice(
+            &(XACT_XINFO_HAS_DROPPED_STATS | XACT_XINFO_HAS_TWOPHASE).to_le_bytes(),
+        );
+        m.extend_from_slice(&1i32.to_le_bytes());
+        m.extend_from_slice(&[0; STATS_ITEM_SIZE]);
+        m.extend_from_slice(&77u32.to_le_bytes());
+        assert_eq!(twophase_xid(&m, XLOG_XACT_HAS_INFO, true, PG15), Some(77));
+        assert_eq!(twophase_xid(&m, XLOG_XACT_HAS_INFO, true, PG14), Some(1));
+    }
+
+    #[test]
+    fn times_convert_and_saturate() {
+        assert_eq!(pg_time_to_unix_ns(0), 946_684_800_000_000_000);
+        assert_eq!(pg_time_to_unix_ns(-946_684_800_000_000), 0);
+        assert_eq!(pg_time_to_unix_ns(i64::MAX), i64::MAX);
+        assert_eq!(pg_time_to_unix_ns(i64::MIN), i64::MIN);
+    }
+
+    #[test]
+    fn timeline_may_grow_but_not_shrink_across_pages() {
+        let mut b = Builder::new(MIB, 8192, PAGE_ADDR, 0);
+        b.tli = 2;
+        b.page_header(0, None);
+        b.tli = 3;
+        b.fill_until(16);
+        b.push(commit(1, T0));
+        b.push(commit(2, T0));
+        assert_eq!(summarize(&b.buf).unwrap().1.xid_range, Some((1, 2)));
+        // Page 1 on timeline 1 after page 0 on timeline 2.
+        b.buf[8192 + 4..8192 + 8].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(summarize(&b.buf).unwrap().1.transactions, 0);
+    }
+
+    /// The seed of the `pg_wal` fuzz target: 1 KiB pages (the smallest WAL block size), a
+    /// continuation, records over page boundaries, each record kind; truncated at 5 KiB.
+    fn fuzz_seed() -> Vec<u8> {
+        let mut b = Builder::new(MIB, 1024, 0x1_0000_0000, 1500);
+        b.push(commit(10, T0));
+        b.push(abort(11, T0 + 1));
+        b.push(noop(1200));
+        b.push(restore_point("seed", T0 + 2));
+        b.fill_until(16);
+        b.push(commit_prepared(12, T0 + 3));
+        b.push(abort_prepared(14, T0 + 4));
+        b.push(switch());
+        b.buf.truncate(5 * 1024);
+        b.buf
+    }
+
+    #[test]
+    fn fuzz_seed_is_current_and_decodes() {
+        let seed = include_bytes!("../../fuzz/seeds/pg_wal/synthetic-1k-pages");
+        assert!(
+            seed[..] == fuzz_seed()[..],
+            "regenerate: see write_fuzz_seed"
+        );
+        let (h, s) = summarize(seed).unwrap();
+        assert_eq!(h.block_size, 1024);
+        assert_eq!((s.transactions, s.restore_points.len()), (4, 1));
+        assert!(s.switched);
+    }
+
+    /// `PG_WAL_SEED=fuzz/seeds/pg_wal/synthetic-1k-pages cargo test --release --lib
+    /// write_fuzz_seed -- --ignored` rewrites the fuzz seed.
+    #[test]
+    #[ignore]
+    fn write_fuzz_seed() {
+        if let Ok(path) = std::env::var("PG_WAL_SEED") {
+            std::fs::write(path, fuzz_seed()).unwrap();
+        }
+    }
+
+    /// A real segment from PostgreSQL 15.x (`tests/data/README.md` says how it was made).
+    #[test]
+    fn real_pg15_segment() {
+        let seg =
+            zstd::decode_all(&include_bytes!("../../tests/data/pg15-wal-segment.zst")[..]).unwrap();
+        assert_eq!(seg.len(), 16 * MIB);
+        let (h, s) = summarize(&seg).unwrap();
+        assert_eq!(
+            h,
+            SegmentHeader {
+                magic: PG15,
+                timeline: 1,
+                page_addr: 0x0200_0000,
+                system_identifier: 7_716_714_325_863_315_373,
+                segment_size: 16 * MIB as u32,
+                block_size: 8192,
+            }
+        );
+        // pg_waldump lists 196 records (19 of them cross a page boundary).
+        assert_eq!(s.records, 196);
+        // CREATE TABLE ×2 (724, 725), two commits (726, 727), the rollback (728),
+        // COMMIT PREPARED 729 (with a subtransaction 730), ROLLBACK PREPARED 731.
+        assert_eq!(s.transactions, 7);
+        assert_eq!(s.xid_range, Some((724, 731)));
+        // 2026-12-07 23:52:54.640269 and .663862 UTC (pg_waldump).
+        assert_eq!(
+            s.time_range,
+            Some((1_796_687_574_640_269_000, 1_796_687_574_663_862_000))
+        );
+        assert_eq!(s.restore_points.len(), 1);
+        let rp = &s.restore_points[0];
+        assert_eq!(rp.name, "fixture-rp");
+        assert_eq!(rp.lsn, 0x0202_58B0);
+        // pg_create_restore_point('fixture-rp') returned 0/2025918.
+        assert_eq!(rp.end_lsn, 0x0202_5918);
+        // Between the abort (.661051) and the first prepare (.662436).
+        assert!((1_796_687_574_661_051_000..=1_796_687_574_662_436_000).contains(&rp.time_ns));
+        // The second pg_switch_wal() returned 0/2026510.
+        assert!(s.switched);
+        assert_eq!(s.end_lsn, 0x0202_6510);
+        // Truncated after its first page or mid-way it still reads, as far as it goes.
+        let (_, part) = summarize(&seg[..8192]).unwrap();
+        assert!(part.records > 0 && part.records < 196);
+        let (_, part) = summarize(&seg[..0x2_5900]).unwrap();
+        assert_eq!(part.restore_points.len(), 0);
+        assert_eq!(part.transactions, 5);
+    }
+}

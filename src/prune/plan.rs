@@ -220,6 +220,8 @@ pub struct PlanStats {
     pub unused_after: u64,
     /// Superseded index files still in the store (an interrupted prune): deleted.
     pub stale_index_files: u64,
+    /// Archived WAL files no kept PostgreSQL base backup needs: deleted (`packs` counts files).
+    pub wal_delete: Tally,
     /// Marked packs whose mark is dated in the future (a marking host whose clock was
     /// ahead): treated as just marked, and marked again with the plan's time.
     pub future_marks: Tally,
@@ -239,6 +241,8 @@ pub struct PrunePlan {
     pub unindexed: Vec<Unindexed>,
     /// The index files merged when planning: the new index supersedes them all.
     pub index_files: Vec<Id>,
+    /// Archived WAL files to delete ([`crate::pg::catalog::wal_to_drop`]).
+    pub wal: Vec<crate::repo::wal::WalObject>,
     /// Figures.
     pub stats: PlanStats,
     /// Every tree and data blob the remaining snapshots reach.
@@ -270,6 +274,7 @@ impl PrunePlan {
             + s.unindexed_delete.packs
             + s.stale_index_files
             + s.future_marks.packs
+            + s.wal_delete.packs
             == 0
     }
 }
@@ -560,6 +565,11 @@ pub fn plan(
             PackAction::Delete => stats.delete.add(p.size),
         }
     }
+    // 5. WAL that no kept base backup needs, by the same listed snapshots.
+    let wal = crate::pg::catalog::wal_to_drop(repo, listed)?;
+    for w in &wal {
+        stats.wal_delete.add(w.size);
+    }
     for u in &unindexed {
         if u.delete {
             stats.unindexed_delete.add(u.size);
@@ -571,6 +581,7 @@ pub fn plan(
         packs: out,
         unindexed,
         index_files,
+        wal,
         stats,
         used,
         now_ns: now,

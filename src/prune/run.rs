@@ -47,6 +47,10 @@ pub struct PruneOutcome {
     pub packs_marked: u64,
     /// Their bytes: space a prune after the grace period frees.
     pub bytes_marked: u64,
+    /// Archived WAL files deleted.
+    pub wal_deleted: u64,
+    /// Their bytes.
+    pub wal_bytes_deleted: u64,
 }
 
 /// Carry out `plan` while holding `lock`. Crash tests stop it before any of its writes and
@@ -253,6 +257,15 @@ pub fn execute(
             })?;
             out.packs_deleted += chunk.len() as u64;
             out.bytes_deleted += chunk.iter().map(|(_, size)| size).sum::<u64>();
+        }
+    }
+    // WAL no kept base backup needs (nothing else refers to a WAL file).
+    for batch in plan.wal.chunks(width * DELETE_BATCH_ROUNDS) {
+        lock.check()?;
+        for w in batch {
+            repo.wal().delete(w.system_identifier, &w.name)?;
+            out.wal_deleted += 1;
+            out.wal_bytes_deleted += w.size;
         }
     }
     // A lock lost during the last deletes is reported, not taken for a clean run.

@@ -215,6 +215,18 @@ impl Repository {
         cache_dir: &Path,
         mode: CacheMode,
     ) -> Result<Arc<Repository>> {
+        let (key_id, master, config) = Self::unlock_config(&backend, password, cache_dir)?;
+        let hint = keys::KeyHint::new(cache_dir, backend.location());
+        Self::assemble(backend, master, config, key_id, cache_dir, hint, mode)
+    }
+
+    /// Find the key `password` opens (the hint in `cache_dir` first) and read the config with
+    /// it: the key's id, the master key and the config.
+    pub(crate) fn unlock_config(
+        backend: &Backend,
+        password: &[u8],
+        cache_dir: &Path,
+    ) -> Result<(Id, MasterKey, Config)> {
         if !backend.exists(FileType::Config, "config")? {
             return Err(Error::new(
                 ErrorKind::NoRepository,
@@ -233,11 +245,11 @@ impl Repository {
                 .is_some_and(|c| c.repository_id == *rid)
         };
         let hint = keys::KeyHint::new(cache_dir, backend.location());
-        let (key_id, _, master) = keys::unlock(&backend, password, hint.get(), &opens)?;
+        let (key_id, _, master) = keys::unlock(backend, password, hint.get(), &opens)?;
         hint.set(&key_id);
         let plain = master.sealer().open(label::CONFIG, &sealed, &"config")?;
         let config = Config::decode(&plain)?;
-        Self::assemble(backend, master, config, key_id, cache_dir, hint, mode)
+        Ok((key_id, master, config))
     }
 
     /// The blob index, brought up to date with the repository's index files first (once per

@@ -1,12 +1,18 @@
 //! The WAL archive's objects (`wal/<system id>/<file name>`, format.md §13a): seal and store a
 //! WAL file create-only, read its header alone or the whole file back, list and delete. What
 //! the files mean (timelines, base backups, retention) is `pg/`'s business.
+//!
+//! A [`WalArchive`] needs the store and the keys, not the local cache: the WAL commands that
+//! PostgreSQL runs once per file open it without RocksDB ([`KeySession`]), which halves what a
+//! call costs; `prune`, `check` and `pg restore` get one from their [`Repository`].
 
 use super::Repository;
-use crate::backend::FileType;
+use crate::backend::{Backend, FileType};
 use crate::crypto::label;
+use crate::crypto::{MasterKey, Sealer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::blob;
+use crate::format::config::Config;
 use crate::format::wal::{self, WAL_VERSION, WalHeader, WalSummary};
 use bytes::Bytes;
 
@@ -48,11 +54,81 @@ fn object(sysid: u64, name: &str) -> Result<String> {
     Ok(format!("{sysid}/{name}"))
 }
 
+/// The WAL archive of a repository: the store and the keys it needs.
+pub struct WalArchive<'r> {
+    backend: &'r Backend,
+    master: &'r MasterKey,
+    sealer: &'r Sealer,
+    level: i32,
+}
+
+/// A repository opened with its keys but without its local cache: enough for the WAL archive.
+pub struct KeySession {
+    backend: Backend,
+    master: MasterKey,
+    sealer: Sealer,
+    config: Config,
+}
+
+impl KeySession {
+    /// Open the repository at `backend` with `password` (the key hint in `cache_dir` spares
+    /// trying every key file; no database is opened).
+    pub fn open(
+        backend: Backend,
+        password: &[u8],
+        cache_dir: &std::path::Path,
+    ) -> Result<KeySession> {
+        let (_, master, config) = Repository::unlock_config(&backend, password, cache_dir)?;
+        let sealer = master.sealer();
+        Ok(KeySession {
+            backend,
+            master,
+            sealer,
+            config,
+        })
+    }
+
+    /// The WAL archive.
+    pub fn wal(&self) -> WalArchive<'_> {
+        WalArchive {
+            backend: &self.backend,
+            master: &self.master,
+            sealer: &self.sealer,
+            level: self.config.compression_level,
+        }
+    }
+
+    /// How many requests the store takes at once.
+    pub fn connections(&self) -> usize {
+        self.backend.connections()
+    }
+}
+
 impl Repository {
+    /// The WAL archive.
+    pub fn wal(&self) -> WalArchive<'_> {
+        WalArchive {
+            backend: &self.backend,
+            master: &self.master,
+            sealer: &self.sealer,
+            level: self.config.compression_level,
+        }
+    }
+}
+
+impl WalArchive<'_> {
+    fn sealer(&self) -> &Sealer {
+        self.sealer
+    }
+
+    fn blob_id(&self, plain: &[u8]) -> crate::id::Id {
+        self.master.blob_id(plain)
+    }
+
     /// Store WAL file `name` of cluster `sysid` (content `data`, records summarized as
     /// `summary`), create-only. Storing the same content again is [`WalStored::AlreadyStored`];
     /// other content under a stored name is an `AlreadyExists` error, and the stored file stays.
-    pub fn wal_store(
+    pub fn store(
         &self,
         sysid: u64,
         name: &str,
@@ -72,7 +148,7 @@ impl Repository {
         let sealed_header = self
             .sealer()
             .seal(&wal::aad(label::WAL_HEADER, &obj), &plain_header)?;
-        let body = blob::encode(data, self.config().compression_level)?;
+        let body = blob::encode(data, self.level)?;
         let sealed_body = self
             .sealer()
             .seal(&wal::aad(label::WAL_BODY, &obj), &body)?;
@@ -81,7 +157,7 @@ impl Repository {
         match self.backend.create(FileType::Wal, &obj, Bytes::from(bytes)) {
             Ok(()) => Ok(WalStored::Stored(len)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let there = self.wal_header(sysid, name)?.ok_or(e)?;
+                let there = self.header(sysid, name)?.ok_or(e)?;
                 if there.hash == header.hash && there.size == header.size {
                     Ok(WalStored::AlreadyStored)
                 } else {
@@ -100,7 +176,7 @@ impl Repository {
 
     /// The header of WAL file `name` of cluster `sysid` (one short ranged read), `None` when
     /// it is not stored.
-    pub fn wal_header(&self, sysid: u64, name: &str) -> Result<Option<WalHeader>> {
+    pub fn header(&self, sysid: u64, name: &str) -> Result<Option<WalHeader>> {
         let obj = object(sysid, name)?;
         let what = format!("WAL file {obj}");
         let first = match self
@@ -140,7 +216,7 @@ impl Repository {
 
     /// WAL file `name` of cluster `sysid`, checked against its header's size and keyed hash;
     /// `None` when it is not stored.
-    pub fn wal_read(&self, sysid: u64, name: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    pub fn read(&self, sysid: u64, name: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
         let obj = object(sysid, name)?;
         let what = format!("WAL file {obj}");
         let bytes = match self.backend.get(FileType::Wal, &obj) {
@@ -175,7 +251,7 @@ impl Repository {
 
     /// Every object of the WAL archive, sorted by system identifier and name. Objects whose
     /// path is not `<decimal system id>/<plausible name>` are left out.
-    pub fn wal_list(&self) -> Result<Vec<WalObject>> {
+    pub fn list(&self) -> Result<Vec<WalObject>> {
         let mut out: Vec<WalObject> = self
             .backend
             .list_names(FileType::Wal)?
@@ -196,7 +272,7 @@ impl Repository {
     }
 
     /// Delete WAL file `name` of cluster `sysid` (prune, under its lock; missing is fine).
-    pub(crate) fn wal_delete(&self, sysid: u64, name: &str) -> Result<()> {
+    pub(crate) fn delete(&self, sysid: u64, name: &str) -> Result<()> {
         self.backend.delete(FileType::Wal, &object(sysid, name)?)
     }
 }
