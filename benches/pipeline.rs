@@ -237,6 +237,7 @@ fn bench_backup(c: &mut Criterion) {
                     dry_run: false,
                     threads: 2,
                     atime: false,
+                    vanished_ok: false,
                 };
                 backup(&repo, &opts, &Silent::default()).expect("backup")
             },

@@ -61,6 +61,10 @@ pub struct BackupOptions {
     /// Record access times (off by default: reading a file moves its atime, so every tree
     /// would differ from the parent's and be stored again).
     pub atime: bool,
+    /// A file that disappears between the listing and the read is left out without a warning
+    /// (a database's data directory during a base backup: recovery replays what happened to
+    /// it). Otherwise it is an unreadable entry like any other.
+    pub vanished_ok: bool,
 }
 
 /// The result of a backup.

@@ -124,6 +124,8 @@ enum FileOutcome {
     Done(Vec<Id>, u64),
     /// Not stored; the warning.
     Unreadable(EntryWarning),
+    /// Gone between the scan and the read; the warning (unless the backup expects that).
+    Vanished(EntryWarning),
     Fatal(Error),
 }
 
@@ -198,6 +200,9 @@ fn read_file(writer: &BlobWriter, path: &Path, want: &Scanned, progress: &Progre
                 path,
                 format!("{}: {e}", path.display()),
             ));
+        }
+        Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return FileOutcome::Vanished(unreadable(path, &e));
         }
         Err(OpenError::Io(e)) => {
             return FileOutcome::Unreadable(unreadable(path, &e));
@@ -274,7 +279,14 @@ impl Walker<'_> {
                 self.builder
                     .fill_file(r.dir, r.slot, Some((ids, size)), &mut sink)
             }
-            FileOutcome::Unreadable(mut w) => {
+            FileOutcome::Vanished(_) if self.opts.vanished_ok => {
+                for (d, slot) in waiters {
+                    self.progress.add_file();
+                    self.builder.fill_file(d, slot, None, &mut sink)?;
+                }
+                self.builder.fill_file(r.dir, r.slot, None, &mut sink)
+            }
+            FileOutcome::Unreadable(mut w) | FileOutcome::Vanished(mut w) => {
                 if waiters.is_empty() {
                     self.warn(w);
                 } else {
@@ -390,6 +402,9 @@ impl Walker<'_> {
     ) -> Result<()> {
         let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
+            Err(e) if self.opts.vanished_ok && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(());
+            }
             Err(e) => {
                 self.warn(EntryWarning::new(
                     EntryProblem::Unreadable,

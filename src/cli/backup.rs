@@ -103,6 +103,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
         dry_run: a.dry_run,
         threads: g.threads(),
         atime: a.atime,
+        vanished_ok: false,
     };
     // Start listing the sources now: the walk overlaps the key derivation.
     let sources = if a.stdin || a.stdin_from_command {

@@ -213,6 +213,7 @@ pub fn base_backup(
         dry_run: false,
         threads: opts.threads,
         atime: false,
+        vanished_ok: true,
     };
     let sources = Sources::start(&bopts)?;
     let version = srv.version;

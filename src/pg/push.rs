@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 /// The folder of markers, inside `pg_wal`.
 pub const MARKER_DIR: &str = "cairn_archive_status";
+/// How long a marker is trusted.
+pub const MARKER_TRUST: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How a push goes.
 #[derive(Debug, Clone)]
@@ -68,6 +70,17 @@ pub fn already_pushed(wal_path: &Path, location: &str) -> Result<bool> {
     let Ok(want) = std::fs::read_to_string(&marker) else {
         return Ok(false);
     };
+    // PostgreSQL asks for a ready file within seconds; an old marker (a repository since
+    // replaced at the same location, a cluster restored over this one) is not trusted.
+    let fresh = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < MARKER_TRUST);
+    if !fresh {
+        let _ = std::fs::remove_file(&marker);
+        return Ok(false);
+    }
     let data = std::fs::read(wal_path)
         .map_err(|e| Error::io(format!("cannot read {}", wal_path.display()), e))?;
     let ok = want == marker_content(location, &data);
