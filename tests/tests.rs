@@ -31,6 +31,8 @@ mod key_hardening;
 mod keys;
 mod local_files;
 mod mount;
+mod pg_cluster;
+mod pg_pitr;
 mod postgres;
 mod prune;
 mod prune_clock;
