@@ -4,8 +4,11 @@
 //! PostgreSQL runs `restore_command` once per file and waits; recovery replays faster than one
 //! repository open per segment. A run that fetches a segment therefore also fetches the next
 //! ones of its timeline (in parallel) into `pg_wal/cairn_prefetch/`, each checked against its
-//! keyed hash; a later run finds its file there and renames it into place without opening the
-//! repository. A file that is not archived is an error and nothing is written.
+//! keyed hash, named `<file>.<BLAKE3 of its content>`; a later run finds its file there, checks
+//! the content against the name (a file torn by a crash is never handed over) and renames it
+//! into place without opening the repository. A file that is not archived is an error and
+//! nothing is written. Nothing here is fsynced: PostgreSQL fetches again what a crash lost, and
+//! every file it is handed has been verified just before.
 
 use super::waldecode;
 use super::walname::{WalFile, segment_name};
@@ -23,7 +26,7 @@ pub fn spool_of(dest: &Path) -> PathBuf {
     dest.parent().unwrap_or(Path::new(".")).join(SPOOL_DIR)
 }
 
-/// Write `data` to `dest` whole or not at all (a temporary file, fsync, rename).
+/// Write `data` to `dest` whole or not at all (a temporary file, then a rename).
 fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -33,7 +36,6 @@ fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
     let r = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, dest)
     })();
     if r.is_err() {
@@ -42,17 +44,45 @@ fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
     r.map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))
 }
 
-/// The fast path: `name` was prefetched; move it to `dest`. Opens nothing else.
+/// The name of a prefetched file in the spool.
+fn spooled_name(name: &str, data: &[u8]) -> String {
+    format!("{name}.{}", blake3::hash(data).to_hex())
+}
+
+/// The file name a spool entry stands for.
+fn spooled_file(entry: &str) -> Option<&str> {
+    entry.rsplit_once('.').map(|(n, _)| n)
+}
+
+/// The fast path: `name` was prefetched and its content matches its spool name; move it to
+/// `dest`. Opens nothing else. A spool entry that does not match is removed.
 pub fn from_spool(name: &str, dest: &Path) -> Result<bool> {
-    let p = spool_of(dest).join(name);
-    match std::fs::rename(&p, dest) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(
-            format!("cannot move {} into place", p.display()),
-            e,
-        )),
+    let spool = spool_of(dest);
+    let Ok(rd) = std::fs::read_dir(&spool) else {
+        return Ok(false);
+    };
+    for e in rd.flatten() {
+        let Some(entry) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if spooled_file(&entry) != Some(name) {
+            continue;
+        }
+        let p = e.path();
+        let good = std::fs::read(&p).is_ok_and(|d| spooled_name(name, &d) == entry);
+        if !good {
+            let _ = std::fs::remove_file(&p);
+            continue;
+        }
+        return match std::fs::rename(&p, dest) {
+            Ok(()) => Ok(true),
+            Err(e) => Err(Error::io(
+                format!("cannot move {} into place", p.display()),
+                e,
+            )),
+        };
     }
+    Ok(false)
 }
 
 /// Fetch `name` of cluster `sysid` into `dest`; then up to `prefetch` following segments of
@@ -88,13 +118,26 @@ pub fn fetch(
             let keep = e
                 .file_name()
                 .to_str()
+                .and_then(spooled_file)
                 .is_some_and(|n| next.iter().any(|x| x == n));
             if !keep {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    let todo: Vec<&String> = next.iter().filter(|n| !spool.join(n).exists()).collect();
+    let spooled: Vec<String> = std::fs::read_dir(&spool)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(spooled_file)
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let todo: Vec<&String> = next.iter().filter(|n| !spooled.contains(n)).collect();
     if todo.is_empty() {
         return Ok(true);
     }
@@ -115,7 +158,7 @@ pub fn fetch(
                     }
                     match wal.read(sysid, n) {
                         Ok(Some((_, d))) => {
-                            let _ = write_whole(&spool.join(n.as_str()), &d);
+                            let _ = write_whole(&spool.join(spooled_name(n, &d)), &d);
                         }
                         Ok(None) => {
                             missing.fetch_min(i as u64, std::sync::atomic::Ordering::Relaxed);

@@ -5,10 +5,12 @@
 //! could not keep up with a busy server. A run therefore archives the file it was asked for
 //! *and* the other files PostgreSQL has marked ready (`pg_wal/archive_status/*.ready`), up to a
 //! batch, in parallel; for each extra file it stores, it leaves a marker in
-//! `pg_wal/cairn_archive_status/` naming the repository and the file's BLAKE3. When PostgreSQL
-//! then asks for such a file, the run finds the marker, checks the file still has that hash,
-//! and answers at once without opening the repository (WAL-G's approach; design.md §21). The
-//! marker is written only after the object is stored, and removed when used.
+//! `pg_wal/cairn_archive_status/` naming the repository and the file's identity (device, inode,
+//! size, modification and change times). When PostgreSQL then asks for such a file, the run
+//! finds the marker, checks the file is still that one (a `stat`, no read: PostgreSQL never
+//! rewrites a finished segment, and any write moves its times), and answers at once without
+//! opening the repository (WAL-G's approach; design.md §21). The marker is written only after
+//! the object is stored, and removed when used.
 
 use super::control;
 use super::waldecode;
@@ -57,12 +59,25 @@ fn file_name(path: &Path) -> Result<String> {
     Ok(name.to_string())
 }
 
-fn marker_content(location: &str, data: &[u8]) -> String {
-    format!("{location}\n{}\n", blake3::hash(data).to_hex())
+/// What a marker says: the repository's location and the file's identity.
+fn marker_content(location: &str, path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+    Ok(format!(
+        "{location}\n{} {} {} {}.{} {}.{}\n",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
 }
 
-/// The fast path: `wal_path` was stored by an earlier run (its marker is there and the file
-/// still has the hash it names). Consumes the marker. Opens nothing but the two files.
+/// The fast path: `wal_path` was stored by an earlier run (its marker is there, recent, and
+/// the file is still the one it names). Consumes the marker. Reads nothing but the marker.
 pub fn already_pushed(wal_path: &Path, location: &str) -> Result<bool> {
     let name = file_name(wal_path)?;
     let dir = wal_path.parent().unwrap_or(Path::new("."));
@@ -81,9 +96,7 @@ pub fn already_pushed(wal_path: &Path, location: &str) -> Result<bool> {
         let _ = std::fs::remove_file(&marker);
         return Ok(false);
     }
-    let data = std::fs::read(wal_path)
-        .map_err(|e| Error::io(format!("cannot read {}", wal_path.display()), e))?;
-    let ok = want == marker_content(location, &data);
+    let ok = want == marker_content(location, wal_path)?;
     let _ = std::fs::remove_file(&marker);
     Ok(ok)
 }
@@ -209,7 +222,7 @@ pub fn push(wal: &WalArchive<'_>, wal_path: &Path, opts: &PushOptions) -> Result
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(p) = paths.get(i) else { break };
                         let r = prepare(p, sysid).and_then(|f| {
-                            let marker = marker_content(&opts.location, &f.data);
+                            let marker = marker_content(&opts.location, p)?;
                             wal.store(sysid, &f.name, &f.data, f.summary)
                                 .map(|st| (st, marker))
                         });
