@@ -97,12 +97,7 @@ impl KeySession {
 
     /// The WAL archive.
     pub fn wal(&self) -> WalArchive<'_> {
-        WalArchive {
-            backend: &self.backend,
-            master: &self.master,
-            sealer: &self.sealer,
-            level: wal_level(self.config.compression_level),
-        }
+        WalArchive::over(&self.backend, &self.master, &self.sealer, &self.config)
     }
 
     /// How many requests the store takes at once.
@@ -114,11 +109,22 @@ impl KeySession {
 impl Repository {
     /// The WAL archive.
     pub fn wal(&self) -> WalArchive<'_> {
+        WalArchive::over(&self.backend, &self.master, &self.sealer, &self.config)
+    }
+}
+
+impl<'r> WalArchive<'r> {
+    fn over(
+        backend: &'r Backend,
+        master: &'r MasterKey,
+        sealer: &'r Sealer,
+        config: &Config,
+    ) -> WalArchive<'r> {
         WalArchive {
-            backend: &self.backend,
-            master: &self.master,
-            sealer: &self.sealer,
-            level: wal_level(self.config.compression_level),
+            backend,
+            master,
+            sealer,
+            level: wal_level(config.compression_level),
         }
     }
 }
