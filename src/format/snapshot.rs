@@ -168,7 +168,13 @@ impl Snapshot {
                 let mut v = Vec::with_capacity(bytes.len() + 1);
                 v.extend_from_slice(bytes);
                 v.push(0);
-                super::decode_version(&v, what, VERSION)
+                let s: Snapshot = super::decode_version(&v, what, VERSION)?;
+                // The added zero byte can complete a `Some(PgBase)` whose bytes were trailing
+                // garbage of a version-1 snapshot: that is not version 1.
+                if s.pg.is_some() {
+                    return Err(Error::corrupt(format!("{what} is corrupt: trailing bytes")));
+                }
+                Ok(s)
             }
             Some(&SNAPSHOT_VERSION_PG) => {
                 let s: Snapshot = super::decode_version(bytes, what, SNAPSHOT_VERSION_PG)?;
@@ -205,5 +211,67 @@ impl Snapshot {
             .iter()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg() -> PgBase {
+        PgBase {
+            system_identifier: 7,
+            timeline: 1,
+            start_lsn: 0x200_0028,
+            stop_lsn: 0x200_0138,
+            stop_timeline: 1,
+            segment_size: 16 << 20,
+            server_version: 150014,
+            started_ns: 1,
+            stopped_ns: 2,
+            next_xid: 740,
+            data_dir: serde_bytes::ByteBuf::from(b"/pg".to_vec()),
+            tablespaces: vec![],
+        }
+    }
+
+    #[test]
+    fn version_1_without_pg_and_version_2_with_it() {
+        let mut s = Snapshot::for_test(5, "h", &["/pg"], &["pg-base"], Id::default());
+        let v1 = s.encode().unwrap();
+        assert_eq!(v1[0], 1);
+        assert_eq!(Snapshot::decode(&v1, &"s").unwrap(), s);
+        s.pg = Some(pg());
+        let v2 = s.encode().unwrap();
+        assert_eq!(v2[0], 2);
+        let back = Snapshot::decode(&v2, &"s").unwrap();
+        assert_eq!(back.pg, s.pg);
+        assert_eq!(back.version, 2);
+        // Version 2 without its part, and version 1 followed by one, are refused.
+        let v2_none = crate::format::encode(&Snapshot {
+            version: 2,
+            pg: None,
+            ..s.clone()
+        })
+        .unwrap();
+        assert!(Snapshot::decode(&v2_none, &"s").is_err());
+        let mut v1_some = v2.clone();
+        v1_some[0] = 1;
+        v1_some.pop(); // the last byte (an empty tablespace list) is what decoding adds back
+        assert!(Snapshot::decode(&v1_some, &"s").is_err());
+    }
+
+    #[test]
+    fn fuzz_regression_version_1_whose_tail_completes_a_pg_part() {
+        // cargo-fuzz `snapshot`, 2026-12-08: decoded as version 1 with a PostgreSQL part.
+        let input = [
+            1u8, 0, 1, 0, 0, 0, 0, 25, 1, 122, 0, 1, 0, 0, 43, 58, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1,
+            0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1,
+            1, 0, 0, 1, 172, 0, 0, 0, 3, 0, 1, 0, 0, 1, 0,
+        ];
+        if let Ok(s) = Snapshot::decode(&input, &"s") {
+            let again = s.encode().unwrap();
+            assert_eq!(Snapshot::decode(&again, &"s").unwrap(), s);
+        }
     }
 }
