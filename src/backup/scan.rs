@@ -33,6 +33,9 @@ pub struct ScanConfig {
     pub one_file_system: bool,
     /// Record access times.
     pub atime: bool,
+    /// Entries that vanish while they are listed are left out silently
+    /// ([`super::BackupOptions::vanished_ok`]).
+    pub vanished_ok: bool,
 }
 
 impl ScanConfig {
@@ -255,8 +258,10 @@ fn worker(sh: &Shared) {
 /// configuration excludes.
 pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listing {
     let mut out = Listing::default();
+    let gone = |e: &std::io::Error| cfg.vanished_ok && e.kind() == std::io::ErrorKind::NotFound;
     let rd = match std::fs::read_dir(path) {
         Ok(rd) => rd,
+        Err(e) if gone(&e) => return out,
         Err(e) => {
             out.warnings
                 .push(format!("cannot list {}: {e}", path.display()));
@@ -281,6 +286,7 @@ pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listi
         // lstat relative to the open folder (statx on its descriptor): no path walk.
         let m = match entry.metadata() {
             Ok(m) => m,
+            Err(e) if gone(&e) => continue,
             Err(e) => {
                 out.warnings
                     .push(format!("cannot stat {}: {e}", child.display()));
@@ -308,6 +314,25 @@ pub fn list_dir(cfg: &ScanConfig, names: &Names, path: &Path, dev: u64) -> Listi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_that_vanished_is_a_warning_unless_vanishing_is_expected() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let gone = t.path().join("dropped-database");
+        let names = Names::default();
+        let strict = ScanConfig::default();
+        let l = list_dir(&strict, &names, &gone, 0);
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        let lenient = ScanConfig {
+            vanished_ok: true,
+            ..Default::default()
+        };
+        let l = list_dir(&lenient, &names, &gone, 0);
+        assert!(l.warnings.is_empty() && l.entries.is_empty());
+        // Other errors stay warnings: a file where a folder was expected.
+        std::fs::write(&gone, b"x").expect("write");
+        assert_eq!(list_dir(&lenient, &names, &gone, 0).warnings.len(), 1);
+    }
 
     fn tree(root: &Path, dirs: usize, files: usize) {
         for d in 0..dirs {

@@ -120,5 +120,6 @@ fn scan_config(opts: &BackupOptions) -> ScanConfig {
         exclude_if_present: opts.exclude_if_present.clone(),
         one_file_system: opts.one_file_system,
         atime: opts.atime,
+        vanished_ok: opts.vanished_ok,
     }
 }

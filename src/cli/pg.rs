@@ -477,9 +477,10 @@ fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
     let repo = g.open()?;
     let mut srv = cairn::pg::server::Server::connect()?;
     let sysid = srv.system_identifier()?;
+    // A switch with nothing written since the last one is a no-op (and would name a segment
+    // archived long ago): a committed transaction id first makes sure there is a new one.
+    srv.text("SELECT txid_current()::text")?;
     let name = srv.text("SELECT pg_walfile_name(pg_switch_wal())")?;
-    // A switch with nothing written since the last one is a no-op: then the current
-    // segment's predecessor is the one to wait for.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.timeout);
     loop {
         if repo.wal().header(sysid, &name)?.is_some() {
