@@ -3,7 +3,7 @@
 //! # Architecture (outer layers call inner ones, never the reverse)
 //!
 //! ```text
-//! cli ─▶ check, copy, dump, repair, prune, mount ─▶ backup, restore ─▶ snapshot ─▶ repo ─▶ index ─▶ cache, backend, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning, sys
+//! cli ─▶ check, copy, dump, repair, prune, mount, pg ─▶ backup, restore ─▶ snapshot, pg::catalog ─▶ repo ─▶ index ─▶ cache, backend, crypto, format, chunker ─▶ id, error, time, patterns, progress, warning, sys
 //! ```
 //!
 //! - [`format`]: the versioned on-disk structures (pure, no I/O); `docs/format.md` specifies them.
@@ -21,6 +21,9 @@
 //! - [`mount`]: the read-only FUSE mount (a file system over the snapshots, testable without
 //!   FUSE, and a thin fuser adapter).
 //! - [`prune`]: prune's plan, its execution, and the session around them.
+//! - [`pg`]: PostgreSQL point-in-time recovery: base backups (a backup with an amendment), the
+//!   WAL archive's push and fetch, restore to a target, what the repository holds for it; its
+//!   pure half (WAL names, the WAL segment decoder) builds without the engine.
 //! - [`commands`]: the commands of one file each (check, copy, dump).
 //! - [`patterns`]: restic-style include/exclude globs over paths (backup's sources, restore's
 //!   and find's snapshot paths).
