@@ -33,6 +33,7 @@ mod local_files;
 mod mount;
 mod pg_cluster;
 mod pg_pitr;
+mod pipes;
 mod postgres;
 mod prune;
 mod prune_clock;

@@ -22,7 +22,10 @@ pub struct ManArgs {
 /// Print the completion script for a shell on stdout.
 pub fn completion(a: &CompletionArgs) -> Result<i32> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());
+    // Into memory first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "cairn", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
     Ok(0)
 }
 

@@ -64,10 +64,19 @@ fn print_entry_warning(json: bool, w: &EntryWarning) {
             "kind": w.problem,
             "item": String::from_utf8_lossy(w.path.as_os_str().as_bytes()),
         });
-        println!("{line}");
+        line_while_working(&line.to_string());
     } else {
         eprintln!("warning: {}", escape::text(&w.message));
     }
+}
+
+/// A JSON line printed while the work goes on: a reader that went away must not stop a backup
+/// or restore half-way (only the final print ends the process quietly, see main.rs), so a
+/// failed write is ignored here.
+fn line_while_working(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// How progress is shown.
@@ -140,10 +149,10 @@ fn run(p: &Progress, style: Style, verb: &str, stop: &AtomicBool) {
             });
         } else if tick % 10 == 0 {
             let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{}",
-                serde_json::json!({"message_type": "status", "action": verb, "seconds_elapsed": secs, "files_done": files,
+            line_while_working(
+                &serde_json::json!({"message_type": "status", "action": verb, "seconds_elapsed": secs, "files_done": files,
                     "bytes_done": bytes, "total_files": tf, "total_bytes": tb})
+                .to_string(),
             );
         }
     }

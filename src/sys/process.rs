@@ -110,3 +110,16 @@ pub fn tune_malloc() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }
+
+/// Whether standard output is a pipe or socket whose reader has gone (`poll` reports
+/// `POLLERR`/`POLLHUP` on its write end): `cairn … | head -1` after `head` exited.
+pub fn stdout_reader_gone() -> bool {
+    let mut fds = [libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd for the duration of the call; a zero timeout never blocks.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    r > 0 && fds[0].revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
