@@ -7,8 +7,13 @@ use std::process::Stdio;
 
 /// Run `args` with standard output a pipe whose reader is already closed.
 fn run_reader_gone(env: &Env, args: &[&str]) -> std::process::Output {
-    let (reader, writer) = std::io::pipe().expect("pipe");
-    drop(reader);
+    // The write end of a pipe whose only reader, `true`, has exited.
+    let mut reader = std::process::Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let writer = reader.stdin.take().expect("pipe");
+    reader.wait().expect("wait for true");
     let mut c = env.command();
     c.args(args)
         .stdout(Stdio::from(writer))
