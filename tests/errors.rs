@@ -54,6 +54,39 @@ fn missing_repository() {
 }
 
 #[test]
+fn no_repository_given_is_exit_10() {
+    let env = Env::uninit();
+    for args in [vec!["snapshots"], vec!["-r", "", "snapshots"]] {
+        let o = env.cairn_with(&args, |c| {
+            c.env_remove("CAIRN_REPOSITORY");
+        });
+        let line = assert_fails_one_line(&o, 10, "a command without a repository");
+        assert!(line.contains("no repository given"), "{line}");
+    }
+}
+
+#[test]
+fn a_bad_command_line_is_exit_2() {
+    let env = Env::new();
+    // No paths: nothing opened, clap's format (a usage hint after the error line).
+    let o = env.cairn(&["backup"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing to back up"),
+        "{}",
+        describe(&o)
+    );
+    for args in [
+        vec!["backup", "--no-such-flag", "x"],
+        vec!["no-such-command"],
+        vec!["pg", "restore", "--pgdata", "x"],
+    ] {
+        let o = env.cairn(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}\n{}", describe(&o));
+    }
+}
+
+#[test]
 fn unknown_snapshot() {
     let env = Env::new();
     small_backup(&env);

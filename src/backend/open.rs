@@ -186,7 +186,8 @@ const CLIENT_SETTINGS: &[(object_store::ClientConfigKey, &str)] = &[
 /// Parse `location` and build its store (remote) or find its folder (local).
 pub(crate) fn open(location: &str, opts: &BackendOptions) -> Result<Opened> {
     if location.is_empty() {
-        return Err(Error::usage(
+        return Err(Error::new(
+            crate::ErrorKind::NoRepository,
             "no repository given: use -r/--repo or CAIRN_REPOSITORY",
         ));
     }

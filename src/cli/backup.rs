@@ -73,6 +73,16 @@ pub struct BackupArgs {
 }
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<i32> {
+    if a.paths.is_empty() && !a.stdin && !a.stdin_from_command {
+        // A bad command line (exit 2, clap's format), found before anything is opened.
+        use clap::CommandFactory;
+        super::Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "nothing to back up: give at least one path, --stdin or --stdin-from-command",
+            )
+            .exit();
+    }
     if a.stdin && a.stdin_from_command {
         bail!("--stdin and --stdin-from-command exclude each other");
     }
