@@ -126,5 +126,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
             );
         }
     }
-    Ok(if s.errors > 0 { 1 } else { 0 })
+    // Content the repository could not give back (damaged or missing blobs): finished but
+    // incomplete, 3, as every command that skipped damaged objects. Any other problem (the
+    // target refused an entry): 1.
+    Ok(if s.errors > s.files_damaged {
+        1
+    } else if s.files_damaged > 0 {
+        super::EXIT_PARTIAL
+    } else {
+        0
+    })
 }
