@@ -87,6 +87,22 @@ fn a_bad_command_line_is_exit_2() {
 }
 
 #[test]
+fn init_refuses_a_folder_that_holds_other_files() {
+    let env = Env::uninit();
+    write(&env.repo.join("notes.txt"), b"not a repository");
+    let o = env.cairn(&["init"]);
+    let line = assert_fails_one_line(&o, 1, "init into a folder with a file in it");
+    assert!(line.contains("--force"), "{line}");
+    assert!(!env.repo.join("config").exists(), "a config was written");
+    env.ok(&["init", "--force"]);
+    assert!(env.repo.join("notes.txt").exists() && env.repo.join("config").exists());
+    // An empty folder is fine.
+    let empty = Env::uninit();
+    std::fs::create_dir_all(&empty.repo).expect("mkdir");
+    empty.ok(&["init"]);
+}
+
+#[test]
 fn unknown_snapshot() {
     let env = Env::new();
     small_backup(&env);

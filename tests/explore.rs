@@ -621,12 +621,22 @@ fn tag_replaces_snapshots_and_the_new_ones_restore() {
         .find(|x| x["host"] == "h1")
         .unwrap();
     assert_eq!(h1["tags"], serde_json::json!(["b", "c"]));
-    let v = json(&env.ok(&["tag", "--json", "--set", "x"]));
+    // Without ids, --set and --remove need --all (issue 24: safer defaults); --add does not.
+    for args in [vec!["tag", "--set", "x"], vec!["tag", "--remove", "b"]] {
+        let o = env.cairn(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--all"),
+            "{}",
+            describe(&o)
+        );
+    }
+    let v = json(&env.ok(&["tag", "--json", "--set", "x", "--all"]));
     assert_eq!(v["changed"].as_array().unwrap().len(), 2, "{v}");
     for s in env.snapshots() {
         assert_eq!(s["tags"], serde_json::json!(["x"]), "{s}");
     }
-    env.ok(&["tag", "--set", ""]);
+    env.ok(&["tag", "--set", "", "--all"]);
     for s in env.snapshots() {
         assert_eq!(s["tags"], serde_json::json!([]), "{s}");
     }

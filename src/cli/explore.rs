@@ -494,6 +494,9 @@ pub struct TagArgs {
     /// Replace all tags with these (repeatable; a,b sets both; --set "" removes all)
     #[arg(long = "set", conflicts_with_all = ["add", "remove"])]
     pub set: Vec<String>,
+    /// Without snapshot ids, --set and --remove change every snapshot the filters pass: say so
+    #[arg(long, conflicts_with = "snapshots")]
+    pub all: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -508,6 +511,16 @@ fn split_tags(v: &[String]) -> Vec<String> {
 }
 
 pub fn run_tag(g: &Global, a: &TagArgs) -> Result<i32> {
+    if a.snapshots.is_empty() && !a.all && (!a.set.is_empty() || !a.remove.is_empty()) {
+        // Replacing or removing tags of every snapshot at once is rarely meant.
+        use clap::CommandFactory;
+        super::Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "tag --set/--remove without snapshot ids would change every snapshot: give ids, or --all",
+            )
+            .exit();
+    }
     let opts = TagOptions {
         add: split_tags(&a.add),
         remove: split_tags(&a.remove),

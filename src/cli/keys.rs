@@ -28,6 +28,9 @@ pub struct InitArgs {
     pub copy_chunker_params: bool,
     #[command(flatten)]
     pub from: super::copy::FromRepoArgs,
+    /// Create the repository in a local folder that already holds other files
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// argon2id cost of a new key (lower only for tests).
@@ -158,6 +161,17 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<i32> {
     } else {
         None
     };
+    // A local folder that holds something else is most likely a mistyped -r: refuse it.
+    if !g.repo.contains("://") && !a.force {
+        let dir = std::path::Path::new(&g.repo);
+        let taken = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+        if taken && !dir.join("config").exists() {
+            bail!(
+                "{} is not empty: create the repository in an empty or new folder, or give --force",
+                dir.display()
+            );
+        }
+    }
     let backend = g.backend(true)?;
     let repo = match &other {
         Some(o) => Repository::init_sharing_ids(backend, &pw, &opts, &g.cache_dir()?, o)?,
