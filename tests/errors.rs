@@ -103,6 +103,36 @@ fn init_refuses_a_folder_that_holds_other_files() {
 }
 
 #[test]
+fn check_ends_with_the_command_that_fixes_what_it_found() {
+    let env = Env::new();
+    small_backup(&env);
+    // A lost index: `repair index`.
+    for f in objects(&env.repo.join("index")) {
+        std::fs::remove_file(f).expect("rm index file");
+    }
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("what to do:") && l.contains("`cairn repair index`")),
+        "{out}"
+    );
+    env.ok(&["repair", "index"]);
+    check_clean(&env, &[], "after repair index");
+    // A damaged pack found by --read-data: `find --pack`/`find --blob` name what uses it.
+    let pack = objects(&env.repo.join("data")).remove(0);
+    let mut b = std::fs::read(&pack).expect("read pack");
+    b[10] ^= 0x40;
+    chmod(&pack, 0o644);
+    std::fs::write(&pack, b).expect("write pack");
+    let o = env.cairn(&["check", "--read-data"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("`cairn find --"), "{out}");
+}
+
+#[test]
 fn unknown_snapshot() {
     let env = Env::new();
     small_backup(&env);

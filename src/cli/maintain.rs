@@ -253,6 +253,9 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<i32> {
             println!("no problems found");
         } else {
             println!("{} problems found", report.problems.len());
+            for a in &report.advice {
+                println!("what to do: {}", escape::text(a));
+            }
         }
     }
     Ok(if report.problems.is_empty() { 0 } else { 1 })

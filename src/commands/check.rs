@@ -154,6 +154,8 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Things worth knowing that are not problems (recent unindexed packs).
     pub notes: Vec<String>,
+    /// What to run about the problems found, one line each ([`advice`]).
+    pub advice: Vec<String>,
     /// Figures.
     pub stats: CheckStats,
 }
@@ -319,7 +321,62 @@ pub fn check(repo: &Repository, opts: &CheckOptions, scratch: &Path) -> Result<C
 
     // 5. The WAL archive: what base backups need, holes in each timeline.
     check_wal(repo, opts.read_data.is_some(), &mut r)?;
+    r.advice = advice(&r.problems);
     Ok(r)
+}
+
+/// The commands that fix (or say what is lost to) `problems`, in the order to run them.
+pub fn advice(problems: &[Problem]) -> Vec<String> {
+    use ProblemKind as K;
+    let has = |ks: &[ProblemKind]| problems.iter().any(|p| ks.contains(&p.kind));
+    let mut out = Vec::new();
+    if has(&[
+        K::IndexFile,
+        K::MissingBlob,
+        K::MissingPack,
+        K::PackSize,
+        K::UnindexedPack,
+        K::IndexMismatch,
+        K::PackCorrupt,
+        K::Tree,
+    ]) {
+        out.push(
+            "the index does not match the packs (or lost what a tree needs): run `cairn repair index` (it rebuilds it from the pack headers), then `cairn check` again"
+                .to_string(),
+        );
+    }
+    for (what, prefix) in [("pack", "pack "), ("blob", "blob ")] {
+        let ids: Vec<&str> = problems
+            .iter()
+            .filter(|p| matches!(p.kind, K::PackCorrupt | K::BadBlob))
+            .filter_map(|p| p.object.strip_prefix(prefix))
+            .collect();
+        if let Some(first) = ids.first() {
+            out.push(format!(
+                "{} damaged {what}s: `cairn find --{what} {first}` (and the others) names the snapshots and files that use them",
+                ids.len()
+            ));
+        }
+    }
+    if has(&[
+        K::MissingBlob,
+        K::Tree,
+        K::Snapshot,
+        K::PackCorrupt,
+        K::BadBlob,
+    ]) {
+        out.push(
+            "what stays lost after `repair index`: `cairn repair snapshots --dry-run` shows what it would cut out of the snapshots (a new backup stores the files again if they still exist)"
+                .to_string(),
+        );
+    }
+    if has(&[K::WalMissing, K::WalCorrupt]) {
+        out.push(
+            "WAL is missing or damaged: `cairn pg check` tests archiving end to end, and a new base backup (`cairn pg backup`) makes recovery possible from now on"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// The WAL archive: every base backup's WAL there, no hole in a timeline after the oldest base
