@@ -324,3 +324,49 @@ fn unreadable_source_file_gives_exit_3_and_a_snapshot() {
     let path = format!("{}/readable.txt", src.to_str().unwrap());
     assert_eq!(env.ok(&["dump", "latest", &path]).stdout, b"readable\n");
 }
+
+/// Unmounts a tmpfs however the test ends.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_target_is_the_targets_problem_said_once_and_the_restore_stops() {
+    assert!(is_root(), "this test mounts a small tmpfs: it needs root");
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..40 {
+        write_random(&src.join(format!("f{i:02}")), 100 + i, 256 << 10);
+    }
+    env.backup(&[src.to_str().unwrap()]);
+    let small = env.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "cannot mount a tmpfs");
+    let _guard = Tmpfs(small.clone());
+    let o = env.cairn(&["restore", "latest", "--target", small.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !err.contains("damaged"),
+        "a full target is not damaged content:\n{err}"
+    );
+    let per_file = err
+        .lines()
+        .filter(|l| l.contains("No space left on device") && l.contains("cannot write"))
+        .count();
+    assert_eq!(per_file, 1, "the cause is said once:\n{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: restore stopped") && last.contains("can take nothing more"),
+        "{err}"
+    );
+}

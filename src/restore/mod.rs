@@ -137,6 +137,19 @@ struct Ctx<'a> {
     first_inodes: std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, u64)>>,
     /// Most files per batch ([`batch_files`]).
     batch_files: usize,
+    /// The target can take nothing more (full, read-only, over quota): nothing more is fetched.
+    target_gone: std::sync::atomic::AtomicBool,
+    /// Files that could not be written, per cause (the first of each is warned about).
+    write_failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+/// Whether a write error means the target can take nothing more.
+fn target_is_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::ReadOnlyFilesystem | K::QuotaExceeded
+    )
 }
 
 impl Ctx<'_> {
@@ -144,6 +157,50 @@ impl Ctx<'_> {
     fn problem(&self, kind: EntryProblem, path: &std::path::Path, msg: impl Into<String>) {
         (self.warn)(&EntryWarning::new(kind, path, msg));
         self.n.errors.fetch_add(1, Relaxed);
+    }
+
+    /// A file the target would not take: the first of each cause is warned about, the others
+    /// only counted ([`Self::report_write_failures`] says how many).
+    fn write_failed(&self, path: &std::path::Path, e: &std::io::Error) {
+        let cause = e.to_string();
+        let first = match self.write_failures.lock() {
+            Ok(mut m) => {
+                let n = m.entry(cause.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            }
+            Err(_) => true,
+        };
+        if first {
+            self.problem(
+                EntryProblem::Create,
+                path,
+                format!(
+                    "cannot write {}: {cause} (the target's problem, not the repository's)",
+                    path.display()
+                ),
+            );
+        } else {
+            self.n.errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// One warning per cause that hit more than one file: how many files it left unwritten.
+    fn report_write_failures(&self, target: &std::path::Path) {
+        let all = match self.write_failures.lock() {
+            Ok(m) => m.clone(),
+            Err(_) => return,
+        };
+        for (cause, n) in all.into_iter().filter(|(_, n)| *n > 1) {
+            (self.warn)(&EntryWarning::new(
+                EntryProblem::Create,
+                target,
+                format!(
+                    "{n} files in all could not be written to {}: {cause}",
+                    target.display()
+                ),
+            ));
+        }
     }
 }
 
@@ -209,6 +266,8 @@ pub fn restore(
         n: Counters::default(),
         first_inodes: Default::default(),
         batch_files: batch_files(crate::sys::process::raise_fd_limit()),
+        target_gone: Default::default(),
+        write_failures: Default::default(),
     };
     if let Some((f, b)) = opts.totals {
         progress.set_totals(f, b);
@@ -268,6 +327,18 @@ pub fn restore(
                 written = Err(e);
                 break;
             }
+            if ctx.target_gone.load(Relaxed) {
+                // Full, read-only or over quota: every further file would fail the same way.
+                ctx.report_write_failures(&opts.target);
+                written = Err(Error::new(
+                    crate::ErrorKind::Io,
+                    format!(
+                        "restore stopped: {} can take nothing more (see the warnings: the files they name or count are incomplete)",
+                        opts.target.display()
+                    ),
+                ));
+                break;
+            }
         }
         drop(rx);
         let planned = planner
@@ -276,6 +347,7 @@ pub fn restore(
         written.and(planned)
     })?;
     drop(top);
+    ctx.report_write_failures(&opts.target);
     Ok(summary(ctx))
 }
 

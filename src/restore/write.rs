@@ -32,6 +32,8 @@ struct Open {
     short: AtomicBool,
     /// The first problem with its content, when there is one.
     damage: Mutex<Option<String>>,
+    /// The first local write failure (the target, not the repository), when there is one.
+    write_error: Mutex<Option<std::io::Error>>,
 }
 
 /// One needed blob of a pack and where it goes: (file index, offset).
@@ -100,16 +102,30 @@ pub(super) fn run<'a>(
     }
     let packs: Vec<(Id, Vec<Want>)> = by_pack.into_iter().collect();
     pool.install(|| {
-        packs
-            .par_iter()
-            .for_each(|(pack, wants)| read_pack(ctx, jobs, &open, pack, wants))
+        packs.par_iter().for_each(|(pack, wants)| {
+            // The target is full or read-only: fetching more would only fail again.
+            if !ctx.target_gone.load(Relaxed) {
+                read_pack(ctx, jobs, &open, pack, wants)
+            }
+        })
     });
     // Files whose content is damaged are finished here (length set, no metadata, so a rerun
     // does not take them for complete).
     for (j, o) in jobs.iter().zip(&open) {
         let Some(o) = o else { continue };
+        let write_error = o.write_error.lock().ok().and_then(|mut d| d.take());
         let damage = o.damage.lock().ok().and_then(|mut d| d.take());
-        if let Some(why) = damage {
+        if let Some(e) = write_error {
+            // The target's fault, not the repository's: once per cause, with a count at the end.
+            ctx.write_failed(&j.path, &e);
+            ctx.progress.add_file();
+        } else if ctx.target_gone.load(Relaxed) && o.remaining.load(Relaxed) > 0 {
+            ctx.write_failed(
+                &j.path,
+                &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            );
+            ctx.progress.add_file();
+        } else if let Some(why) = damage {
             let _ = o.file.set_len(j.node.size.max(j.content_len));
             ctx.n.files_damaged.fetch_add(1, Relaxed);
             ctx.problem(
@@ -187,6 +203,7 @@ fn prepare(ctx: &Ctx<'_>, j: &FileJob<'_>) -> Option<Open> {
         remaining: AtomicUsize::new(placements),
         short: AtomicBool::new(false),
         damage: Mutex::new(j.missing.clone()),
+        write_error: Mutex::new(None),
     };
     if placements == 0 {
         if j.missing.is_some() {
@@ -285,8 +302,11 @@ fn place(ctx: &Ctx<'_>, jobs: &[FileJob<'_>], open: &[Option<Open>], want: &Want
                 }
             }
             Err(e) => {
-                if let Ok(mut d) = o.damage.lock() {
-                    d.get_or_insert_with(|| format!("cannot write: {e}"));
+                if super::target_is_gone(&e) {
+                    ctx.target_gone.store(true, Relaxed);
+                }
+                if let Ok(mut d) = o.write_error.lock() {
+                    d.get_or_insert(e);
                 }
             }
         }
@@ -302,7 +322,8 @@ fn done_one(ctx: &Ctx<'_>, j: &FileJob<'_>, o: &Open) {
         .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
         == 1
     {
-        let damaged = o.damage.lock().map(|d| d.is_some()).unwrap_or(true);
+        let damaged = o.damage.lock().map(|d| d.is_some()).unwrap_or(true)
+            || o.write_error.lock().map(|d| d.is_some()).unwrap_or(true);
         if !damaged {
             finish(ctx, j, o);
         }
