@@ -540,7 +540,12 @@ mod tests {
         assert!(e("s3://b/p", &[("connections", "0")]).contains("connections"));
         assert!(e("s3://b/p", &[("timeout", "soon")]).contains("timeout"));
         assert!(e("/tmp/x", &[("endpoint", "http://h")]).contains("local folder"));
-        assert!(e("", &[]).contains("no repository"));
+        // None given is "no repository" (exit 10), not a usage error.
+        let none = open("", &opts(&[]))
+            .err()
+            .expect("an empty location is refused");
+        assert_eq!(none.kind(), crate::ErrorKind::NoRepository, "{none}");
+        assert!(none.to_string().contains("no repository given"), "{none}");
         assert!(BackendOptions::parse_option("novalue").is_err());
         assert_eq!(
             BackendOptions::parse_option("endpoint=http://h:1/?a=b").unwrap(),
