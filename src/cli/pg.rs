@@ -401,15 +401,9 @@ fn list(g: &Global) -> Result<i32> {
     for b in &bases {
         let p = &b.pg;
         let (start, stop) = b.wal_range();
-        let seg = p.segment_size;
         let empty = catalog::ClusterWal::default();
         let w = wal.get(&p.system_identifier).unwrap_or(&empty);
-        let missing = w.missing(
-            p.timeline,
-            cairn::pg::walname::segno_of(Lsn(p.start_lsn), seg),
-            cairn::pg::walname::segno_of(Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)), seg),
-            seg,
-        );
+        let missing = w.missing_for(p);
         rows.push((b, start, stop, missing));
     }
     if g.json {

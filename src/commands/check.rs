@@ -391,14 +391,8 @@ fn check_wal(repo: &Repository, read_data: bool, r: &mut CheckReport) -> Result<
     let empty = catalog::ClusterWal::default();
     for b in &bases {
         let p = &b.pg;
-        let seg = p.segment_size;
         let w = archived.get(&p.system_identifier).unwrap_or(&empty);
-        let missing = w.missing(
-            p.timeline,
-            segno_of(Lsn(p.start_lsn), seg),
-            segno_of(Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)), seg),
-            seg,
-        );
+        let missing = w.missing_for(p);
         if let Some(first) = missing.first() {
             r.problems.push(Problem {
                 kind: ProblemKind::WalMissing,

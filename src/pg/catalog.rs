@@ -28,23 +28,24 @@ impl BaseBackup {
     }
 }
 
-/// The first and last segment a base backup needs to become consistent: from its start to
-/// its stop (the segment holding the stop record's last byte).
-pub fn wal_range(p: &PgBase) -> (String, String) {
+/// The numbers of the first and last segment a base backup needs to become consistent: from
+/// its start to its stop (the segment holding the stop record's last byte).
+pub fn segment_range(p: &PgBase) -> (u64, u64) {
     (
-        segment_name(
-            p.timeline,
-            segno_of(Lsn(p.start_lsn), p.segment_size),
+        segno_of(Lsn(p.start_lsn), p.segment_size),
+        segno_of(
+            Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)),
             p.segment_size,
         ),
-        segment_name(
-            p.stop_timeline,
-            segno_of(
-                Lsn(p.stop_lsn.saturating_sub(1).max(p.start_lsn)),
-                p.segment_size,
-            ),
-            p.segment_size,
-        ),
+    )
+}
+
+/// The names of the first and last segment a base backup needs ([`segment_range`]).
+pub fn wal_range(p: &PgBase) -> (String, String) {
+    let (first, last) = segment_range(p);
+    (
+        segment_name(p.timeline, first, p.segment_size),
+        segment_name(p.stop_timeline, last, p.segment_size),
     )
 }
 
@@ -82,6 +83,12 @@ impl ClusterWal {
             .filter(|&s| !self.has_segment(timeline, s, segment_size))
             .map(|s| segment_name(timeline, s, segment_size))
             .collect()
+    }
+
+    /// The segments base backup `p` needs that are not archived.
+    pub fn missing_for(&self, p: &PgBase) -> Vec<String> {
+        let (first, last) = segment_range(p);
+        self.missing(p.timeline, first, last, p.segment_size)
     }
 
     /// Per timeline, the archived segment numbers (complete segments only).

@@ -11,7 +11,7 @@
 //! that started after a time target cannot reach it, and PostgreSQL would not notice.
 
 use super::catalog::{self, BaseBackup};
-use super::walname::{Lsn, WalFile, segno_of};
+use super::walname::{Lsn, WalFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Observer;
 use crate::repo::Repository;
@@ -353,16 +353,7 @@ pub fn restore(
     let wal = catalog::archived(&repo.wal())?
         .remove(&sysid)
         .unwrap_or_default();
-    let seg = base.pg.segment_size;
-    let missing = wal.missing(
-        base.pg.timeline,
-        segno_of(Lsn(base.pg.start_lsn), seg),
-        segno_of(
-            Lsn(base.pg.stop_lsn.saturating_sub(1).max(base.pg.start_lsn)),
-            seg,
-        ),
-        seg,
-    );
+    let missing = wal.missing_for(&base.pg);
     if let Some(first) = missing.first() {
         return Err(Error::new(
             ErrorKind::NotFound,
