@@ -10,7 +10,7 @@
 //! WAL's headers, before the first segment where that id could have ended. A base backup
 //! that started after a time target cannot reach it, and PostgreSQL would not notice.
 
-use super::catalog::{self, BaseBackup};
+use super::catalog::{self, BaseBackup, ClusterWal};
 use super::walname::{Lsn, WalFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Observer;
@@ -83,11 +83,13 @@ fn pg_time(ns: i64) -> String {
         .to_string()
 }
 
-/// The LSN of restore point `name` in the archived WAL of cluster `sysid` (newest first).
-fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(&repo.wal())?
-        .remove(&sysid)
-        .unwrap_or_default();
+/// The LSN of restore point `name` in `wal`, cluster `sysid`'s archived WAL (newest first).
+fn restore_point_lsn(
+    repo: &Repository,
+    wal: &ClusterWal,
+    sysid: u64,
+    name: &str,
+) -> Result<Option<Lsn>> {
     let mut names: Vec<&String> = wal
         .files
         .keys()
@@ -123,10 +125,13 @@ fn restore_point_lsn(repo: &Repository, sysid: u64, name: &str) -> Result<Option
 /// The first WAL position where transaction `xid` could have committed or aborted, by the
 /// archived segments' headers: the start of the first segment whose largest ended xid is at
 /// least `xid`.
-fn xid_lower_bound(repo: &Repository, sysid: u64, xid: u64, seg: u32) -> Result<Option<Lsn>> {
-    let wal = catalog::archived(&repo.wal())?
-        .remove(&sysid)
-        .unwrap_or_default();
+fn xid_lower_bound(
+    repo: &Repository,
+    wal: &ClusterWal,
+    sysid: u64,
+    xid: u64,
+    seg: u32,
+) -> Result<Option<Lsn>> {
     let xid32 = (xid & 0xffff_ffff) as u32;
     for (name, _) in wal.files.iter() {
         let Some(f) = WalFile::parse(name, seg).filter(|f| f.holds_records()) else {
@@ -143,7 +148,12 @@ fn xid_lower_bound(repo: &Repository, sysid: u64, xid: u64, seg: u32) -> Result<
 
 /// The base backup to restore for `target` among `bases` (oldest stop first) of cluster
 /// `sysid`.
-pub fn choose(repo: &Repository, bases: &[BaseBackup], target: &Target) -> Result<BaseBackup> {
+pub fn choose(
+    repo: &Repository,
+    bases: &[BaseBackup],
+    wal: &ClusterWal,
+    target: &Target,
+) -> Result<BaseBackup> {
     let newest = |ok: &dyn Fn(&BaseBackup) -> bool| bases.iter().rev().find(|b| ok(b)).cloned();
     let none = |why: String| Error::new(ErrorKind::NotFound, why);
     if bases.is_empty() {
@@ -168,7 +178,7 @@ pub fn choose(repo: &Repository, bases: &[BaseBackup], target: &Target) -> Resul
             ))
         }),
         Target::Name(n) => {
-            let lsn = restore_point_lsn(repo, sysid, n)?
+            let lsn = restore_point_lsn(repo, wal, sysid, n)?
                 .ok_or_else(|| none(format!("no restore point named {n:?} in the archived WAL")))?;
             newest(&|b| b.pg.stop_lsn <= lsn.0).ok_or_else(|| {
                 none(format!(
@@ -181,7 +191,7 @@ pub fn choose(repo: &Repository, bases: &[BaseBackup], target: &Target) -> Resul
                 return Ok(b);
             }
             let seg = bases[0].pg.segment_size;
-            let lb = xid_lower_bound(repo, sysid, *x, seg)?;
+            let lb = xid_lower_bound(repo, wal, sysid, *x, seg)?;
             lb.and_then(|l| newest(&|b| b.pg.stop_lsn <= l.0)).ok_or_else(|| {
                 none(format!(
                     "no base backup is known to precede transaction {x}: it was assigned before the oldest base backup stopped"
@@ -327,6 +337,10 @@ pub fn restore(
         .into_iter()
         .filter(|b| b.pg.system_identifier == sysid)
         .collect();
+    // One listing of the cluster's WAL: for the choice and for the check below.
+    let wal = catalog::archived(&repo.wal())?
+        .remove(&sysid)
+        .unwrap_or_default();
     let base = match opts.base {
         Some(id) => bases.iter().find(|b| b.id == id).cloned().ok_or_else(|| {
             Error::not_found(format!(
@@ -334,7 +348,7 @@ pub fn restore(
                 id.short()
             ))
         })?,
-        None => choose(repo, &bases, &opts.target)?,
+        None => choose(repo, &bases, &wal, &opts.target)?,
     };
     let pgdata = &opts.pgdata;
     if pgdata.join("postmaster.pid").exists() {
@@ -350,9 +364,6 @@ pub fn restore(
         )));
     }
     // The WAL the backup needs must be there, or recovery cannot even become consistent.
-    let wal = catalog::archived(&repo.wal())?
-        .remove(&sysid)
-        .unwrap_or_default();
     let missing = wal.missing_for(&base.pg);
     if let Some(first) = missing.first() {
         return Err(Error::new(
